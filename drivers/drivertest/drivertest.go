@@ -1,0 +1,436 @@
+// Package drivertest is the conformance suite every golb driver must pass,
+// built-in or external. It drives the real plugin subprocess through the SDK's
+// client: start, serve, inspect, wait, stop, destroy, list, recover after a
+// plugin crash, and clean start failures.
+package drivertest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golb/golb/drivers"
+)
+
+// Harness tells the suite how to run one driver.
+type Harness struct {
+	// Launch starts a fresh plugin instance as a real subprocess. The suite
+	// kills it (SIGKILL for the crash test, Kill otherwise).
+	Launch func(t *testing.T) *drivers.Client
+	// Plugin is handed to every instance with SetConfig; DataDir defaults to a
+	// temp dir shared by all instances of one test.
+	Plugin drivers.PluginConfig
+	// Serving is the config block of a worker that serves GET /healthz with 200
+	// on $PORT. Nil means the driver's default worker.
+	Serving json.RawMessage
+	// IgnoresTERM is the config block of a worker that ignores SIGTERM; nil
+	// skips the SIGKILL-after-timeout test with a reason.
+	IgnoresTERM json.RawMessage
+	// BadConfig is a config block Start must reject with drivers.ErrBadConfig
+	// (a missing command or image).
+	BadConfig json.RawMessage
+	// IdentityKey is the Inspect detail that names the running thing (e.g.
+	// "pid", "container_id"): it must not change across a Recover.
+	IdentityKey string
+	// StartTimeout bounds Start plus the time until the worker serves.
+	// Default 10s.
+	StartTimeout time.Duration
+}
+
+// suite carries one test's state.
+type suite struct {
+	t     *testing.T
+	h     Harness
+	group string
+}
+
+// Run runs the conformance suite as subtests of t.
+func Run(t *testing.T, h Harness) {
+	if h.StartTimeout == 0 {
+		h.StartTimeout = 10 * time.Second
+	}
+	if h.IdentityKey == "" {
+		t.Fatal("drivertest: Harness.IdentityKey is required")
+	}
+	tests := []struct {
+		name string
+		fn   func(*suite)
+	}{
+		{"StartServeStopDestroy", testLifecycle},
+		{"StopKillsAfterTimeout", testStopTimeout},
+		{"RecoverAfterPluginCrash", testRecover},
+		{"StartFailuresLeakNothing", testStartFailures},
+		{"UnknownWorker", testUnknown},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := h
+			if h.Plugin.DataDir == "" {
+				h.Plugin.DataDir = t.TempDir()
+			}
+			tc.fn(&suite{t: t, h: h, group: fmt.Sprintf("conf%d", time.Now().UnixNano()%1e9)})
+		})
+	}
+}
+
+func (s *suite) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.h.StartTimeout+30*time.Second)
+	s.t.Cleanup(cancel)
+	return ctx
+}
+
+// launch starts a plugin instance and configures it.
+func (s *suite) launch() *drivers.Client {
+	s.t.Helper()
+	c := s.h.Launch(s.t)
+	s.t.Cleanup(c.Kill)
+	if err := c.SetConfig(s.ctx(), s.h.Plugin); err != nil {
+		s.t.Fatalf("SetConfig: %v", err)
+	}
+	return c
+}
+
+func (s *suite) spec(id string, config json.RawMessage) drivers.WorkerSpec {
+	return drivers.WorkerSpec{
+		ID:       fmt.Sprintf("%s-%s", s.group, id),
+		Group:    s.group,
+		Port:     FreePort(s.t),
+		BindAddr: "127.0.0.1",
+		Env:      map[string]string{"GOLB_AVG_DELAY": "1ms", "GOLB_FAILURE_RATE": "0"},
+		Config:   config,
+	}
+}
+
+// start starts a worker and registers its destruction.
+func (s *suite) start(d drivers.Driver, spec drivers.WorkerSpec) *drivers.Handle {
+	s.t.Helper()
+	h, err := d.Start(s.ctx(), spec)
+	if err != nil {
+		s.t.Fatalf("Start(%s): %v", spec.ID, err)
+	}
+	s.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = d.Destroy(ctx, spec.ID)
+	})
+	if h.ID != spec.ID || h.Address == "" {
+		s.t.Fatalf("Start returned handle %+v for spec %s: want its id and an address", h, spec.ID)
+	}
+	return h
+}
+
+// waitServing waits for the worker's first 200, and on failure reports what
+// the driver knows of it (exit status, log paths).
+func (s *suite) waitServing(d drivers.Driver, h *drivers.Handle) {
+	s.t.Helper()
+	url := "http://" + h.Address + "/healthz"
+	deadline := time.Now().Add(s.h.StartTimeout)
+	for time.Now().Before(deadline) {
+		if httpOK(url) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st, err := d.Inspect(s.ctx(), h.ID)
+	s.t.Fatalf("%s did not answer 200 within %v; Inspect: %+v, %v", url, s.h.StartTimeout, st, err)
+}
+
+func (s *suite) listGroup(d drivers.Driver) []*drivers.Handle {
+	s.t.Helper()
+	hs, err := d.List(s.ctx(), map[string]string{drivers.LabelManaged: "true", drivers.LabelGroup: s.group})
+	if err != nil {
+		s.t.Fatalf("List: %v", err)
+	}
+	return hs
+}
+
+func testLifecycle(s *suite) {
+	d := s.launch()
+	spec := s.spec("a", s.h.Serving)
+	begin := time.Now()
+	h := s.start(d, spec)
+	s.waitServing(d, h)
+	s.t.Logf("start to first 200: %v", time.Since(begin))
+
+	st, err := d.Inspect(s.ctx(), spec.ID)
+	if err != nil || st.State != drivers.StateRunning {
+		s.t.Fatalf("Inspect running worker: %+v, %v", st, err)
+	}
+	if st.Details[s.h.IdentityKey] == "" {
+		s.t.Fatalf("Inspect details %v lack identity key %q", st.Details, s.h.IdentityKey)
+	}
+	hs := s.listGroup(d)
+	if len(hs) != 1 || hs[0].ID != spec.ID || hs[0].Address != h.Address {
+		s.t.Fatalf("List = %v, want exactly %s at %s", ids(hs), spec.ID, h.Address)
+	}
+	if hs[0].Labels[drivers.LabelGroup] != s.group || hs[0].Labels[drivers.LabelManaged] != "true" {
+		s.t.Fatalf("listed labels %v lack golb's labels", hs[0].Labels)
+	}
+
+	waited := make(chan drivers.ExitResult, 1)
+	go func() {
+		res, err := d.Wait(s.ctx(), spec.ID)
+		if err != nil {
+			s.t.Errorf("Wait: %v", err)
+		}
+		waited <- res
+	}()
+	select {
+	case res := <-waited:
+		s.t.Fatalf("Wait returned %v while the worker runs", res)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := d.Stop(s.ctx(), spec.ID, "SIGTERM", 10*time.Second); err != nil {
+		s.t.Fatalf("Stop: %v", err)
+	}
+	select {
+	case res := <-waited:
+		s.t.Logf("exit after SIGTERM: %v", res)
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("Wait did not return after Stop")
+	}
+	st, err = d.Inspect(s.ctx(), spec.ID)
+	if err != nil || st.State != drivers.StateExited || st.Exit == nil {
+		s.t.Fatalf("Inspect after Stop: %+v, %v; want exited with a result", st, err)
+	}
+	if ok := httpOK("http://" + h.Address + "/healthz"); ok {
+		s.t.Fatal("worker still answers after Stop")
+	}
+
+	if err := d.Destroy(s.ctx(), spec.ID); err != nil {
+		s.t.Fatalf("Destroy: %v", err)
+	}
+	if hs := s.listGroup(d); len(hs) != 0 {
+		s.t.Fatalf("List after Destroy = %v, want none", ids(hs))
+	}
+	if _, err := d.Inspect(s.ctx(), spec.ID); !errors.Is(err, drivers.ErrNotFound) {
+		s.t.Fatalf("Inspect after Destroy: %v, want ErrNotFound", err)
+	}
+	if err := portFree(spec.Port); err != nil {
+		s.t.Fatalf("port %d still taken after Destroy: %v", spec.Port, err)
+	}
+}
+
+func testStopTimeout(s *suite) {
+	if s.h.IgnoresTERM == nil {
+		s.t.Skip("harness has no worker that ignores SIGTERM")
+	}
+	d := s.launch()
+	spec := s.spec("stubborn", s.h.IgnoresTERM)
+	s.start(d, spec)
+	time.Sleep(500 * time.Millisecond) // let it install its signal disposition
+	begin := time.Now()
+	if err := d.Stop(s.ctx(), spec.ID, "SIGTERM", time.Second); err != nil {
+		s.t.Fatalf("Stop: %v", err)
+	}
+	took := time.Since(begin)
+	s.t.Logf("stop with 1s timeout took %v", took)
+	if took < 900*time.Millisecond {
+		s.t.Fatalf("Stop returned after %v: the worker ignores SIGTERM, so it must have waited the 1s timeout", took)
+	}
+	st, err := d.Inspect(s.ctx(), spec.ID)
+	if err != nil || st.State != drivers.StateExited {
+		s.t.Fatalf("Inspect after Stop: %+v, %v; want exited", st, err)
+	}
+	if st.Exit != nil && st.Exit.Signal != 0 && st.Exit.Signal != int(syscall.SIGKILL) {
+		s.t.Fatalf("worker ended by signal %d, want SIGKILL", st.Exit.Signal)
+	}
+}
+
+func testRecover(s *suite) {
+	first := s.launch()
+	a := s.start(first, s.spec("a", s.h.Serving))
+	b := s.start(first, s.spec("b", s.h.Serving))
+	idents := map[string]string{}
+	for _, h := range []*drivers.Handle{a, b} {
+		s.waitServing(first, h)
+		st, err := first.Inspect(s.ctx(), h.ID)
+		if err != nil {
+			s.t.Fatalf("Inspect: %v", err)
+		}
+		idents[h.ID] = st.Details[s.h.IdentityKey]
+	}
+
+	pid := first.Pid()
+	if pid == 0 {
+		s.t.Fatal("plugin pid unknown")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		s.t.Fatalf("killing plugin: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !first.Exited() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := first.Inspect(s.ctx(), a.ID); !errors.Is(err, drivers.ErrPluginExited) {
+		s.t.Fatalf("call on a killed plugin: %v, want ErrPluginExited", err)
+	}
+	for _, h := range []*drivers.Handle{a, b} {
+		if !httpOK("http://" + h.Address + "/healthz") {
+			s.t.Fatalf("worker %s stopped serving when its plugin was killed", h.ID)
+		}
+	}
+
+	second := s.launch()
+	listed := s.listGroup(second)
+	if len(listed) != 2 {
+		s.t.Fatalf("List after plugin crash = %v, want the 2 workers", ids(listed))
+	}
+	for _, h := range listed {
+		if err := second.Recover(s.ctx(), h); err != nil {
+			s.t.Fatalf("Recover(%s): %v", h.ID, err)
+		}
+		// Recovering twice is harmless.
+		if err := second.Recover(s.ctx(), h); err != nil {
+			s.t.Fatalf("second Recover(%s): %v", h.ID, err)
+		}
+		st, err := second.Inspect(s.ctx(), h.ID)
+		if err != nil || st.State != drivers.StateRunning {
+			s.t.Fatalf("Inspect recovered %s: %+v, %v", h.ID, st, err)
+		}
+		if got := st.Details[s.h.IdentityKey]; got != idents[h.ID] {
+			s.t.Fatalf("recovered %s has %s %q, was %q: it was restarted, not re-attached", h.ID, s.h.IdentityKey, got, idents[h.ID])
+		}
+	}
+	if again := s.listGroup(second); len(again) != 2 {
+		s.t.Fatalf("List after Recover = %v: duplicates or losses", ids(again))
+	}
+	// The new instance controls the recovered workers fully.
+	done := make(chan error, 1)
+	go func() { _, err := second.Wait(s.ctx(), a.ID); done <- err }()
+	if err := second.Stop(s.ctx(), a.ID, "SIGTERM", 10*time.Second); err != nil {
+		s.t.Fatalf("Stop recovered worker: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			s.t.Fatalf("Wait on recovered worker: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("Wait on a recovered worker did not return after Stop")
+	}
+	if !httpOK("http://" + b.Address + "/healthz") {
+		s.t.Fatal("stopping one recovered worker affected the other")
+	}
+	for _, h := range []*drivers.Handle{a, b} {
+		if err := second.Destroy(s.ctx(), h.ID); err != nil {
+			s.t.Fatalf("Destroy: %v", err)
+		}
+	}
+	if left := s.listGroup(second); len(left) != 0 {
+		s.t.Fatalf("List after Destroy = %v", ids(left))
+	}
+}
+
+func testStartFailures(s *suite) {
+	d := s.launch()
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer taken.Close()
+	spec := s.spec("porttaken", s.h.Serving)
+	spec.Port = taken.Addr().(*net.TCPAddr).Port
+	_, err = d.Start(s.ctx(), spec)
+	if !errors.Is(err, drivers.ErrPortInUse) {
+		s.t.Fatalf("Start on a taken port: %v, want ErrPortInUse", err)
+	}
+	s.t.Logf("port taken: %v", err)
+
+	if s.h.BadConfig != nil {
+		spec := s.spec("badconfig", s.h.BadConfig)
+		_, err := d.Start(s.ctx(), spec)
+		if !errors.Is(err, drivers.ErrBadConfig) {
+			s.t.Fatalf("Start with a bad config: %v, want ErrBadConfig", err)
+		}
+		s.t.Logf("bad config: %v", err)
+	}
+	spec = s.spec("badid", s.h.Serving)
+	spec.Port = 0
+	if _, err := d.Start(s.ctx(), spec); !errors.Is(err, drivers.ErrBadConfig) {
+		s.t.Fatalf("Start with port 0: %v, want ErrBadConfig", err)
+	}
+	if left := s.listGroup(d); len(left) != 0 {
+		s.t.Fatalf("failed starts left workers behind: %v", ids(left))
+	}
+}
+
+func testUnknown(s *suite) {
+	d := s.launch()
+	if _, err := d.Inspect(s.ctx(), "no-such-worker"); !errors.Is(err, drivers.ErrNotFound) {
+		s.t.Fatalf("Inspect unknown: %v, want ErrNotFound", err)
+	}
+	if _, err := d.Wait(s.ctx(), "no-such-worker"); !errors.Is(err, drivers.ErrNotFound) {
+		s.t.Fatalf("Wait unknown: %v, want ErrNotFound", err)
+	}
+	if err := d.Destroy(s.ctx(), "no-such-worker"); err != nil {
+		s.t.Fatalf("Destroy unknown: %v, want nil", err)
+	}
+	info, err := d.Info(s.ctx())
+	if err != nil || info.Name == "" || info.ProtocolVersion != drivers.ProtocolVersion {
+		s.t.Fatalf("Info = %+v, %v", info, err)
+	}
+	fp, err := d.Fingerprint(s.ctx())
+	if err != nil || !fp.Healthy {
+		s.t.Fatalf("Fingerprint = %+v, %v: the runtime must be reachable to run this suite", fp, err)
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func portFree(port int) error {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// WaitHTTP polls url until it answers 200 or timeout passes.
+func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if httpOK(url) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer 200 within %v", url, timeout)
+}
+
+var probe = &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func httpOK(url string) bool {
+	resp, err := probe.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func ids(hs []*drivers.Handle) []string {
+	out := make([]string, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, h.ID)
+	}
+	return out
+}

@@ -1,0 +1,180 @@
+package drivers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/golb/golb/drivers/proto"
+)
+
+// grpcClient is the Driver that core holds: every call crosses into the plugin.
+type grpcClient struct {
+	client proto.DriverClient
+}
+
+// fromStatus turns a gRPC error back into an error that matches the SDK's
+// sentinels with errors.Is. A transport failure becomes ErrPluginExited.
+func fromStatus(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	msg := st.Message()
+	for _, m := range errorCodes {
+		if st.Code() == m.code {
+			return &remoteError{msg: msg, sentinel: m.err}
+		}
+	}
+	switch st.Code() {
+	case codes.Canceled:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &remoteError{msg: msg, sentinel: context.Canceled}
+	case codes.DeadlineExceeded:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &remoteError{msg: msg, sentinel: context.DeadlineExceeded}
+	case codes.Unavailable:
+		return fmt.Errorf("%w: %s", ErrPluginExited, msg)
+	}
+	return errors.New(msg)
+}
+
+// remoteError carries the plugin's message while matching a local sentinel.
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// SetConfig is always available on the client side; the plugin answers it
+// whether or not its implementation is a Configurer.
+func (c *grpcClient) SetConfig(ctx context.Context, cfg PluginConfig) error {
+	_, err := c.client.SetConfig(ctx, &proto.SetConfigRequest{DataDir: cfg.DataDir, SettingsJson: cfg.Settings})
+	return fromStatus(ctx, err)
+}
+
+func (c *grpcClient) Info(ctx context.Context) (Info, error) {
+	r, err := c.client.Info(ctx, &proto.InfoRequest{})
+	if err != nil {
+		return Info{}, fromStatus(ctx, err)
+	}
+	info := Info{
+		Name:            r.Name,
+		Version:         r.Version,
+		ProtocolVersion: int(r.ProtocolVersion),
+		ConfigSchema:    attrsFromProto(r.ConfigSchema),
+		SettingsSchema:  attrsFromProto(r.SettingsSchema),
+	}
+	if cp := r.Capabilities; cp != nil {
+		info.Capabilities = Capabilities{Signals: cp.Signals, Recover: cp.Recover, Isolation: cp.Isolation}
+	}
+	return info, nil
+}
+
+func (c *grpcClient) Fingerprint(ctx context.Context) (Fingerprint, error) {
+	r, err := c.client.Fingerprint(ctx, &proto.FingerprintRequest{})
+	if err != nil {
+		return Fingerprint{}, fromStatus(ctx, err)
+	}
+	return Fingerprint{Healthy: r.Healthy, Detail: r.Detail, Attrs: r.Attrs}, nil
+}
+
+func (c *grpcClient) ValidateConfig(ctx context.Context, config json.RawMessage) ([]Diagnostic, error) {
+	r, err := c.client.ValidateConfig(ctx, &proto.ValidateConfigRequest{ConfigJson: config})
+	if err != nil {
+		return nil, fromStatus(ctx, err)
+	}
+	var out []Diagnostic
+	for _, d := range r.Diagnostics {
+		out = append(out, Diagnostic{Attribute: d.Attribute, Summary: d.Summary, Detail: d.Detail})
+	}
+	return out, nil
+}
+
+func (c *grpcClient) Start(ctx context.Context, spec WorkerSpec) (*Handle, error) {
+	r, err := c.client.Start(ctx, &proto.StartRequest{Spec: &proto.WorkerSpec{
+		Id:         spec.ID,
+		Group:      spec.Group,
+		Port:       int32(spec.Port),
+		BindAddr:   spec.BindAddr,
+		Env:        spec.Env,
+		Labels:     spec.Labels,
+		ConfigJson: spec.Config,
+	}})
+	if err != nil {
+		return nil, fromStatus(ctx, err)
+	}
+	return handleFromProto(r.Handle), nil
+}
+
+func (c *grpcClient) Wait(ctx context.Context, id string) (ExitResult, error) {
+	r, err := c.client.Wait(ctx, &proto.WaitRequest{Id: id})
+	if err != nil {
+		return ExitResult{}, fromStatus(ctx, err)
+	}
+	if res := exitFromProto(r.Result); res != nil {
+		return *res, nil
+	}
+	return ExitResult{ExitCode: -1}, nil
+}
+
+func (c *grpcClient) Inspect(ctx context.Context, id string) (Status, error) {
+	r, err := c.client.Inspect(ctx, &proto.InspectRequest{Id: id})
+	if err != nil {
+		return Status{}, fromStatus(ctx, err)
+	}
+	return Status{
+		ID:        r.Id,
+		State:     WorkerState(r.State),
+		StartedAt: fromUnixNano(r.StartedAtUnixNano),
+		ExitedAt:  fromUnixNano(r.ExitedAtUnixNano),
+		Exit:      exitFromProto(r.Exit),
+		Details:   r.Details,
+	}, nil
+}
+
+func (c *grpcClient) Stop(ctx context.Context, id string, signal string, timeout time.Duration) error {
+	_, err := c.client.Stop(ctx, &proto.StopRequest{Id: id, Signal: signal, TimeoutNanos: int64(timeout)})
+	return fromStatus(ctx, err)
+}
+
+func (c *grpcClient) Destroy(ctx context.Context, id string) error {
+	_, err := c.client.Destroy(ctx, &proto.DestroyRequest{Id: id})
+	return fromStatus(ctx, err)
+}
+
+func (c *grpcClient) Recover(ctx context.Context, h *Handle) error {
+	_, err := c.client.Recover(ctx, &proto.RecoverRequest{Handle: handleToProto(h)})
+	return fromStatus(ctx, err)
+}
+
+func (c *grpcClient) List(ctx context.Context, labels map[string]string) ([]*Handle, error) {
+	r, err := c.client.List(ctx, &proto.ListRequest{Labels: labels})
+	if err != nil {
+		return nil, fromStatus(ctx, err)
+	}
+	out := make([]*Handle, 0, len(r.Handles))
+	for _, h := range r.Handles {
+		out = append(out, handleFromProto(h))
+	}
+	return out, nil
+}
+
+var (
+	_ Driver     = (*grpcClient)(nil)
+	_ Configurer = (*grpcClient)(nil)
+)

@@ -1,0 +1,144 @@
+package drivers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/golb/golb/drivers/proto"
+)
+
+// Handshake is shared by golb and every driver plugin. It is not a security
+// measure: it stops a user from running a plugin binary by hand by mistake.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "GOLB_DRIVER_PLUGIN",
+	MagicCookieValue: "7c1d4f0e-golb-driver",
+}
+
+// pluginName is the single plugin a driver binary serves.
+const pluginName = "driver"
+
+// grpcPlugin adapts a Driver to go-plugin's gRPC transport.
+type grpcPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	impl Driver
+}
+
+func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	proto.RegisterDriverServer(s, &grpcServer{impl: p.impl})
+	return nil
+}
+
+func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return &grpcClient{client: proto.NewDriverClient(c)}, nil
+}
+
+// Serve runs impl as a golb driver plugin. It is the whole main() of an external
+// driver: `func main() { drivers.Serve(mydriver.New()) }`. It returns when golb
+// closes the connection.
+func Serve(impl Driver) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         plugin.PluginSet{pluginName: &grpcPlugin{impl: impl}},
+		GRPCServer:      plugin.DefaultGRPCServer,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name:       "driver",
+			Level:      hclog.Info,
+			Output:     os.Stderr,
+			JSONFormat: true,
+		}),
+	})
+}
+
+// Client is a running plugin subprocess and the Driver that talks to it.
+type Client struct {
+	Driver
+	pc *plugin.Client
+}
+
+// ClientConfig tells Launch how to start a plugin.
+type ClientConfig struct {
+	// Cmd runs the plugin binary. Launch sets Pdeathsig on it so that a plugin
+	// never outlives golb; the workers it starts are in their own process groups
+	// and survive both.
+	Cmd *exec.Cmd
+	// SecureConfig, when set, makes go-plugin check the binary's checksum
+	// before running it.
+	SecureConfig *plugin.SecureConfig
+	// Logger receives the plugin's log lines. Default: discard.
+	Logger hclog.Logger
+}
+
+// Launch starts a plugin subprocess, performs the handshake (gRPC with AutoMTLS)
+// and returns a connected client.
+func Launch(ctx context.Context, cfg ClientConfig) (*Client, error) {
+	if cfg.Cmd == nil {
+		return nil, errors.New("launching driver plugin: no command")
+	}
+	if cfg.Cmd.SysProcAttr == nil {
+		cfg.Cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cfg.Cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          plugin.PluginSet{pluginName: &grpcPlugin{}},
+		Cmd:              cfg.Cmd,
+		SecureConfig:     cfg.SecureConfig,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           logger,
+	})
+	done := make(chan error, 1)
+	var raw any
+	go func() {
+		rpc, err := pc.Client()
+		if err == nil {
+			raw, err = rpc.Dispense(pluginName)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			pc.Kill()
+			return nil, fmt.Errorf("launching driver plugin %s: %w", cfg.Cmd.Path, err)
+		}
+	case <-ctx.Done():
+		pc.Kill()
+		<-done
+		return nil, fmt.Errorf("launching driver plugin %s: %w", cfg.Cmd.Path, ctx.Err())
+	}
+	return &Client{Driver: raw.(Driver), pc: pc}, nil
+}
+
+// Kill stops the plugin process (not its workers).
+func (c *Client) Kill() { c.pc.Kill() }
+
+// Exited reports whether the plugin process has exited.
+func (c *Client) Exited() bool { return c.pc.Exited() }
+
+// Pid returns the plugin process id, or 0 when unknown.
+func (c *Client) Pid() int {
+	if rc := c.pc.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
+// SetConfig hands the plugin its settings and data directory. Core calls it on
+// every new plugin instance before any other call but Info.
+func (c *Client) SetConfig(ctx context.Context, cfg PluginConfig) error {
+	return c.Driver.(Configurer).SetConfig(ctx, cfg)
+}

@@ -1,0 +1,151 @@
+package process_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/drivers/drivertest"
+	"github.com/golb/golb/drivers/process"
+	"github.com/golb/golb/workerapp"
+)
+
+// TestMain lets the test binary play the plugin (GOLB_TEST_PLUGIN=process) and
+// the built-in worker ("worker" argument), as the golb binary does for real.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		os.Exit(workerapp.Main(os.Args[2:], os.Getenv, os.Stderr))
+	}
+	if os.Getenv("GOLB_TEST_PLUGIN") == "process" {
+		drivers.Serve(process.New(nil))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func launch(t testing.TB) *drivers.Client {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "GOLB_TEST_PLUGIN=process")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := drivers.Launch(ctx, drivers.ClientConfig{Cmd: cmd})
+	if err != nil {
+		t.Fatalf("launching process driver plugin: %v", err)
+	}
+	return c
+}
+
+func settings(t testing.TB) drivers.PluginConfig {
+	raw, _ := json.Marshal(map[string]any{"worker_command": []string{os.Args[0], "worker"}})
+	return drivers.PluginConfig{DataDir: t.TempDir(), Settings: raw}
+}
+
+func TestConformance(t *testing.T) {
+	drivertest.Run(t, drivertest.Harness{
+		Launch:      func(t *testing.T) *drivers.Client { return launch(t) },
+		Plugin:      settings(t),
+		IgnoresTERM: json.RawMessage(`{"command":["sh","-c","trap '' TERM; while :; do sleep 0.1; done"]}`),
+		BadConfig:   json.RawMessage(`{"command":["/no/such/program"]}`),
+		IdentityKey: "pid",
+	})
+}
+
+// TestRecoverRejectsReusedPID pins that a handle whose PID now belongs to
+// another process (a different start time) is never adopted.
+func TestRecoverRejectsReusedPID(t *testing.T) {
+	c := launch(t)
+	defer c.Kill()
+	ctx := context.Background()
+	if err := c.SetConfig(ctx, settings(t)); err != nil {
+		t.Fatal(err)
+	}
+	// A handle that names this test process's PID with a made-up start time.
+	blob, _ := json.Marshal(map[string]any{"version": 1, "pid": os.Getpid(), "start_time": 1, "address": "127.0.0.1:1"})
+	err := c.Recover(ctx, &drivers.Handle{ID: "reused", Driver: "process", StateVersion: 1, State: blob})
+	if err == nil {
+		t.Fatal("Recover adopted a PID whose start time does not match")
+	}
+	t.Logf("rejected: %v", err)
+}
+
+func TestValidateConfig(t *testing.T) {
+	c := launch(t)
+	defer c.Kill()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		config string
+		attr   string
+	}{
+		{`{"command":[]}`, "command"},
+		{`{"command":["/no/such/bin"]}`, "command"},
+		{`{"dir":"/no/such/dir"}`, "dir"},
+	} {
+		diags, err := c.ValidateConfig(ctx, json.RawMessage(tc.config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(diags) != 1 || diags[0].Attribute != tc.attr {
+			t.Errorf("ValidateConfig(%s) = %v, want one diagnostic on %q", tc.config, diags, tc.attr)
+		}
+	}
+	diags, err := c.ValidateConfig(ctx, json.RawMessage(`{"command":["sh","-c","exit 0"]}`))
+	if err != nil || len(diags) != 0 {
+		t.Errorf("valid config: %v, %v", diags, err)
+	}
+}
+
+// BenchmarkRPC measures one driver call (Inspect) through go-plugin's gRPC.
+func BenchmarkRPC(b *testing.B) {
+	c := launch(b)
+	defer c.Kill()
+	ctx := context.Background()
+	if err := c.SetConfig(ctx, settings(b)); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.Fingerprint(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStartToFirst200 measures Start through the plugin until the new
+// process worker answers GET /healthz with 200.
+func BenchmarkStartToFirst200(b *testing.B) {
+	c := launch(b)
+	defer c.Kill()
+	ctx := context.Background()
+	if err := c.SetConfig(ctx, settings(b)); err != nil {
+		b.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	i := 0
+	for b.Loop() {
+		i++
+		spec := drivers.WorkerSpec{ID: "bench-" + time.Now().Format("150405.000000"), Group: "bench", Port: drivertest.FreePort(b), BindAddr: "127.0.0.1"}
+		h, err := c.Start(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			resp, err := client.Get("http://" + h.Address + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b.StopTimer()
+		_ = c.Destroy(ctx, spec.ID)
+		b.StartTimer()
+	}
+}
