@@ -1,0 +1,343 @@
+package stats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// DefaultInterval is the flush interval used when NewAggregator is given none.
+const DefaultInterval = time.Second
+
+// Count is what one balancer has counted for one worker since this golb process
+// started: cumulative, never reset.
+type Count struct {
+	WorkerID   string
+	Success    uint64
+	Failed     uint64
+	LatencySum time.Duration
+}
+
+// Source reports one balancer's counts. It is called on every Snapshot and flush, so it
+// must be cheap and safe for concurrent use (atomic loads, no I/O). A worker may appear
+// in several sources; its counts are summed. Counts with an empty WorkerID are ignored.
+type Source func() []Count
+
+// FlushStats describes the Aggregator's writes to its sink, for /metrics and logs.
+type FlushStats struct {
+	Flushes      uint64        // writes committed
+	Errors       uint64        // writes failed (retried at the next tick)
+	Skipped      uint64        // ticks skipped because a write was still running
+	LastFlush    time.Time     // when the last committed write finished; zero if none
+	LastDuration time.Duration // how long the last committed write took
+	LastError    string        // the last write's error; empty once a write succeeds
+}
+
+type namedSource struct {
+	name string
+	src  Source
+}
+
+// Aggregator adds the live counts of its sources to the totals loaded from a Sink, and
+// writes the result back in batches. Snapshot never touches the sink, so a slow or
+// locked database delays persistence, never /worker/stats or the proxy.
+type Aggregator struct {
+	sink     Sink
+	interval time.Duration
+	log      *slog.Logger
+
+	// mu guards sources; Snapshot holds it shared across calling the sources and
+	// merging them, so folding a removed source into the base is atomic to readers.
+	mu      sync.RWMutex
+	sources []namedSource
+
+	// omu guards known and index: every worker ever seen, in first-seen order, with
+	// its base totals (loaded from the sink plus folded-in removed sources).
+	omu   sync.Mutex
+	known []Totals
+	index map[string]int
+
+	// fmu guards the writer slot and the flush bookkeeping.
+	fmu      sync.Mutex
+	running  chan struct{}     // closed when the write holding the slot ends; nil if idle
+	written  map[string]Totals // what the sink holds, as far as we know
+	health   FlushStats
+	failures int // consecutive failed writes, to rate-limit the warning
+}
+
+// NewAggregator returns an Aggregator over sink, starting from the totals it holds.
+// interval <= 0 means DefaultInterval; a nil logger discards logs.
+func NewAggregator(sink Sink, interval time.Duration, logger *slog.Logger) (*Aggregator, error) {
+	if sink == nil {
+		return nil, errors.New("creating stats aggregator: nil sink")
+	}
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	base, err := sink.Load(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("creating stats aggregator: %w", err)
+	}
+	a := &Aggregator{
+		sink:     sink,
+		interval: interval,
+		log:      logger,
+		known:    make([]Totals, 0, len(base)),
+		index:    make(map[string]int, len(base)),
+		written:  make(map[string]Totals, len(base)),
+	}
+	for _, t := range base {
+		if i, dup := a.index[t.WorkerID]; dup { // a sink should not do this; be safe
+			a.known[i] = t
+		} else {
+			a.index[t.WorkerID] = len(a.known)
+			a.known = append(a.known, t)
+		}
+		a.written[t.WorkerID] = t
+	}
+	return a, nil
+}
+
+// AddSource adds a balancer's counts under name. If name is already present, the old
+// source is first folded into the base exactly as RemoveSource does. A nil src only
+// removes.
+func (a *Aggregator) AddSource(name string, src Source) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.removeLocked(name)
+	if src != nil {
+		a.sources = append(a.sources, namedSource{name: name, src: src})
+	}
+}
+
+// RemoveSource drops the source name after adding its final counts to the base, so
+// totals never go backwards. Call it once that balancer has stopped counting.
+func (a *Aggregator) RemoveSource(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.removeLocked(name)
+}
+
+func (a *Aggregator) removeLocked(name string) {
+	for i, s := range a.sources {
+		if s.name != name {
+			continue
+		}
+		counts := s.src()
+		a.omu.Lock()
+		for _, c := range counts {
+			if c.WorkerID == "" {
+				continue
+			}
+			k := a.slotLocked(c.WorkerID)
+			a.known[k].Success += c.Success
+			a.known[k].Failed += c.Failed
+			a.known[k].LatencySum += c.LatencySum
+		}
+		a.omu.Unlock()
+		a.sources = append(a.sources[:i], a.sources[i+1:]...)
+		return
+	}
+}
+
+// slotLocked returns the index of id in known, appending it with zero base if new.
+func (a *Aggregator) slotLocked(id string) int {
+	if i, ok := a.index[id]; ok {
+		return i
+	}
+	a.index[id] = len(a.known)
+	a.known = append(a.known, Totals{WorkerID: id})
+	return len(a.known) - 1
+}
+
+// Snapshot returns the stored totals plus every source's counts right now, one entry
+// per worker ever seen, in first-seen order. It is exact (no flush lag) and never
+// waits for the sink.
+func (a *Aggregator) Snapshot() []Totals {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+
+	var buf [8][]Count
+	all := buf[:0]
+	for _, s := range a.sources {
+		all = append(all, s.src())
+	}
+
+	a.omu.Lock()
+	defer a.omu.Unlock()
+	out := make([]Totals, len(a.known))
+	copy(out, a.known)
+	for _, counts := range all {
+		for _, c := range counts {
+			if c.WorkerID == "" {
+				continue // unattributable; storing it would fail every write
+			}
+			i, ok := a.index[c.WorkerID]
+			if !ok { // first sight: known and out grow together and stay aligned
+				i = a.slotLocked(c.WorkerID)
+				out = append(out, Totals{WorkerID: c.WorkerID})
+			}
+			t := &out[i]
+			t.Success += c.Success
+			t.Failed += c.Failed
+			t.LatencySum += c.LatencySum
+		}
+	}
+	return out
+}
+
+// Run flushes every interval until ctx ends. Each write runs in its own goroutine; a
+// tick that finds the previous write still running is skipped, and the next write
+// carries everything. A failed write is logged, counted and retried at the next tick.
+// Run returns once ctx is done and its last write has ended (the write sees ctx, so it
+// is interrupted); call Flush afterwards to persist the final counts.
+func (a *Aggregator) Run(ctx context.Context) {
+	t := time.NewTicker(a.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.waitIdle()
+			return
+		case <-t.C:
+			a.tick(ctx)
+		}
+	}
+}
+
+func (a *Aggregator) tick(ctx context.Context) {
+	slot, ok := a.claim()
+	if !ok {
+		a.fmu.Lock()
+		a.health.Skipped++
+		a.fmu.Unlock()
+		return
+	}
+	batch := a.pending()
+	if len(batch) == 0 {
+		a.release(ctx, slot, nil, nil, 0)
+		return
+	}
+	go a.write(ctx, slot, batch)
+}
+
+// Flush writes every change not yet stored, after waiting for a running write. It is
+// the final flush on shutdown, and safe to call at any time.
+func (a *Aggregator) Flush(ctx context.Context) error {
+	var slot chan struct{}
+	for {
+		s, ok := a.claim()
+		if ok {
+			slot = s
+			break
+		}
+		select {
+		case <-s:
+		case <-ctx.Done():
+			return fmt.Errorf("flushing stats: waiting for the running write: %w", ctx.Err())
+		}
+	}
+	batch := a.pending()
+	if len(batch) == 0 {
+		a.release(ctx, slot, nil, nil, 0)
+		return nil
+	}
+	if err := a.write(ctx, slot, batch); err != nil {
+		return fmt.Errorf("flushing stats: %w", err)
+	}
+	return nil
+}
+
+// Health reports the flush counters.
+func (a *Aggregator) Health() FlushStats {
+	a.fmu.Lock()
+	defer a.fmu.Unlock()
+	return a.health
+}
+
+// claim takes the writer slot. If a write holds it, claim returns that write's channel
+// and false.
+func (a *Aggregator) claim() (chan struct{}, bool) {
+	a.fmu.Lock()
+	defer a.fmu.Unlock()
+	if a.running != nil {
+		return a.running, false
+	}
+	a.running = make(chan struct{})
+	return a.running, true
+}
+
+// pending returns the workers whose totals differ from what the sink holds. It must be
+// called while holding the writer slot, so that the snapshot is at least as new as
+// anything written before.
+func (a *Aggregator) pending() []Totals {
+	snap := a.Snapshot()
+	a.fmu.Lock()
+	defer a.fmu.Unlock()
+	batch := snap[:0]
+	for _, t := range snap {
+		if w, ok := a.written[t.WorkerID]; !ok || w != t {
+			batch = append(batch, t)
+		}
+	}
+	return batch
+}
+
+func (a *Aggregator) write(ctx context.Context, slot chan struct{}, batch []Totals) error {
+	start := time.Now()
+	err := a.sink.Write(ctx, batch)
+	a.release(ctx, slot, batch, err, time.Since(start))
+	return err
+}
+
+// release records the outcome of a write and frees the writer slot.
+func (a *Aggregator) release(ctx context.Context, slot chan struct{}, batch []Totals, err error, took time.Duration) {
+	a.fmu.Lock()
+	defer a.fmu.Unlock()
+	defer close(slot)
+	a.running = nil
+	switch {
+	case batch == nil:
+		// nothing was written
+	case err == nil:
+		for _, t := range batch {
+			a.written[t.WorkerID] = t
+		}
+		a.health.Flushes++
+		a.health.LastFlush = time.Now()
+		a.health.LastDuration = took
+		a.health.LastError = ""
+		if a.failures > 0 {
+			a.log.Info("stats flush recovered", "failed_writes", a.failures, "workers", len(batch))
+		}
+		a.failures = 0
+		a.log.Debug("stats flushed", "workers", len(batch), "took", took)
+	case ctx.Err() != nil:
+		// Interrupted by shutdown: nothing is lost, the next Flush writes it all.
+		a.log.Debug("stats write interrupted", "err", err)
+	default:
+		a.health.Errors++
+		a.health.LastError = err.Error()
+		a.failures++
+		if a.failures == 1 || a.failures%60 == 0 {
+			a.log.Warn("stats flush failed; retrying at the next tick",
+				"err", err, "consecutive_failures", a.failures, "workers", len(batch))
+		}
+	}
+}
+
+// waitIdle waits for the write holding the slot, if any.
+func (a *Aggregator) waitIdle() {
+	a.fmu.Lock()
+	r := a.running
+	a.fmu.Unlock()
+	if r != nil {
+		<-r
+	}
+}

@@ -1,0 +1,24 @@
+package stats
+
+import "errors"
+
+var (
+	// ErrUnknownSink is returned by Open for a sink name nobody registered.
+	ErrUnknownSink = errors.New("unknown stats sink")
+
+	// ErrSchemaTooNew is returned when the database was written by a newer golb whose
+	// schema version this build does not know.
+	ErrSchemaTooNew = errors.New("stats database schema is newer than this golb")
+
+	// ErrLegacySchema is returned when a version-0 file holds a worker_stats table that
+	// does not look like the seed's, so its rows cannot be imported safely.
+	ErrLegacySchema = errors.New("unrecognised legacy worker_stats table")
+
+	// ErrNoWAL is returned when SQLite refuses write-ahead logging for the file (for
+	// example on a filesystem without shared-memory support).
+	ErrNoWAL = errors.New("write-ahead logging unavailable")
+
+	// ErrInvalidTotals is returned by Write for a row that cannot be stored: an empty
+	// worker id, or a count beyond SQLite's signed 64-bit integers.
+	ErrInvalidTotals = errors.New("invalid worker totals")
+)
