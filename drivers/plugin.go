@@ -67,8 +67,8 @@ type Client struct {
 // ClientConfig tells Launch how to start a plugin.
 type ClientConfig struct {
 	// Cmd runs the plugin binary. Launch sets Pdeathsig on it so that a plugin
-	// never outlives golb; the workers it starts are in their own process groups
-	// and survive both.
+	// never outlives golb, and puts it in its own process group; the workers it
+	// starts are in their own process groups and survive both.
 	Cmd *exec.Cmd
 	// SecureConfig, when set, makes go-plugin check the binary's checksum
 	// before running it.
@@ -87,6 +87,10 @@ func Launch(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		cfg.Cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cfg.Cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	// Its own process group: a Ctrl-C or SIGTERM aimed at golb's group is
+	// golb's to handle (drain, stop workers through this plugin), so it
+	// must not kill the plugin first.
+	cfg.Cmd.SysProcAttr.Setpgid = true
 	logger := cfg.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/golb/golb/core"
+	"github.com/golb/golb/core/config"
+)
+
+func newFlags(name string, stderr io.Writer, help string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s\n", help)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func newLogger(stderr io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// loadConfig parses the file (or the default) and prints diagnostics.
+func loadConfig(path string, stderr io.Writer) (*config.Config, map[string]*hcl.File, bool) {
+	cfg, files, diags := config.Load(path)
+	printDiags(stderr, files, diags)
+	return cfg, files, !diags.HasErrors()
+}
+
+func printDiags(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) {
+	if len(diags) == 0 {
+		return
+	}
+	tw := hcl.NewDiagnosticTextWriter(w, files, 100, false)
+	_ = tw.WriteDiagnostics(diags)
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("validate", stderr, "Usage: golb validate FILE\n\nChecks FILE, including each driver's config block, and starts nothing.\nExit 0 when valid, 1 on any error.")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	cfg, files, ok := loadConfig(fs.Arg(0), stderr)
+	if !ok {
+		return exitError
+	}
+	agent, err := core.New(cfg, core.Options{Logger: newLogger(io.Discard, false)})
+	if err != nil {
+		fmt.Fprintln(stderr, "golb:", err)
+		return exitError
+	}
+	defer agent.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	diags := agent.Prepare(ctx)
+	printDiags(stderr, files, diags)
+	if diags.HasErrors() {
+		return exitError
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d groups, %d balancers)\n", fs.Arg(0), len(cfg.Groups), len(cfg.Balancers))
+	return exitOK
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("run", stderr, "Usage: golb run [-v] [FILE]\n\nRuns the agent in the foreground. Without FILE, the embedded default:\n3 process workers from port 6000 behind 2 listeners from 5050.\nCtrl-C or SIGTERM drains, stops the workers, flushes stats and exits 0.")
+	verbose := fs.Bool("v", false, "verbose logs (driver plugins' debug output)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	logger := newLogger(stderr, *verbose)
+	slog.SetDefault(logger)
+	cfg, files, ok := loadConfig(fs.Arg(0), stderr)
+	if !ok {
+		fmt.Fprintln(stderr, "golb: not starting: fix the config first")
+		return exitError
+	}
+	if fs.Arg(0) == "" {
+		logger.Info("no config file given: using the embedded default (see `golb help`)")
+	}
+	agent, err := core.New(cfg, core.Options{Logger: logger, Verbose: *verbose})
+	if err != nil {
+		fmt.Fprintln(stderr, "golb:", err)
+		return exitError
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	diags := agent.Prepare(pctx)
+	cancel()
+	printDiags(stderr, files, diags)
+	if diags.HasErrors() {
+		agent.Close()
+		fmt.Fprintln(stderr, "golb: not starting: fix the config first")
+		return exitError
+	}
+	go func() {
+		// A second signal during shutdown exits at once.
+		<-ctx.Done()
+		stop()
+	}()
+	if err := agent.Run(ctx); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return exitOK
+		}
+		fmt.Fprintln(stderr, "golb:", err)
+		return exitError
+	}
+	return exitOK
+}

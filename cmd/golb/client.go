@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/golb/golb/core"
+)
+
+func defaultAdmin() string {
+	if a := os.Getenv("GOLB_ADMIN"); a != "" {
+		return a
+	}
+	return "127.0.0.1:5040"
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// call sends a request to the admin API and decodes a JSON answer into out
+// (or copies it raw when out is an io.Writer).
+func call(admin, method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://"+admin+path, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the golb agent at %s (is `golb run` running? use --admin or GOLB_ADMIN): %w", admin, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s", e.Error)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	if w, ok := out.(io.Writer); ok {
+		_, err = w.Write(raw)
+		return err
+	}
+	return json.Unmarshal(raw, out)
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", stderr, "Usage: golb status [--json] [--admin ADDR]\n\nShows the groups and workers of the running agent.")
+	asJSON := fs.Bool("json", false, "print JSON")
+	admin := fs.String("admin", defaultAdmin(), "admin API address")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return exitUsage
+	}
+	var groups []core.GroupView
+	var workers []core.WorkerView
+	if err := call(*admin, "GET", "/v1/groups", nil, &groups); err != nil {
+		fmt.Fprintln(stderr, "golb:", err)
+		return exitError
+	}
+	if err := call(*admin, "GET", "/v1/workers", nil, &workers); err != nil {
+		fmt.Fprintln(stderr, "golb:", err)
+		return exitError
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(map[string]any{"groups": groups, "workers": workers})
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tDRIVER\tDESIRED\tRUNNING\tHEALTHY\tNOTE")
+	for _, g := range groups {
+		note := ""
+		if g.Failing {
+			note = "crash-looping: " + g.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", g.Name, g.Driver, g.Desired, g.Running, g.Healthy, note)
+	}
+	tw.Flush()
+	fmt.Fprintln(stdout)
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKER\tGROUP\tDRIVER\tADDRESS\tSTATUS\tHEALTH\tREQUESTS\tFAILED\tMEAN")
+	for _, w := range workers {
+		health := "unhealthy"
+		if w.Healthy {
+			health = "healthy"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fms\n", w.ID, w.Group, w.Driver, w.Address, w.Status, health, w.Requests, w.Failed, w.MeanLatencyMS)
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func cmdScale(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("scale", stderr, "Usage: golb scale [--admin ADDR] GROUP N\n\nSets GROUP's desired worker count (within its scale block's bounds).")
+	admin := fs.String("admin", defaultAdmin(), "admin API address")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return exitUsage
+	}
+	n, err := strconv.Atoi(fs.Arg(1))
+	if err != nil || n < 0 {
+		fmt.Fprintf(stderr, "golb: N must be a whole number >= 0, not %q\n", fs.Arg(1))
+		return exitUsage
+	}
+	var out map[string]any
+	if err := call(*admin, "POST", "/v1/groups/"+fs.Arg(0)+"/scale", map[string]int{"count": n}, &out); err != nil {
+		fmt.Fprintln(stderr, "golb:", err)
+		return exitError
+	}
+	fmt.Fprintf(stdout, "group %s: desired %d\n", fs.Arg(0), n)
+	return exitOK
+}
+
+func cmdStats(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("stats", stderr, "Usage: golb stats [--json] [--admin ADDR]\n\nPer-worker request stats, across golb restarts. --json prints the seed's JSON.")
+	asJSON := fs.Bool("json", false, "print the seed's JSON shape")
+	admin := fs.String("admin", defaultAdmin(), "admin API address")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return exitUsage
+	}
+	var buf bytes.Buffer
+	if err := call(*admin, "GET", "/v1/stats", nil, &buf); err != nil {
+		fmt.Fprintln(stderr, "golb:", err)
+		return exitError
+	}
+	if *asJSON {
+		stdout.Write(buf.Bytes())
+		if !bytes.HasSuffix(buf.Bytes(), []byte("\n")) {
+			fmt.Fprintln(stdout)
+		}
+		return exitOK
+	}
+	rows, err := seedRows(buf.Bytes())
+	if err != nil {
+		fmt.Fprintln(stderr, "golb: decoding stats:", err)
+		return exitError
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "WORKER\tSUCCESSFUL\tFAILED\tTOTAL\tMEAN MS\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t\n", r.id, r.ok, r.failed, r.total, r.mean)
+	}
+	tw.Flush()
+	return exitOK
+}
+
+type statRow struct {
+	id                string
+	ok, failed, total uint64
+	mean              float64
+}
+
+// seedRows turns the seed's JSON (four arrays of one-key objects, "total"
+// first) into table rows, workers in the order given and the total last.
+func seedRows(raw []byte) ([]statRow, error) {
+	var seed map[string][]map[string]json.Number
+	if err := json.Unmarshal(raw, &seed); err != nil {
+		return nil, err
+	}
+	var order []string
+	byID := map[string]*statRow{}
+	get := func(id string) *statRow {
+		if r, ok := byID[id]; ok {
+			return r
+		}
+		r := &statRow{id: id}
+		byID[id] = r
+		order = append(order, id)
+		return r
+	}
+	for key, arr := range seed {
+		for _, obj := range arr {
+			for id, n := range obj {
+				r := get(id)
+				switch key {
+				case "SuccessfulRequests":
+					v, _ := strconv.ParseUint(n.String(), 10, 64)
+					r.ok = v
+				case "FailedRequests":
+					v, _ := strconv.ParseUint(n.String(), 10, 64)
+					r.failed = v
+				case "TotalRequests":
+					v, _ := strconv.ParseUint(n.String(), 10, 64)
+					r.total = v
+				case "AverageResponseTime":
+					r.mean, _ = n.Float64()
+				}
+			}
+		}
+	}
+	var rows []statRow
+	for _, id := range order {
+		if id != "total" {
+			rows = append(rows, *byID[id])
+		}
+	}
+	if t, ok := byID["total"]; ok {
+		rows = append(rows, *t)
+	}
+	return rows, nil
+}

@@ -1,0 +1,253 @@
+package core
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/golb/golb/core/state"
+	"github.com/golb/golb/core/stats"
+)
+
+// GroupView is one row of GET /v1/groups.
+type GroupView struct {
+	Name    string `json:"name"`
+	Driver  string `json:"driver"`
+	Desired int    `json:"desired"`
+	Running int    `json:"running"`
+	Healthy int    `json:"healthy"`
+	Min     int    `json:"min"`
+	Max     int    `json:"max"`
+	Failing bool   `json:"failing,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// WorkerView is one row of GET /v1/workers.
+type WorkerView struct {
+	ID            string  `json:"id"`
+	Group         string  `json:"group"`
+	Driver        string  `json:"driver"`
+	Address       string  `json:"address"`
+	Status        string  `json:"status"`
+	Healthy       bool    `json:"healthy"`
+	Requests      uint64  `json:"requests"`
+	Failed        uint64  `json:"failed"`
+	MeanLatencyMS float64 `json:"mean_latency_ms"`
+	InFlight      int64   `json:"in_flight"`
+	StartedAt     string  `json:"started_at"`
+	Adopted       bool    `json:"adopted,omitempty"`
+}
+
+// DriverView is one row of GET /v1/drivers.
+type DriverView struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Healthy  bool   `json:"healthy"`
+	Detail   string `json:"detail"`
+	Running  bool   `json:"running"`
+	PID      int    `json:"pid"`
+	Restarts int    `json:"restarts"`
+}
+
+// serveAdmin starts the admin API on addr.
+func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
+	reg := prometheus.NewRegistry()
+	for _, b := range a.balancers {
+		if err := reg.Register(b.Collector()); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	reg.MustRegister(&agentCollector{a: a}, prometheus.NewGoCollector())
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.GroupViews()) })
+	mux.HandleFunc("GET /v1/workers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.WorkerViews()) })
+	mux.HandleFunc("GET /v1/drivers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.DriverViews()) })
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		body, err := stats.SeedJSON(a.agg.Snapshot())
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})
+	mux.HandleFunc("POST /v1/groups/{name}/scale", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Count *int `json:"count"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Count == nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be {"count": N}`})
+			return
+		}
+		err := a.Scale(r.PathValue("name"), *req.Count)
+		switch {
+		case errors.Is(err, state.ErrNoGroup):
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+		case errors.Is(err, ErrScaleBounds):
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+		case err != nil:
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		default:
+			writeJSON(w, http.StatusOK, map[string]any{"group": r.PathValue("name"), "desired": *req.Count})
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: listening on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Error("admin API stopped", "err", err)
+		}
+	}()
+	a.logger.Info("admin API listening", "addr", l.Addr().String())
+	return srv, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// health is what the balancers know of one worker, summed over them.
+type health struct {
+	healthy         bool
+	success, failed uint64
+	latency         time.Duration
+	inflight        int64
+}
+
+func (a *Agent) health() map[string]*health {
+	out := map[string]*health{}
+	for _, b := range a.balancers {
+		for _, s := range b.Stats() {
+			h := out[s.ID]
+			if h == nil {
+				h = &health{}
+				out[s.ID] = h
+			}
+			h.healthy = h.healthy || s.Healthy
+			h.success += s.Success
+			h.failed += s.Failed
+			h.latency += s.LatencySum
+			h.inflight += s.InFlight
+		}
+	}
+	return out
+}
+
+// WorkerViews lists the workers with their health and traffic.
+func (a *Agent) WorkerViews() []WorkerView {
+	ws, _ := a.store.Workers(nil)
+	hs := a.health()
+	out := make([]WorkerView, 0, len(ws))
+	for _, w := range ws {
+		v := WorkerView{ID: w.ID, Group: w.Group, Driver: w.Driver, Address: w.Address, Status: string(w.Status), Adopted: w.Adopted, StartedAt: w.StartedAt.Format(time.RFC3339)}
+		if h := hs[w.ID]; h != nil {
+			v.Healthy, v.Requests, v.Failed, v.InFlight = h.healthy, h.success+h.failed, h.failed, h.inflight
+			if v.Requests > 0 {
+				v.MeanLatencyMS = float64(h.latency.Microseconds()) / 1000 / float64(v.Requests)
+			}
+		}
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Group != out[j].Group {
+			return out[i].Group < out[j].Group
+		}
+		return out[i].Address < out[j].Address
+	})
+	return out
+}
+
+// GroupViews lists the groups with their counts.
+func (a *Agent) GroupViews() []GroupView {
+	gs, _ := a.store.Groups(nil)
+	workers := a.WorkerViews()
+	out := make([]GroupView, 0, len(gs))
+	for _, g := range gs {
+		v := GroupView{Name: g.Name, Driver: g.Driver, Desired: g.Desired, Min: g.Min, Max: g.Max, Failing: g.Failing, Reason: g.Reason}
+		for _, w := range workers {
+			if w.Group == g.Name && w.Status == string(state.StatusRunning) {
+				v.Running++
+				if w.Healthy {
+					v.Healthy++
+				}
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// DriverViews lists the driver plugins.
+func (a *Agent) DriverViews() []DriverView {
+	ds, _ := a.store.Drivers(nil)
+	out := make([]DriverView, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, DriverView{Name: d.Name, Version: d.Info.Version, Healthy: d.Fingerprint.Healthy, Detail: d.Fingerprint.Detail, Running: d.Running, PID: d.PluginPID, Restarts: d.Restarts})
+	}
+	return out
+}
+
+// agentCollector exports worker counts by status and stats flush health.
+type agentCollector struct{ a *Agent }
+
+var (
+	descWorkers      = prometheus.NewDesc("golb_workers", "Workers by group and status.", []string{"group", "status"}, nil)
+	descDesired      = prometheus.NewDesc("golb_group_desired_workers", "Desired workers of a group.", []string{"group"}, nil)
+	descFlushes      = prometheus.NewDesc("golb_stats_flushes_total", "Stats batches written to the sink.", nil, nil)
+	descFlushErrors  = prometheus.NewDesc("golb_stats_flush_errors_total", "Stats batches that failed (retried at the next flush).", nil, nil)
+	descFlushSkipped = prometheus.NewDesc("golb_stats_flush_skipped_total", "Flushes coalesced because the previous write was still running.", nil, nil)
+	descPluginUp     = prometheus.NewDesc("golb_driver_plugin_up", "1 while a driver plugin runs.", []string{"driver"}, nil)
+	descPluginRest   = prometheus.NewDesc("golb_driver_plugin_restarts_total", "Driver plugin restarts after a crash.", []string{"driver"}, nil)
+)
+
+func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descWorkers, descDesired, descFlushes, descFlushErrors, descFlushSkipped, descPluginUp, descPluginRest} {
+		ch <- d
+	}
+}
+
+func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
+	ws, _ := c.a.store.Workers(nil)
+	counts := map[[2]string]int{}
+	gs, _ := c.a.store.Groups(nil)
+	statuses := []state.WorkerStatus{state.StatusPending, state.StatusRunning, state.StatusDraining, state.StatusStopped, state.StatusFailed, state.StatusLost}
+	for _, w := range ws {
+		counts[[2]string{w.Group, string(w.Status)}]++
+	}
+	for _, g := range gs {
+		ch <- prometheus.MustNewConstMetric(descDesired, prometheus.GaugeValue, float64(g.Desired), g.Name)
+		for _, s := range statuses {
+			ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(counts[[2]string{g.Name, string(s)}]), g.Name, string(s))
+		}
+	}
+	fs := c.a.agg.Health()
+	ch <- prometheus.MustNewConstMetric(descFlushes, prometheus.CounterValue, float64(fs.Flushes))
+	ch <- prometheus.MustNewConstMetric(descFlushErrors, prometheus.CounterValue, float64(fs.Errors))
+	ch <- prometheus.MustNewConstMetric(descFlushSkipped, prometheus.CounterValue, float64(fs.Skipped))
+	ds, _ := c.a.store.Drivers(nil)
+	for _, d := range ds {
+		up := 0.0
+		if d.Running {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descPluginUp, prometheus.GaugeValue, up, d.Name)
+		ch <- prometheus.MustNewConstMetric(descPluginRest, prometheus.CounterValue, float64(d.Restarts), d.Name)
+	}
+}

@@ -1,0 +1,227 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/golb/golb/balancer"
+	"github.com/golb/golb/core/state"
+	"github.com/golb/golb/drivers"
+)
+
+// adopt finds the workers an earlier golb left running (for this data dir)
+// and re-attaches to those the config still wants, up to each group's desired
+// count. The others are stopped and removed: no orphans, no duplicates.
+func (a *Agent) adopt(ctx context.Context) {
+	for _, mp := range a.plugins.all() {
+		c, _, err := a.plugins.current(mp.name)
+		if err != nil {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		hs, err := c.List(lctx, map[string]string{drivers.LabelManaged: "true", LabelInstance: a.instance})
+		cancel()
+		if err != nil {
+			a.logger.Error("listing workers left from an earlier run", "driver", mp.name, "err", err)
+			continue
+		}
+		// Oldest first, so a reduced count keeps the longest-running workers.
+		sort.Slice(hs, func(i, j int) bool { return hs[i].StartedAt.Before(hs[j].StartedAt) })
+		kept := map[string]int{}
+		for _, h := range hs {
+			group := h.Labels[drivers.LabelGroup]
+			gs := a.groups[group]
+			reason := ""
+			switch {
+			case gs == nil:
+				reason = "its group is no longer in the config"
+			case gs.cfg.Driver != mp.name:
+				reason = "its group now uses another driver"
+			case h.Labels[LabelSpec] != gs.hash:
+				reason = "its group's settings changed"
+			case kept[group] >= gs.cfg.InitialCount():
+				reason = "the group wants fewer workers now"
+			}
+			if reason == "" {
+				rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				err := c.Recover(rctx, h)
+				cancel()
+				if err != nil {
+					reason = "it cannot be recovered: " + err.Error()
+				}
+			}
+			if reason != "" {
+				a.logger.Info("removing worker left from an earlier run", "worker", h.ID, "reason", reason)
+				dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				_ = c.Stop(dctx, h.ID, "SIGTERM", 5*time.Second)
+				if err := c.Destroy(dctx, h.ID); err != nil && !errors.Is(err, drivers.ErrNotFound) {
+					a.logger.Warn("removing worker", "worker", h.ID, "err", err)
+				}
+				cancel()
+				continue
+			}
+			kept[group]++
+			w := &state.Worker{
+				ID: h.ID, Group: group, Driver: mp.name, Port: portOf(h.Address), Address: h.Address,
+				Status: state.StatusRunning, Handle: h, StartedAt: h.StartedAt, Adopted: true,
+			}
+			if err := a.store.UpsertWorker(w); err != nil {
+				continue
+			}
+			a.logger.Info("adopted worker from an earlier run", "worker", h.ID, "group", group, "address", h.Address)
+			a.superviseAsync(ctx, h.ID, mp.name, group)
+		}
+	}
+}
+
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// recoverAfterPluginCrash re-attaches a new plugin instance to every worker
+// golb knows on that driver, before the supervisors wait on them again.
+func (a *Agent) recoverAfterPluginCrash(ctx context.Context, driver string, c *drivers.Client) {
+	ws, err := a.store.WorkersByDriver(nil, driver)
+	if err != nil {
+		return
+	}
+	for _, w := range ws {
+		if w.Handle == nil {
+			continue // its Start failed with the plugin; startWorker cleans up
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.Recover(rctx, w.Handle)
+		cancel()
+		if err != nil {
+			a.logger.Error("worker lost with its plugin", "worker", w.ID, "err", err)
+			a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status = state.StatusLost })
+			for _, b := range a.byGroup[w.Group] {
+				b.MarkDown(w.ID)
+			}
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_ = c.Destroy(dctx, w.ID)
+			cancel()
+			_ = a.store.DeleteWorker(w.ID)
+			continue
+		}
+		a.logger.Info("worker recovered by the new plugin instance", "worker", w.ID)
+	}
+	// Anything the plugin runs for us that golb does not know (a Start that
+	// was in flight when the plugin died) is removed.
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	hs, err := c.List(lctx, map[string]string{drivers.LabelManaged: "true", LabelInstance: a.instance})
+	if err != nil {
+		return
+	}
+	for _, h := range hs {
+		if w, _ := a.store.Worker(nil, h.ID); w == nil || w.Handle == nil {
+			a.logger.Info("removing worker unknown to golb", "worker", h.ID)
+			_ = c.Stop(lctx, h.ID, "SIGTERM", 5*time.Second)
+			_ = c.Destroy(lctx, h.ID)
+		}
+	}
+}
+
+// feedBalancer keeps a balancer's pool equal to its group's running workers,
+// woken by memdb on every change to them.
+func (a *Agent) feedBalancer(b *balancer.Balancer) func(context.Context) {
+	group := ""
+	for g, bs := range a.byGroup {
+		for _, x := range bs {
+			if x == b {
+				group = g
+			}
+		}
+	}
+	return func(ctx context.Context) {
+		for ctx.Err() == nil {
+			ws := memdb.NewWatchSet()
+			workers, err := a.store.WorkersByGroup(ws, group)
+			if err != nil {
+				a.logger.Error("reading workers for the balancer", "err", err)
+				time.Sleep(time.Second)
+				continue
+			}
+			var pool []balancer.Backend
+			for _, w := range workers {
+				if w.Status == state.StatusRunning && w.Address != "" {
+					pool = append(pool, balancer.Backend{ID: w.ID, Address: w.Address})
+				}
+			}
+			b.SetBackends(pool)
+			_ = ws.WatchCtx(ctx)
+		}
+	}
+}
+
+// autoscaleLoop sets each scaled group's desired count from the in-flight
+// requests its balancers see: ceil(in-flight / target_inflight), within
+// [min, max]. It scales up at once and down only after the lower figure held
+// for scaleDownAfter, so a short lull does not kill warm workers.
+func (a *Agent) autoscaleLoop(ctx context.Context) {
+	const scaleDownAfter = 30 * time.Second
+	lowSince := map[string]time.Time{}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, g := range a.cfg.Groups {
+			if g.Scale == nil {
+				continue
+			}
+			var inflight int64
+			for _, b := range a.byGroup[g.Name] {
+				inflight += b.InFlight()
+			}
+			want := int(math.Ceil(float64(inflight) / *g.Scale.TargetInflight))
+			want = max(g.Scale.Min, min(g.Scale.Max, want))
+			cur, _ := a.store.Group(nil, g.Name)
+			if cur == nil || want == cur.Desired {
+				delete(lowSince, g.Name)
+				continue
+			}
+			if want < cur.Desired {
+				if lowSince[g.Name].IsZero() {
+					lowSince[g.Name] = time.Now()
+				}
+				if time.Since(lowSince[g.Name]) < scaleDownAfter {
+					continue
+				}
+			}
+			delete(lowSince, g.Name)
+			a.logger.Info("autoscaling", "group", g.Name, "in_flight", inflight, "from", cur.Desired, "to", want)
+			_ = a.store.UpdateGroup(g.Name, func(sg *state.Group) error { sg.Desired = want; return nil })
+		}
+	}
+}
+
+// Scale sets a group's desired count: within [scale.min, scale.max] for a
+// group with a scale block (the autoscaler may change it again), anything
+// from 0 to 1000 for the others.
+func (a *Agent) Scale(group string, n int) error {
+	return a.store.UpdateGroup(group, func(g *state.Group) error {
+		if n < g.Min || n > g.Max {
+			return fmt.Errorf("%w: %d is not within [%d, %d]", ErrScaleBounds, n, g.Min, g.Max)
+		}
+		g.Desired = n
+		return nil
+	})
+}

@@ -1,0 +1,373 @@
+// Package core is golb's agent: it turns a validated config into running
+// workers and balancers. It launches the driver plugins, keeps desired and
+// actual state in go-memdb (core/state), reconciles them, feeds the balancers
+// from WatchSets, flushes stats through a sink (core/stats) and serves the
+// admin API.
+package core
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/golb/golb/balancer"
+	"github.com/golb/golb/core/config"
+	"github.com/golb/golb/core/state"
+	"github.com/golb/golb/core/stats"
+	"github.com/golb/golb/drivers"
+)
+
+// Labels core puts on every worker besides the SDK's own.
+const (
+	// LabelInstance scopes workers to one golb data directory, so two golb
+	// agents (or a test) on one Docker engine never adopt each other's workers.
+	LabelInstance = "golb.instance"
+	// LabelSpec is a hash of everything that shapes a worker; a worker whose
+	// hash no longer matches the config is replaced, not adopted.
+	LabelSpec = "golb.spec"
+)
+
+// Options are the agent's settings that do not come from the config file.
+type Options struct {
+	// Self is how to run the golb binary itself (built-in drivers run as
+	// `Self... driver NAME`). Default: os.Executable().
+	Self []string
+	// Logger for the agent. Default slog.Default().
+	Logger *slog.Logger
+	// Verbose shows plugin debug logs.
+	Verbose bool
+}
+
+// Agent runs one config.
+type Agent struct {
+	cfg      *config.Config
+	logger   *slog.Logger
+	store    *state.Store
+	plugins  *pluginManager
+	instance string
+
+	groups    map[string]*groupSpec
+	balancers []*balancer.Balancer
+	byGroup   map[string][]*balancer.Balancer
+	agg       *stats.Aggregator
+	sink      stats.Sink
+
+	mu       sync.Mutex
+	crashes  map[string]*crashLoop // by group
+	stopping bool
+	wg       sync.WaitGroup
+}
+
+// groupSpec is a group's resolved, driver-checked worker template.
+type groupSpec struct {
+	cfg    *config.Group
+	config json.RawMessage
+	env    map[string]string
+	hash   string
+}
+
+// New returns an agent for cfg. Call Prepare, then Run.
+func New(cfg *config.Config, opts Options) (*Agent, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if len(opts.Self) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding the golb binary: %w", err)
+		}
+		opts.Self = []string{exe}
+	}
+	store, err := state.New()
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("resolving data_dir: %w", err)
+	}
+	cfg.DataDir = abs
+	sum := sha256.Sum256([]byte(abs))
+	return &Agent{
+		cfg:      cfg,
+		logger:   opts.Logger,
+		store:    store,
+		plugins:  newPluginManager(cfg, opts.Self, store, opts.Logger, opts.Verbose),
+		instance: hex.EncodeToString(sum[:6]),
+		groups:   map[string]*groupSpec{},
+		byGroup:  map[string][]*balancer.Balancer{},
+		crashes:  map[string]*crashLoop{},
+	}, nil
+}
+
+// Store exposes the agent's state (for tests and the admin API).
+func (a *Agent) Store() *state.Store { return a.store }
+
+// Prepare launches the drivers the config uses and checks every driver block
+// against them. Error diagnostics mean nothing may start; Close releases the
+// plugins either way.
+func (a *Agent) Prepare(ctx context.Context) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, name := range a.cfg.DriversUsed() {
+		diags = append(diags, a.prepareDriver(ctx, name)...)
+	}
+	if diags.HasErrors() {
+		return diags
+	}
+	for _, g := range a.cfg.Groups {
+		diags = append(diags, a.prepareGroup(ctx, g)...)
+	}
+	return diags
+}
+
+func (a *Agent) prepareDriver(ctx context.Context, name string) hcl.Diagnostics {
+	// The first group using the driver is where a missing driver is reported.
+	var rng hcl.Range
+	for _, g := range a.cfg.Groups {
+		if g.Driver == name {
+			rng = attrRangeOf(g.Body, "driver")
+			break
+		}
+	}
+	diagErr := func(summary, detail string) hcl.Diagnostics {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr()}}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, info, err := a.plugins.launch(lctx, name)
+	if errors.Is(err, ErrDriverNotFound) {
+		return diagErr(fmt.Sprintf("Driver %q not found", name), fmt.Sprintf("Use a built-in driver (%v) or put an executable golb-driver-%s in plugin_dir (%s).", BuiltinDrivers, name, a.cfg.PluginDir))
+	}
+	if err != nil {
+		return diagErr(fmt.Sprintf("Driver %q failed to start", name), err.Error())
+	}
+	var settings json.RawMessage
+	var diags hcl.Diagnostics
+	if blk := a.cfg.DriverBlock(name); blk != nil {
+		settings, diags = config.DecodeBlock(blk.Body, info.SettingsSchema, fmt.Sprintf("driver %q", name))
+		if diags.HasErrors() {
+			c.Kill()
+			return diags
+		}
+	}
+	if err := a.plugins.configure(lctx, c, name, settings); err != nil {
+		c.Kill()
+		return diagErr(fmt.Sprintf("Driver %q rejected its settings", name), err.Error())
+	}
+	a.plugins.add(name, c, info, settings)
+	fp, err := c.Fingerprint(lctx)
+	if err != nil {
+		fp = drivers.Fingerprint{Detail: err.Error()}
+	}
+	_ = a.store.UpsertDriver(&state.Driver{Name: name, Info: info, Fingerprint: fp, PluginPID: c.Pid(), Running: true})
+	if !fp.Healthy {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  fmt.Sprintf("Driver %q cannot reach its runtime", name),
+			Detail:   fp.Detail,
+			Subject:  rng.Ptr(),
+		})
+	}
+	return diags
+}
+
+func (a *Agent) prepareGroup(ctx context.Context, g *config.Group) hcl.Diagnostics {
+	c, _, err := a.plugins.current(g.Driver)
+	if err != nil {
+		return nil // reported by prepareDriver
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Driver " + g.Driver + " failed", Detail: err.Error()}}
+	}
+	var raw json.RawMessage
+	var diags hcl.Diagnostics
+	var body hcl.Body
+	if g.Config != nil {
+		body = g.Config.Body
+		raw, diags = config.DecodeBlock(body, info.ConfigSchema, fmt.Sprintf("the %s driver's config block", g.Driver))
+		if diags.HasErrors() {
+			return diags
+		}
+		ds, err := c.ValidateConfig(ctx, raw)
+		if err != nil {
+			return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Driver " + g.Driver + " could not validate the config block", Detail: err.Error(), Subject: body.MissingItemRange().Ptr()}}
+		}
+		if diags = append(diags, config.DriverDiagnostics(body, ds, g.Driver)...); diags.HasErrors() {
+			return diags
+		}
+	}
+	env := map[string]string{
+		"GOLB_AVG_DELAY":    g.App.AvgDelayDur.String(),
+		"GOLB_FAILURE_RATE": strconv.FormatFloat(*g.App.FailureRate, 'g', -1, 64),
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", g.Driver, raw, env["GOLB_AVG_DELAY"], env["GOLB_FAILURE_RATE"])
+	a.groups[g.Name] = &groupSpec{cfg: g, config: raw, env: env, hash: hex.EncodeToString(h.Sum(nil))[:12]}
+	return diags
+}
+
+// Close stops the driver plugins (not their workers). Run calls it itself.
+func (a *Agent) Close() { a.plugins.killAll() }
+
+// Run starts balancers, adopts or starts workers, and reconciles until ctx
+// ends; then it drains the balancers, stops the workers, flushes stats and
+// returns. A listener that cannot bind is an error before anything starts.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	defer a.Close()
+	if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("creating data_dir: %w", err)
+	}
+	if a.sink, err = stats.Open(a.cfg.Stats.Sink, a.cfg.Stats.Path); err != nil {
+		return err
+	}
+	defer a.sink.Close()
+	if a.agg, err = stats.NewAggregator(a.sink, a.cfg.Stats.FlushIntervalDur, a.logger); err != nil {
+		return err
+	}
+	for _, g := range a.cfg.Groups {
+		min, max := 0, 1000
+		if g.Scale != nil {
+			min, max = g.Scale.Min, g.Scale.Max
+		}
+		if err := a.store.UpsertGroup(&state.Group{Name: g.Name, Driver: g.Driver, Desired: g.InitialCount(), Min: min, Max: max}); err != nil {
+			return err
+		}
+	}
+	if err := a.startBalancers(ctx); err != nil {
+		return err
+	}
+	var admin *http.Server
+	if addr := a.cfg.AdminAddress(); addr != "" {
+		if admin, err = a.serveAdmin(addr); err != nil {
+			a.shutdownBalancers(context.Background())
+			return err
+		}
+	}
+
+	// The plugin monitor outlives the other loops: stopping workers at
+	// shutdown needs a live plugin, even one that crashed a moment ago.
+	monCtx, stopMonitor := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMonitor()
+	monitorDone := make(chan struct{})
+	go func() {
+		defer close(monitorDone)
+		a.plugins.monitor(monCtx, a.recoverAfterPluginCrash)
+	}()
+	runCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLoops()
+	a.adopt(runCtx)
+	loops := []func(context.Context){a.reconcileLoop, a.agg.Run, a.autoscaleLoop}
+	for _, b := range a.balancers {
+		loops = append(loops, a.feedBalancer(b))
+	}
+	var loopsWG sync.WaitGroup
+	for _, fn := range loops {
+		loopsWG.Add(1)
+		go func() { defer loopsWG.Done(); fn(runCtx) }()
+	}
+	a.logger.Info("golb running", "groups", len(a.cfg.Groups), "balancers", len(a.balancers), "admin", a.cfg.AdminAddress())
+
+	<-ctx.Done()
+	a.logger.Info("shutting down: draining balancers, stopping workers")
+	a.mu.Lock()
+	a.stopping = true
+	a.mu.Unlock()
+	stopLoops()
+	loopsWG.Wait()
+	a.wg.Wait() // workers being started or stopped finish first
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.maxDrain()+5*time.Second)
+	defer cancel()
+	a.shutdownBalancers(shutdownCtx)
+	a.stopAllWorkers(context.Background())
+	if err := a.agg.Flush(context.Background()); err != nil {
+		a.logger.Error("final stats flush failed", "err", err)
+	}
+	stopMonitor()
+	<-monitorDone
+	if admin != nil {
+		_ = admin.Shutdown(shutdownCtx)
+	}
+	a.logger.Info("golb stopped")
+	return nil
+}
+
+func (a *Agent) maxDrain() time.Duration {
+	d := time.Duration(0)
+	for _, b := range a.cfg.Balancers {
+		d = max(d, b.DrainTimeoutDur)
+	}
+	return d
+}
+
+func (a *Agent) startBalancers(ctx context.Context) error {
+	statsHandler := stats.Handler(a.agg)
+	for _, bc := range a.cfg.Balancers {
+		g := a.cfg.Group(bc.Group)
+		hc := g.HealthCheck
+		retries := *bc.Retries
+		b, err := balancer.New(balancer.Config{
+			Name:      bc.Name,
+			Port:      bc.Port,
+			Listeners: *bc.Listeners,
+			Policy:    bc.Policy,
+			Retries:   retries,
+			RetryOn:   bc.RetryOn,
+			Health: balancer.HealthCheck{
+				Path: hc.Path, Interval: hc.IntervalDur, Timeout: hc.TimeoutDur, Rise: *hc.Rise, Fall: *hc.Fall,
+			},
+			DrainTimeout: bc.DrainTimeoutDur,
+			Local:        map[string]http.Handler{"/worker/stats": statsHandler},
+			Logger:       a.logger,
+		})
+		if err == nil {
+			err = b.Start(ctx)
+		}
+		if err != nil {
+			a.shutdownBalancers(context.Background())
+			return fmt.Errorf("starting balancer %q: %w", bc.Name, err)
+		}
+		a.balancers = append(a.balancers, b)
+		a.byGroup[bc.Group] = append(a.byGroup[bc.Group], b)
+		a.agg.AddSource(bc.Name, balancerSource(b))
+	}
+	return nil
+}
+
+func balancerSource(b *balancer.Balancer) stats.Source {
+	return func() []stats.Count {
+		ws := b.Stats()
+		out := make([]stats.Count, len(ws))
+		for i, w := range ws {
+			out[i] = stats.Count{WorkerID: w.ID, Success: w.Success, Failed: w.Failed, LatencySum: w.LatencySum}
+		}
+		return out
+	}
+}
+
+func (a *Agent) shutdownBalancers(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, b := range a.balancers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.Shutdown(ctx); err != nil {
+				a.logger.Warn("balancer shutdown", "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}

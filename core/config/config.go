@@ -1,0 +1,227 @@
+// Package config decodes golb's HCL file into a validated Config. Every problem
+// is an hcl.Diagnostic with file:line:column and a one-line fix hint, so golb
+// never starts half-configured. Driver-specific blocks are decoded later against
+// the schema the driver plugin announces (DecodeBlock).
+package config
+
+import (
+	_ "embed"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// DefaultFile is the embedded default, equal to the seed's config.yaml: three
+// process workers from port 6000, two listeners from 5050, 500ms average delay,
+// 12% failures, SQLite stats at ./worker-stats.db.
+//
+//go:embed default.hcl
+var DefaultFile []byte
+
+// DefaultFileName names the embedded default in diagnostics.
+const DefaultFileName = "<embedded default>"
+
+// Config is a whole golb file.
+type Config struct {
+	// DataDir holds state, worker logs and image archives. Default ".golb".
+	DataDir string `hcl:"data_dir,optional"`
+	// PluginDir is searched for external drivers named golb-driver-NAME.
+	// Default "./plugins".
+	PluginDir string `hcl:"plugin_dir,optional"`
+
+	Admin     *Admin      `hcl:"admin,block"`
+	Drivers   []*Driver   `hcl:"driver,block"`
+	Plugins   []*Plugin   `hcl:"plugin,block"`
+	Groups    []*Group    `hcl:"group,block"`
+	Balancers []*Balancer `hcl:"balancer,block"`
+	Stats     *Stats      `hcl:"stats,block"`
+
+	Body hcl.Body `hcl:",body"`
+	// Filename is where the config came from (DefaultFileName for the default).
+	Filename string
+}
+
+// Admin is the admin API, /metrics and status endpoint.
+type Admin struct {
+	// Address to listen on. Default "127.0.0.1:5040": loopback only, since the
+	// API can scale groups. Set it to "" to turn the admin API off.
+	Address *string  `hcl:"address,optional"`
+	Body    hcl.Body `hcl:",body"`
+}
+
+// Driver holds the settings of one driver plugin: `driver "docker" { host = … }`.
+// Its attributes are decoded against the plugin's settings schema.
+type Driver struct {
+	Name string   `hcl:"name,label"`
+	Body hcl.Body `hcl:",remain"`
+}
+
+// Plugin pins an external driver binary: golb refuses to run
+// golb-driver-NAME unless its SHA-256 matches.
+type Plugin struct {
+	Name   string   `hcl:"name,label"`
+	SHA256 string   `hcl:"sha256"`
+	Body   hcl.Body `hcl:",body"`
+}
+
+// Group is a set of identical workers on one driver.
+type Group struct {
+	Name string `hcl:"name,label"`
+	// Driver runs the workers: process (default), docker, or an external driver.
+	Driver string `hcl:"driver,optional"`
+	// Count is the desired number of workers when there is no scale block.
+	// Default 1. Conflicts with scale: with a scale block, scale.min is the
+	// initial count and count must be absent or within [min, max].
+	Count *int `hcl:"count,optional"`
+	// Port is the first worker port; each worker gets the next free one.
+	// Required.
+	Port int `hcl:"port"`
+	// StopSignal is sent to stop a worker. Default "SIGTERM".
+	StopSignal string `hcl:"stop_signal,optional"`
+	// StopTimeout is how long a worker may take to exit before SIGKILL.
+	// Default "10s".
+	StopTimeout string `hcl:"stop_timeout,optional"`
+
+	// App configures the built-in worker. Conflicts with a config block that
+	// runs another program (command or image).
+	App *App `hcl:"app,block"`
+	// Config is the driver-specific block, decoded against the driver's schema.
+	Config      *RawBlock    `hcl:"config,block"`
+	Scale       *Scale       `hcl:"scale,block"`
+	HealthCheck *HealthCheck `hcl:"health_check,block"`
+
+	Body hcl.Body `hcl:",body"`
+
+	// Decoded by Parse.
+	StopTimeoutDur time.Duration
+}
+
+// RawBlock is a block whose attributes are decoded later against a schema.
+type RawBlock struct {
+	Body hcl.Body `hcl:",remain"`
+}
+
+// App holds the built-in worker's settings.
+type App struct {
+	// AvgDelay is the mean delay of /api/v1/hello; each delay is uniform in
+	// [avg/2, 3·avg/2]. Default "500ms".
+	AvgDelay string `hcl:"avg_delay,optional"`
+	// FailureRate is the exact probability of an HTTP 500, 0..1. Default 0.
+	FailureRate *float64 `hcl:"failure_rate,optional"`
+	Body        hcl.Body `hcl:",body"`
+
+	AvgDelayDur time.Duration
+}
+
+// Scale turns on autoscaling: desired = ceil(in-flight / target_inflight),
+// kept within [min, max].
+type Scale struct {
+	Min            int      `hcl:"min"`
+	Max            int      `hcl:"max"`
+	TargetInflight *float64 `hcl:"target_inflight,optional"` // default 10
+	Body           hcl.Body `hcl:",body"`
+}
+
+// HealthCheck is the balancer's active check of each worker.
+type HealthCheck struct {
+	Path     string   `hcl:"path,optional"`     // default "/healthz"
+	Interval string   `hcl:"interval,optional"` // default "5s"
+	Timeout  string   `hcl:"timeout,optional"`  // default "1s"; must be below interval
+	Rise     *int     `hcl:"rise,optional"`     // passes to become healthy, default 1
+	Fall     *int     `hcl:"fall,optional"`     // failures to become unhealthy, default 2
+	Body     hcl.Body `hcl:",body"`
+
+	IntervalDur, TimeoutDur time.Duration
+}
+
+// Balancer is a set of listeners in front of one group.
+type Balancer struct {
+	Name string `hcl:"name,label"`
+	// Group is the group whose workers get the traffic. Required.
+	Group string `hcl:"group"`
+	// Port is the first listener port. Required.
+	Port int `hcl:"port"`
+	// Listeners is how many ports from Port serve (the seed's "pool"). Default 1.
+	Listeners *int `hcl:"listeners,optional"`
+	// Policy: round_robin (default), least_requests, random or p2c.
+	Policy string `hcl:"policy,optional"`
+	// Retries on another worker when the connection failed before the request
+	// was sent. Default 1.
+	Retries *int `hcl:"retries,optional"`
+	// RetryOn adds "5xx": retry 5xx answers of idempotent requests too.
+	RetryOn []string `hcl:"retry_on,optional"`
+	// DrainTimeout bounds how long a removed worker may finish in-flight
+	// requests before it is stopped. Default "10s".
+	DrainTimeout string   `hcl:"drain_timeout,optional"`
+	Body         hcl.Body `hcl:",body"`
+
+	DrainTimeoutDur time.Duration
+}
+
+// Stats configures where per-worker counts go.
+type Stats struct {
+	// Sink is "sqlite" (default); others register behind core/stats.Sink.
+	Sink string `hcl:"sink,optional"`
+	// Path of the database. Default "worker-stats.db".
+	Path string `hcl:"path,optional"`
+	// FlushInterval between batches. Default "1s".
+	FlushInterval string   `hcl:"flush_interval,optional"`
+	Body          hcl.Body `hcl:",body"`
+
+	FlushIntervalDur time.Duration
+}
+
+// Group returns the group named name, or nil.
+func (c *Config) Group(name string) *Group {
+	for _, g := range c.Groups {
+		if g.Name == name {
+			return g
+		}
+	}
+	return nil
+}
+
+// DriverBlock returns the settings block of driver name, or nil.
+func (c *Config) DriverBlock(name string) *Driver {
+	for _, d := range c.Drivers {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// DriversUsed lists the drivers the groups use, each once, in file order.
+func (c *Config) DriversUsed() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, g := range c.Groups {
+		if !seen[g.Driver] {
+			seen[g.Driver] = true
+			out = append(out, g.Driver)
+		}
+	}
+	return out
+}
+
+// AdminAddress is the admin API address, "" when turned off.
+func (c *Config) AdminAddress() string { return *c.Admin.Address }
+
+// InitialCount is the desired count at start: count, or scale.min.
+func (g *Group) InitialCount() int {
+	if g.Count != nil {
+		return *g.Count
+	}
+	if g.Scale != nil {
+		return g.Scale.Min
+	}
+	return 1
+}
+
+// MaxCount is the most workers the group may run (for port planning).
+func (g *Group) MaxCount() int {
+	if g.Scale != nil {
+		return g.Scale.Max
+	}
+	return g.InitialCount()
+}

@@ -1,0 +1,392 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// Policies the balancer knows.
+var Policies = []string{"round_robin", "least_requests", "random", "p2c"}
+
+// Signals a group may use as stop_signal.
+var Signals = []string{"SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL"}
+
+// Load reads and parses a config file; with path "" it parses the embedded
+// default. The returned files map is for printing diagnostics with source.
+func Load(path string) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
+	if path == "" {
+		return Parse(DefaultFileName, DefaultFile)
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read config file",
+			Detail:   fmt.Sprintf("%v. Give the path of an existing .hcl file, or none for the embedded default.", err),
+		}}
+	}
+	return Parse(path, src)
+}
+
+// Parse decodes src, applies defaults and checks everything that needs no
+// driver plugin. A Config is returned only without error diagnostics.
+func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
+	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	files := map[string]*hcl.File{filename: file}
+	if diags.HasErrors() {
+		return nil, files, diags
+	}
+	cfg := &Config{Filename: filename}
+	diags = append(diags, gohcl.DecodeBody(file.Body, nil, cfg)...)
+	if diags.HasErrors() {
+		return nil, files, diags
+	}
+	v := &validator{cfg: cfg}
+	v.defaults()
+	v.check()
+	diags = append(diags, v.diags...)
+	if diags.HasErrors() {
+		return nil, files, diags
+	}
+	return cfg, files, diags
+}
+
+type validator struct {
+	cfg   *Config
+	diags hcl.Diagnostics
+}
+
+func (v *validator) errorf(rng hcl.Range, summary, hint string, args ...any) {
+	v.diags = append(v.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf(summary, args...),
+		Detail:   hint,
+		Subject:  rng.Ptr(),
+	})
+}
+
+// attrRange is the source range of attribute name in body, or of the block
+// when the attribute is absent.
+func attrRange(body hcl.Body, name string) hcl.Range {
+	if sb, ok := body.(*hclsyntax.Body); ok {
+		if a, ok := sb.Attributes[name]; ok {
+			return a.Expr.Range()
+		}
+		return sb.SrcRange
+	}
+	return body.MissingItemRange()
+}
+
+// blockRange is the header range of the block whose body is body.
+func blockRange(body hcl.Body) hcl.Range {
+	if sb, ok := body.(*hclsyntax.Body); ok {
+		return hcl.Range{Filename: sb.SrcRange.Filename, Start: sb.SrcRange.Start, End: sb.SrcRange.Start}
+	}
+	return body.MissingItemRange()
+}
+
+func (v *validator) defaults() {
+	c := v.cfg
+	if c.DataDir == "" {
+		c.DataDir = ".golb"
+	}
+	if c.PluginDir == "" {
+		c.PluginDir = "./plugins"
+	}
+	if c.Admin == nil {
+		c.Admin = &Admin{Body: hcl.EmptyBody()}
+	}
+	if c.Admin.Address == nil {
+		addr := "127.0.0.1:5040"
+		c.Admin.Address = &addr
+	}
+	if c.Stats == nil {
+		c.Stats = &Stats{Body: hcl.EmptyBody()}
+	}
+	if c.Stats.Sink == "" {
+		c.Stats.Sink = "sqlite"
+	}
+	if c.Stats.Path == "" {
+		c.Stats.Path = "worker-stats.db"
+	}
+	if c.Stats.FlushInterval == "" {
+		c.Stats.FlushInterval = "1s"
+	}
+	for _, g := range c.Groups {
+		if g.Driver == "" {
+			g.Driver = "process"
+		}
+		if g.StopSignal == "" {
+			g.StopSignal = "SIGTERM"
+		}
+		if g.StopTimeout == "" {
+			g.StopTimeout = "10s"
+		}
+		if g.App == nil {
+			g.App = &App{Body: hcl.EmptyBody()}
+		}
+		if g.App.AvgDelay == "" {
+			g.App.AvgDelay = "500ms"
+		}
+		if g.App.FailureRate == nil {
+			g.App.FailureRate = new(float64)
+		}
+		if g.Scale != nil && g.Scale.TargetInflight == nil {
+			t := 10.0
+			g.Scale.TargetInflight = &t
+		}
+		if g.HealthCheck == nil {
+			g.HealthCheck = &HealthCheck{Body: hcl.EmptyBody()}
+		}
+		hc := g.HealthCheck
+		if hc.Path == "" {
+			hc.Path = "/healthz"
+		}
+		if hc.Interval == "" {
+			hc.Interval = "5s"
+		}
+		if hc.Timeout == "" {
+			hc.Timeout = "1s"
+		}
+		if hc.Rise == nil {
+			hc.Rise = intPtr(1)
+		}
+		if hc.Fall == nil {
+			hc.Fall = intPtr(2)
+		}
+	}
+	for _, b := range c.Balancers {
+		if b.Listeners == nil {
+			b.Listeners = intPtr(1)
+		}
+		if b.Policy == "" {
+			b.Policy = "round_robin"
+		}
+		if b.Retries == nil {
+			b.Retries = intPtr(1)
+		}
+		if b.DrainTimeout == "" {
+			b.DrainTimeout = "10s"
+		}
+	}
+}
+
+func intPtr(i int) *int { return &i }
+
+// duration parses a Go duration attribute, reporting errors at its range.
+func (v *validator) duration(body hcl.Body, name, val string, min time.Duration) time.Duration {
+	d, err := time.ParseDuration(val)
+	if err != nil {
+		v.errorf(attrRange(body, name), "Invalid duration %q for %s", `Write a Go duration such as "500ms", "5s" or "1m".`, val, name)
+		return 0
+	}
+	if d < min {
+		v.errorf(attrRange(body, name), "%s must be at least %v", "Raise it; a smaller value makes no sense here.", name, min)
+	}
+	return d
+}
+
+func (v *validator) port(body hcl.Body, name string, p int) {
+	if p < 1 || p > 65535 {
+		v.errorf(attrRange(body, name), "Invalid port %d", "Ports are 1 to 65535; pick a free one above 1024.", p)
+	}
+}
+
+func (v *validator) check() {
+	c := v.cfg
+	if len(c.Groups) == 0 {
+		v.errorf(blockRange(c.Body), "No group defined", `Add a group "NAME" { port = 6000 } block: golb has nothing to run.`)
+	}
+	v.checkAdmin()
+	seen := map[string]hcl.Range{}
+	for _, g := range c.Groups {
+		if prev, dup := seen[g.Name]; dup {
+			v.errorf(blockRange(g.Body), "Duplicate group %q", fmt.Sprintf("Another group has this name at %s; rename one.", prev), g.Name)
+		}
+		seen[g.Name] = blockRange(g.Body)
+		v.checkGroup(g)
+	}
+	bseen := map[string]bool{}
+	for _, b := range c.Balancers {
+		if bseen[b.Name] {
+			v.errorf(blockRange(b.Body), "Duplicate balancer %q", "Rename one of them.", b.Name)
+		}
+		bseen[b.Name] = true
+		v.checkBalancer(b)
+	}
+	pseen := map[string]bool{}
+	for _, p := range c.Plugins {
+		if pseen[p.Name] {
+			v.errorf(blockRange(p.Body), "Duplicate plugin pin %q", "Keep one sha256 per plugin.", p.Name)
+		}
+		pseen[p.Name] = true
+		if len(p.SHA256) != 64 || strings.Trim(strings.ToLower(p.SHA256), "0123456789abcdef") != "" {
+			v.errorf(attrRange(p.Body, "sha256"), "Invalid sha256 for plugin %q", "Give 64 hex digits, as printed by `sha256sum golb-driver-"+p.Name+"`.", p.Name)
+		}
+	}
+	dseen := map[string]bool{}
+	for _, d := range c.Drivers {
+		if dseen[d.Name] {
+			v.errorf(blockRange(d.Body), "Duplicate driver block %q", "Merge the settings into one block.", d.Name)
+		}
+		dseen[d.Name] = true
+	}
+	c.Stats.FlushIntervalDur = v.duration(c.Stats.Body, "flush_interval", c.Stats.FlushInterval, 10*time.Millisecond)
+	v.checkPorts()
+}
+
+func (v *validator) checkAdmin() {
+	addr := v.cfg.AdminAddress()
+	if addr == "" {
+		return
+	}
+	host, port, ok := strings.Cut(addr, ":")
+	if !ok || port == "" {
+		v.errorf(attrRange(v.cfg.Admin.Body, "address"), "Invalid admin address %q", `Write host:port, e.g. "127.0.0.1:5040".`, addr)
+		return
+	}
+	_ = host
+}
+
+func (v *validator) checkGroup(g *Group) {
+	if !validName(g.Name) {
+		v.errorf(blockRange(g.Body), "Invalid group name %q", "Use letters, digits, - and _ only (it becomes part of worker ids and labels).", g.Name)
+	}
+	if !validName(g.Driver) {
+		v.errorf(attrRange(g.Body, "driver"), "Invalid driver name %q", "Use process, docker, or the NAME of a golb-driver-NAME plugin.", g.Driver)
+	}
+	v.port(g.Body, "port", g.Port)
+	if g.Count != nil && (*g.Count < 0 || *g.Count > 1000) {
+		v.errorf(attrRange(g.Body, "count"), "count must be between 0 and 1000", "Set the number of workers to run.")
+	}
+	if !slices.Contains(Signals, strings.ToUpper(g.StopSignal)) {
+		v.errorf(attrRange(g.Body, "stop_signal"), "Unknown stop_signal %q", "Use one of "+strings.Join(Signals, ", ")+".", g.StopSignal)
+	}
+	g.StopTimeoutDur = v.duration(g.Body, "stop_timeout", g.StopTimeout, 0)
+
+	a := g.App
+	a.AvgDelayDur = v.duration(a.Body, "avg_delay", a.AvgDelay, 0)
+	if r := *a.FailureRate; r < 0 || r > 1 || math.IsNaN(r) {
+		v.errorf(attrRange(a.Body, "failure_rate"), "failure_rate must be between 0 and 1", "It is a fraction: 0.12 means 12% of requests fail.")
+	}
+
+	if s := g.Scale; s != nil {
+		if s.Min < 0 {
+			v.errorf(attrRange(s.Body, "min"), "scale.min must be 0 or more", "Set the fewest workers to keep.")
+		}
+		if s.Max < 1 || s.Max > 1000 {
+			v.errorf(attrRange(s.Body, "max"), "scale.max must be between 1 and 1000", "Set the most workers to run.")
+		}
+		if s.Min > s.Max {
+			v.errorf(attrRange(s.Body, "min"), "scale.min (%d) is greater than scale.max (%d)", "Swap them, or raise max.", s.Min, s.Max)
+		}
+		if *s.TargetInflight <= 0 {
+			v.errorf(attrRange(s.Body, "target_inflight"), "target_inflight must be above 0", "It is the in-flight requests one worker should carry, e.g. 10.")
+		}
+		if g.Count != nil && (*g.Count < s.Min || *g.Count > s.Max) {
+			v.errorf(attrRange(g.Body, "count"), "count %d is outside scale bounds [%d, %d]", "Remove count (scale.min is the initial count) or keep it within the bounds.", *g.Count, s.Min, s.Max)
+		}
+	}
+
+	hc := g.HealthCheck
+	if !strings.HasPrefix(hc.Path, "/") {
+		v.errorf(attrRange(hc.Body, "path"), "Health check path %q must start with /", `For the built-in worker use "/healthz".`, hc.Path)
+	}
+	hc.IntervalDur = v.duration(hc.Body, "interval", hc.Interval, 10*time.Millisecond)
+	hc.TimeoutDur = v.duration(hc.Body, "timeout", hc.Timeout, time.Millisecond)
+	if hc.TimeoutDur > 0 && hc.IntervalDur > 0 && hc.TimeoutDur > hc.IntervalDur {
+		v.errorf(attrRange(hc.Body, "timeout"), "Health check timeout %v is longer than its interval %v", "Make the timeout shorter than the interval.", hc.TimeoutDur, hc.IntervalDur)
+	}
+	if *hc.Rise < 1 || *hc.Fall < 1 {
+		v.errorf(attrRange(hc.Body, "rise"), "rise and fall must be at least 1", "They count consecutive check results.")
+	}
+}
+
+func (v *validator) checkBalancer(b *Balancer) {
+	if !validName(b.Name) {
+		v.errorf(blockRange(b.Body), "Invalid balancer name %q", "Use letters, digits, - and _ only.", b.Name)
+	}
+	if v.cfg.Group(b.Group) == nil {
+		v.errorf(attrRange(b.Body, "group"), "Unknown group %q", "Name a group defined in this file: "+strings.Join(v.groupNames(), ", ")+".", b.Group)
+	}
+	v.port(b.Body, "port", b.Port)
+	if *b.Listeners < 1 || *b.Listeners > 64 {
+		v.errorf(attrRange(b.Body, "listeners"), "listeners must be between 1 and 64", "It is how many ports from port serve.")
+	} else if b.Port+*b.Listeners-1 > 65535 {
+		v.errorf(attrRange(b.Body, "listeners"), "Listener ports run past 65535", "Lower port or listeners.")
+	}
+	if !slices.Contains(Policies, b.Policy) {
+		v.errorf(attrRange(b.Body, "policy"), "Unknown policy %q", "Use one of "+strings.Join(Policies, ", ")+".", b.Policy)
+	}
+	if *b.Retries < 0 || *b.Retries > 10 {
+		v.errorf(attrRange(b.Body, "retries"), "retries must be between 0 and 10", "1 covers a worker that just died.")
+	}
+	for _, r := range b.RetryOn {
+		if r != "5xx" && r != "connect-failure" {
+			v.errorf(attrRange(b.Body, "retry_on"), "Unknown retry_on value %q", `Use "5xx" (idempotent requests only) or "connect-failure" (always on).`, r)
+		}
+	}
+	b.DrainTimeoutDur = v.duration(b.Body, "drain_timeout", b.DrainTimeout, 0)
+}
+
+// portUse is a range of ports some block claims.
+type portUse struct {
+	first, last int
+	what        string
+	rng         hcl.Range
+}
+
+// checkPorts reports balancer listeners, worker port ranges and the admin
+// address that overlap.
+func (v *validator) checkPorts() {
+	var uses []portUse
+	for _, g := range v.cfg.Groups {
+		n := max(g.MaxCount(), 1)
+		uses = append(uses, portUse{g.Port, g.Port + n - 1, fmt.Sprintf("group %q workers (%d-%d)", g.Name, g.Port, g.Port+n-1), attrRange(g.Body, "port")})
+	}
+	for _, b := range v.cfg.Balancers {
+		uses = append(uses, portUse{b.Port, b.Port + *b.Listeners - 1, fmt.Sprintf("balancer %q listeners (%d-%d)", b.Name, b.Port, b.Port+*b.Listeners-1), attrRange(b.Body, "port")})
+	}
+	if addr := v.cfg.AdminAddress(); addr != "" {
+		var p int
+		if _, err := fmt.Sscanf(addr[strings.LastIndex(addr, ":")+1:], "%d", &p); err == nil {
+			uses = append(uses, portUse{p, p, fmt.Sprintf("the admin API (%d)", p), attrRange(v.cfg.Admin.Body, "address")})
+		}
+	}
+	for i := range uses {
+		for j := range i {
+			a, b := uses[i], uses[j]
+			if a.first <= b.last && b.first <= a.last {
+				v.errorf(a.rng, "Port clash: %s overlap %s", "Move one of them: each worker, listener and the admin API needs its own port.", a.what, b.what)
+			}
+		}
+	}
+}
+
+func (v *validator) groupNames() []string {
+	var out []string
+	for _, g := range v.cfg.Groups {
+		out = append(out, g.Name)
+	}
+	return out
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 48 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}

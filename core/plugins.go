@@ -1,0 +1,247 @@
+package core
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/golb/golb/core/config"
+	"github.com/golb/golb/core/state"
+	"github.com/golb/golb/drivers"
+)
+
+// BuiltinDrivers are served by the golb binary itself (`golb driver NAME`).
+var BuiltinDrivers = []string{"process", "docker"}
+
+// ExternalPrefix is the file name prefix of external driver plugins.
+const ExternalPrefix = "golb-driver-"
+
+// pluginManager launches the driver plugins the config uses, restarts them
+// with backoff when they crash, and recovers their workers, which keep running
+// meanwhile.
+type pluginManager struct {
+	cfg     *config.Config
+	self    []string
+	store   *state.Store
+	logger  *slog.Logger
+	hclog   hclog.Logger
+	dataDir string
+
+	mu      sync.Mutex
+	plugins map[string]*managedPlugin
+}
+
+// managedPlugin is one driver's current plugin instance.
+type managedPlugin struct {
+	name     string
+	settings []byte // the driver block as JSON, decoded against the schema
+
+	mu       sync.Mutex
+	client   *drivers.Client
+	info     drivers.Info
+	replaced chan struct{} // closed when client is replaced by a new instance
+	restarts int
+}
+
+func newPluginManager(cfg *config.Config, self []string, store *state.Store, logger *slog.Logger, verbose bool) *pluginManager {
+	level := hclog.Warn
+	if verbose {
+		level = hclog.Debug
+	}
+	return &pluginManager{
+		cfg:     cfg,
+		self:    self,
+		store:   store,
+		logger:  logger,
+		hclog:   hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: level, Output: os.Stderr}),
+		dataDir: cfg.DataDir,
+		plugins: map[string]*managedPlugin{},
+	}
+}
+
+// command returns how to run driver name, or drivers.ErrNotFound-style error.
+func (m *pluginManager) command(name string) (*exec.Cmd, *plugin.SecureConfig, error) {
+	for _, b := range BuiltinDrivers {
+		if b == name {
+			args := append(append([]string{}, m.self[1:]...), "driver", name)
+			return exec.Command(m.self[0], args...), nil, nil
+		}
+	}
+	path := filepath.Join(m.cfg.PluginDir, ExternalPrefix+name)
+	st, err := os.Stat(path)
+	if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		return nil, nil, fmt.Errorf("%w: %q is not built in (%v) and %s is not an executable file", ErrDriverNotFound, name, BuiltinDrivers, path)
+	}
+	var sc *plugin.SecureConfig
+	for _, p := range m.cfg.Plugins {
+		if p.Name == name {
+			sum, err := hex.DecodeString(p.SHA256)
+			if err != nil {
+				return nil, nil, fmt.Errorf("plugin %s: sha256: %w", name, err)
+			}
+			sc = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+		}
+	}
+	return exec.Command(path), sc, nil
+}
+
+// start launches driver name's first instance. settings is its driver block
+// decoded by the caller after it learnt the schema from info (see prepare).
+func (m *pluginManager) launch(ctx context.Context, name string) (*drivers.Client, drivers.Info, error) {
+	cmd, sc, err := m.command(name)
+	if err != nil {
+		return nil, drivers.Info{}, err
+	}
+	c, err := drivers.Launch(ctx, drivers.ClientConfig{Cmd: cmd, SecureConfig: sc, Logger: m.hclog.Named(name)})
+	if err != nil {
+		return nil, drivers.Info{}, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		c.Kill()
+		return nil, drivers.Info{}, fmt.Errorf("asking driver %s for its info: %w", name, err)
+	}
+	if info.Name != name {
+		m.logger.Warn("driver plugin reports another name", "driver", name, "reported", info.Name)
+	}
+	return c, info, nil
+}
+
+// configure hands a plugin instance its data dir and settings.
+func (m *pluginManager) configure(ctx context.Context, c *drivers.Client, name string, settings []byte) error {
+	dir, err := filepath.Abs(filepath.Join(m.dataDir, "drivers", name))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating driver data dir: %w", err)
+	}
+	if err := c.SetConfig(ctx, drivers.PluginConfig{DataDir: dir, Settings: settings}); err != nil {
+		return fmt.Errorf("configuring driver %s: %w", name, err)
+	}
+	return nil
+}
+
+// add registers a launched and configured plugin.
+func (m *pluginManager) add(name string, c *drivers.Client, info drivers.Info, settings []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.plugins[name] = &managedPlugin{name: name, settings: settings, client: c, info: info, replaced: make(chan struct{})}
+}
+
+// current returns the plugin's live client and a channel closed when it is
+// replaced by a new instance.
+func (m *pluginManager) current(name string) (*drivers.Client, <-chan struct{}, error) {
+	m.mu.Lock()
+	p := m.plugins[name]
+	m.mu.Unlock()
+	if p == nil {
+		return nil, nil, fmt.Errorf("%w: %s", ErrDriverNotFound, name)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.client, p.replaced, nil
+}
+
+func (m *pluginManager) all() []*managedPlugin {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*managedPlugin, 0, len(m.plugins))
+	for _, p := range m.plugins {
+		out = append(out, p)
+	}
+	return out
+}
+
+// monitor watches every plugin and restarts the ones that exit, until ctx ends.
+func (m *pluginManager) monitor(ctx context.Context, onRestart func(ctx context.Context, driver string, c *drivers.Client)) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, p := range m.all() {
+			p.mu.Lock()
+			exited := p.client.Exited()
+			p.mu.Unlock()
+			if exited {
+				m.restart(ctx, p, onRestart)
+			}
+		}
+	}
+}
+
+// restart relaunches a crashed plugin with capped exponential backoff.
+func (m *pluginManager) restart(ctx context.Context, p *managedPlugin, onRestart func(context.Context, string, *drivers.Client)) {
+	m.logger.Error("driver plugin exited; restarting it (its workers keep running)", "driver", p.name)
+	m.setDriverState(p.name, func(d *state.Driver) { d.Running = false; d.Error = "plugin exited" })
+	delay := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		c, info, err := m.launch(lctx, p.name)
+		if err == nil {
+			if err = m.configure(lctx, c, p.name, p.settings); err != nil {
+				c.Kill()
+			}
+		}
+		cancel()
+		if err == nil {
+			p.mu.Lock()
+			old := p.replaced
+			p.client, p.info, p.replaced = c, info, make(chan struct{})
+			p.restarts++
+			restarts := p.restarts
+			p.mu.Unlock()
+			onRestart(ctx, p.name, c)
+			close(old)
+			m.setDriverState(p.name, func(d *state.Driver) {
+				d.Running, d.Error, d.PluginPID, d.Restarts = true, "", c.Pid(), restarts
+			})
+			m.logger.Info("driver plugin restarted", "driver", p.name, "attempt", attempt, "pid", c.Pid())
+			return
+		}
+		m.logger.Error("restarting driver plugin failed", "driver", p.name, "attempt", attempt, "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}
+
+func (m *pluginManager) setDriverState(name string, fn func(d *state.Driver)) {
+	ds, err := m.store.Drivers(nil)
+	if err != nil {
+		return
+	}
+	for _, d := range ds {
+		if d.Name == name {
+			cp := *d
+			fn(&cp)
+			_ = m.store.UpsertDriver(&cp)
+		}
+	}
+}
+
+// killAll stops every plugin process (not their workers).
+func (m *pluginManager) killAll() {
+	for _, p := range m.all() {
+		p.mu.Lock()
+		p.client.Kill()
+		p.mu.Unlock()
+	}
+}

@@ -1,0 +1,264 @@
+// Package state keeps golb's desired state (groups) and actual state (workers,
+// driver plugins) in go-memdb. Writers use one transaction per change; readers
+// pass a WatchSet and are woken when what they read changes, so the balancer
+// and reconciler never poll. Objects read from the store are never modified in
+// place: callers copy, change and Upsert.
+package state
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/golb/golb/drivers"
+)
+
+// WorkerStatus is a worker's place in its life cycle.
+type WorkerStatus string
+
+// Worker statuses, as the admin API reports them.
+const (
+	StatusPending  WorkerStatus = "pending"  // being started
+	StatusRunning  WorkerStatus = "running"  // started; the balancer health-checks it
+	StatusDraining WorkerStatus = "draining" // out of the pool, finishing in-flight requests
+	StatusStopped  WorkerStatus = "stopped"  // stopped by golb
+	StatusFailed   WorkerStatus = "failed"   // exited on its own
+	StatusLost     WorkerStatus = "lost"     // its plugin is gone and it could not be recovered
+)
+
+// Live reports whether the worker counts toward its group's desired count.
+func (s WorkerStatus) Live() bool { return s == StatusPending || s == StatusRunning }
+
+// Group is the desired state of one group.
+type Group struct {
+	Name    string
+	Driver  string
+	Desired int
+	// Min and Max bound Desired (from the scale block, or Desired itself).
+	Min, Max int
+	// Failing is set while the group's workers crash-loop.
+	Failing bool
+	Reason  string
+}
+
+// Worker is the actual state of one worker.
+type Worker struct {
+	ID        string
+	Group     string
+	Driver    string
+	Port      int
+	Address   string
+	Status    WorkerStatus
+	Handle    *drivers.Handle
+	StartedAt time.Time
+	UpdatedAt time.Time
+	Exit      *drivers.ExitResult
+	// Adopted is set for a worker found again after a golb restart.
+	Adopted bool
+}
+
+// Driver is what golb knows of one driver plugin.
+type Driver struct {
+	Name        string
+	Info        drivers.Info
+	Fingerprint drivers.Fingerprint
+	PluginPID   int
+	Restarts    int
+	Running     bool
+	Error       string
+	UpdatedAt   time.Time
+}
+
+const (
+	tableGroups  = "groups"
+	tableWorkers = "workers"
+	tableDrivers = "drivers"
+)
+
+var schema = &memdb.DBSchema{
+	Tables: map[string]*memdb.TableSchema{
+		tableGroups: {
+			Name: tableGroups,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+			},
+		},
+		tableWorkers: {
+			Name: tableWorkers,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":     {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+				"group":  {Name: "group", Indexer: &memdb.StringFieldIndex{Field: "Group"}},
+				"driver": {Name: "driver", Indexer: &memdb.StringFieldIndex{Field: "Driver"}},
+			},
+		},
+		tableDrivers: {
+			Name: tableDrivers,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+			},
+		},
+	},
+}
+
+// Store is golb's state.
+type Store struct {
+	db *memdb.MemDB
+}
+
+// New returns an empty store.
+func New() (*Store, error) {
+	db, err := memdb.NewMemDB(schema)
+	if err != nil {
+		return nil, fmt.Errorf("creating state store: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// UpsertGroup writes a group.
+func (s *Store) UpsertGroup(g *Group) error {
+	return s.write(tableGroups, g)
+}
+
+// UpsertWorker writes a worker, stamping UpdatedAt.
+func (s *Store) UpsertWorker(w *Worker) error {
+	w.UpdatedAt = time.Now().UTC()
+	return s.write(tableWorkers, w)
+}
+
+// UpsertDriver writes a driver record.
+func (s *Store) UpsertDriver(d *Driver) error {
+	d.UpdatedAt = time.Now().UTC()
+	return s.write(tableDrivers, d)
+}
+
+func (s *Store) write(table string, obj any) error {
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	if err := txn.Insert(table, obj); err != nil {
+		return fmt.Errorf("writing %s: %w", table, err)
+	}
+	txn.Commit()
+	return nil
+}
+
+// UpdateWorker applies fn to a copy of worker id and writes it back in one
+// transaction. It returns false when the worker is gone.
+func (s *Store) UpdateWorker(id string, fn func(w *Worker)) (bool, error) {
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	raw, err := txn.First(tableWorkers, "id", id)
+	if err != nil {
+		return false, fmt.Errorf("reading worker %s: %w", id, err)
+	}
+	if raw == nil {
+		return false, nil
+	}
+	w := *raw.(*Worker)
+	fn(&w)
+	w.UpdatedAt = time.Now().UTC()
+	if err := txn.Insert(tableWorkers, &w); err != nil {
+		return false, fmt.Errorf("writing worker %s: %w", id, err)
+	}
+	txn.Commit()
+	return true, nil
+}
+
+// UpdateGroup applies fn to a copy of group name and writes it back.
+func (s *Store) UpdateGroup(name string, fn func(g *Group) error) error {
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	raw, err := txn.First(tableGroups, "id", name)
+	if err != nil {
+		return fmt.Errorf("reading group %s: %w", name, err)
+	}
+	if raw == nil {
+		return fmt.Errorf("%w: %s", ErrNoGroup, name)
+	}
+	g := *raw.(*Group)
+	if err := fn(&g); err != nil {
+		return err
+	}
+	if err := txn.Insert(tableGroups, &g); err != nil {
+		return fmt.Errorf("writing group %s: %w", name, err)
+	}
+	txn.Commit()
+	return nil
+}
+
+// DeleteWorker removes a worker.
+func (s *Store) DeleteWorker(id string) error {
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	if _, err := txn.DeleteAll(tableWorkers, "id", id); err != nil {
+		return fmt.Errorf("deleting worker %s: %w", id, err)
+	}
+	txn.Commit()
+	return nil
+}
+
+// Group returns one group, or nil.
+func (s *Store) Group(ws memdb.WatchSet, name string) (*Group, error) {
+	txn := s.db.Txn(false)
+	ch, raw, err := txn.FirstWatch(tableGroups, "id", name)
+	if err != nil {
+		return nil, fmt.Errorf("reading group %s: %w", name, err)
+	}
+	ws.Add(ch)
+	if raw == nil {
+		return nil, nil
+	}
+	return raw.(*Group), nil
+}
+
+// Groups returns every group, by name.
+func (s *Store) Groups(ws memdb.WatchSet) ([]*Group, error) {
+	return list[*Group](s.db.Txn(false), ws, tableGroups, "id")
+}
+
+// Workers returns every worker, by id.
+func (s *Store) Workers(ws memdb.WatchSet) ([]*Worker, error) {
+	return list[*Worker](s.db.Txn(false), ws, tableWorkers, "id")
+}
+
+// WorkersByGroup returns the workers of one group.
+func (s *Store) WorkersByGroup(ws memdb.WatchSet, group string) ([]*Worker, error) {
+	return list[*Worker](s.db.Txn(false), ws, tableWorkers, "group", group)
+}
+
+// WorkersByDriver returns the workers one driver runs.
+func (s *Store) WorkersByDriver(ws memdb.WatchSet, driver string) ([]*Worker, error) {
+	return list[*Worker](s.db.Txn(false), ws, tableWorkers, "driver", driver)
+}
+
+// Worker returns one worker, or nil.
+func (s *Store) Worker(ws memdb.WatchSet, id string) (*Worker, error) {
+	txn := s.db.Txn(false)
+	ch, raw, err := txn.FirstWatch(tableWorkers, "id", id)
+	if err != nil {
+		return nil, fmt.Errorf("reading worker %s: %w", id, err)
+	}
+	ws.Add(ch)
+	if raw == nil {
+		return nil, nil
+	}
+	return raw.(*Worker), nil
+}
+
+// Drivers returns every driver record, by name.
+func (s *Store) Drivers(ws memdb.WatchSet) ([]*Driver, error) {
+	return list[*Driver](s.db.Txn(false), ws, tableDrivers, "id")
+}
+
+func list[T any](txn *memdb.Txn, ws memdb.WatchSet, table, index string, args ...any) ([]T, error) {
+	it, err := txn.Get(table, index, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", table, err)
+	}
+	ws.Add(it.WatchCh())
+	var out []T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(T))
+	}
+	return out, nil
+}
