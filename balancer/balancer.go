@@ -1,0 +1,430 @@
+// Package balancer is golb's reverse proxy: it listens on one or more ports,
+// spreads requests over a shared pool of workers with a pluggable selection
+// policy, and keeps that pool honest with active health checks, passive
+// ejection and budgeted retries. It imports nothing of golb; core hands it
+// the worker set (SetBackends, MarkDown) and reads its counters (Stats,
+// InFlight, Collector).
+package balancer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Balancer is one named reverse proxy with its listeners and worker pool.
+// All methods are safe for concurrent use.
+type Balancer struct {
+	cfg      Config
+	log      *slog.Logger
+	sel      selector
+	rp       *httputil.ReverseProxy
+	tr       *http.Transport
+	checker  *http.Client
+	budget   retryBudget
+	retry5xx bool
+	local    map[string]http.Handler
+
+	// Pre-rendered JSON error bodies.
+	bodyUnavailable, bodyUnreachable, bodyTimeout, bodyFailed []byte
+
+	pool atomic.Pointer[[]*backend] // candidates only; replaced, never mutated
+	all  atomic.Pointer[[]*backend] // every backend ever seen, first-seen order
+
+	retries     atomic.Uint64 // retries granted
+	budgetDeny  atomic.Uint64 // retries refused by the budget
+	unavailable atomic.Uint64 // requests answered 503: no candidate
+
+	mu        sync.Mutex
+	byID      map[string]*backend
+	members   []*backend // current desired set, in SetBackends order
+	panicMode bool
+	started   bool
+	closed    bool
+	listeners []net.Listener
+	servers   []*http.Server
+	serveWG   sync.WaitGroup
+
+	healthCtx  context.Context
+	healthStop context.CancelFunc
+	healthWG   sync.WaitGroup
+}
+
+// Pool is what core drives: the desired worker set, worker deaths, and
+// the wait before a removed worker is stopped.
+type Pool interface {
+	SetBackends(bs []Backend)
+	MarkDown(id string)
+	WaitIdle(ctx context.Context, id string) error
+}
+
+// Counters is what core reads: per-worker outcome counts (for the stats
+// sink) and the in-flight total (for the autoscaler).
+type Counters interface {
+	Stats() []WorkerStats
+	InFlight() int64
+}
+
+var (
+	_ Pool         = (*Balancer)(nil)
+	_ Counters     = (*Balancer)(nil)
+	_ http.Handler = (*Balancer)(nil)
+)
+
+// WorkerStats are one backend's cumulative counts since New.
+type WorkerStats struct {
+	ID         string
+	Address    string
+	Success    uint64        // attempts answered with a status below 500
+	Failed     uint64        // attempts answered 5xx or ended by a transport error
+	LatencySum time.Duration // sum of attempt durations; mean = LatencySum/(Success+Failed)
+	InFlight   int64
+	Healthy    bool // passes active checks, not ejected, not removed
+	Removed    bool // no longer in the desired set (its counts are kept)
+}
+
+// New validates cfg and builds a Balancer. Nothing is bound until Start.
+func New(cfg Config) (*Balancer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("configuring balancer %q: %w", cfg.Name, err)
+	}
+	cfg = cfg.withDefaults()
+	sel, _ := newSelector(cfg.Policy) // checked by Validate
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("balancer", cfg.Name)
+
+	b := &Balancer{
+		cfg:      cfg,
+		log:      log,
+		sel:      sel,
+		retry5xx: cfg.retryOn5xx(),
+		byID:     make(map[string]*backend),
+		budget:   newRetryBudget(cfg.RetryBudget, cfg.RetryMinPerSec),
+	}
+	if len(cfg.Local) > 0 {
+		b.local = make(map[string]http.Handler, len(cfg.Local))
+		for p, h := range cfg.Local {
+			b.local[p] = h
+		}
+	}
+	b.bodyUnavailable = errorBody("no healthy workers", cfg.Name)
+	b.bodyUnreachable = errorBody("worker unreachable", cfg.Name)
+	b.bodyTimeout = errorBody("worker timed out", cfg.Name)
+	b.bodyFailed = errorBody("worker failed", cfg.Name)
+
+	b.tr = b.newTransport()
+	b.rp = &httputil.ReverseProxy{
+		Rewrite:        b.rewrite,
+		Transport:      roundTripper{b.tr},
+		ModifyResponse: b.modifyResponse,
+		ErrorHandler:   b.proxyError,
+		BufferPool:     bufferPool{},
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	b.checker = &http.Client{
+		Transport: b.tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse // a 3xx passes; never follow it
+		},
+	}
+	b.healthCtx, b.healthStop = context.WithCancel(context.Background())
+	empty := []*backend{}
+	b.pool.Store(&empty)
+	b.all.Store(&empty)
+	return b, nil
+}
+
+func errorBody(msg, name string) []byte {
+	body, _ := json.Marshal(struct {
+		Error    string `json:"error"`
+		Balancer string `json:"balancer"`
+	}{msg, name})
+	return append(body, '\n')
+}
+
+// Start binds every listener, or none: if one address cannot be bound, the
+// ones already bound are closed and the error names the address. It then
+// serves in the background and starts active health checks. ctx bounds
+// only the binding; the balancer runs until Shutdown.
+func (b *Balancer) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	if b.started {
+		return ErrAlreadyStarted
+	}
+	var lc net.ListenConfig
+	lns := make([]net.Listener, 0, b.cfg.Listeners)
+	for i := range b.cfg.Listeners {
+		port := 0
+		if b.cfg.Port != 0 {
+			port = b.cfg.Port + i
+		}
+		addr := net.JoinHostPort(b.cfg.BindAddr, strconv.Itoa(port))
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			return fmt.Errorf("starting balancer %q: %w %s: %w", b.cfg.Name, ErrListen, addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	b.started = true
+	b.listeners = lns
+	errLog := slog.NewLogLogger(b.log.Handler(), slog.LevelDebug)
+	for _, ln := range lns {
+		srv := &http.Server{
+			Handler:           b,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			ErrorLog:          errLog,
+		}
+		b.servers = append(b.servers, srv)
+		b.serveWG.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				b.log.Error("listener stopped", "addr", ln.Addr().String(), "err", err)
+			}
+		})
+		b.log.Info("listening", "addr", ln.Addr().String(), "policy", b.cfg.Policy)
+	}
+	for _, be := range b.members {
+		b.startCheckLocked(be)
+	}
+	return nil
+}
+
+// Addrs returns the bound listener addresses (host:port), in port order.
+func (b *Balancer) Addrs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]string, len(b.listeners))
+	for i, ln := range b.listeners {
+		out[i] = ln.Addr().String()
+	}
+	return out
+}
+
+// SetBackends replaces the desired pool. New backends (and re-added or
+// moved ones) start unhealthy and are checked at once; they get traffic
+// after Rise passing checks. Removed backends stop receiving new requests
+// at once; their in-flight requests finish (see WaitIdle) and their counts
+// stay in Stats. Entries with an empty ID or address, or a repeated ID, are
+// skipped and logged.
+func (b *Balancer) SetBackends(bs []Backend) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	want := make(map[string]bool, len(bs))
+	members := make([]*backend, 0, len(bs))
+	var fresh []*backend
+	for _, d := range bs {
+		if d.ID == "" || d.Address == "" || want[d.ID] {
+			b.log.Warn("skipping backend", "id", d.ID, "addr", d.Address,
+				"err", fmt.Errorf("%w: empty or repeated id, or empty address", ErrInvalidBackend))
+			continue
+		}
+		want[d.ID] = true
+		be, ok := b.byID[d.ID]
+		switch {
+		case !ok:
+			be = newBackend(d.ID, d.Address)
+			b.byID[d.ID] = be
+			all := append(append([]*backend(nil), *b.all.Load()...), be)
+			b.all.Store(&all)
+			fresh = append(fresh, be)
+		case be.removed.Load():
+			be.addr.Store(&d.Address)
+			be.removed.Store(false)
+			fresh = append(fresh, be)
+		case be.address() != d.Address:
+			// Same ID, new address: a different process; check it anew.
+			b.stopCheckLocked(be)
+			be.addr.Store(&d.Address)
+			fresh = append(fresh, be)
+		}
+		members = append(members, be)
+	}
+	for _, be := range b.members {
+		if !want[be.id] {
+			be.removed.Store(true)
+			be.healthy.Store(false)
+			b.stopCheckLocked(be)
+			if be.ejectTimer != nil {
+				be.ejectTimer.Stop()
+			}
+			b.log.Info("backend removed", "id", be.id, "addr", be.address(), "inflight", be.inflight.Load())
+		}
+	}
+	b.members = members
+	for _, be := range fresh {
+		be.resetHealth(b.cfg.Health.Interval < 0)
+		be.consecConn.Store(0)
+		be.consec5xx.Store(0)
+		b.log.Info("backend added", "id", be.id, "addr", be.address())
+		b.startCheckLocked(be)
+	}
+	b.rebuildLocked()
+}
+
+// MarkDown takes a worker out of the pool at once, e.g. because its process
+// exited. It comes back only after passing Rise active checks again (with
+// active checks off, only by being removed and added again).
+func (b *Balancer) MarkDown(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	be, ok := b.byID[id]
+	if !ok {
+		return
+	}
+	be.resetHealth(false)
+	b.log.Info("backend marked down", "id", id, "addr", be.address())
+	b.rebuildLocked()
+}
+
+// WaitIdle blocks until backend id has no request in flight, or ctx ends.
+// The reconciler calls it after removing a worker and before stopping it.
+func (b *Balancer) WaitIdle(ctx context.Context, id string) error {
+	b.mu.Lock()
+	be, ok := b.byID[id]
+	b.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("waiting for backend %q to go idle: %w", id, ErrUnknownBackend)
+	}
+	if err := be.waitIdle(ctx); err != nil {
+		return fmt.Errorf("waiting for backend %q to go idle (%d in flight): %w", id, be.inflight.Load(), err)
+	}
+	return nil
+}
+
+// InFlight returns the number of requests currently being proxied.
+func (b *Balancer) InFlight() int64 {
+	var n int64
+	for _, be := range *b.all.Load() {
+		n += be.inflight.Load()
+	}
+	return n
+}
+
+// Stats returns the cumulative counts of every backend ever seen, in the
+// order they were first added.
+func (b *Balancer) Stats() []WorkerStats {
+	all := *b.all.Load()
+	now := time.Now().UnixNano()
+	out := make([]WorkerStats, len(all))
+	for i, be := range all {
+		s, f := be.counts()
+		out[i] = WorkerStats{
+			ID:         be.id,
+			Address:    be.address(),
+			Success:    s,
+			Failed:     f,
+			LatencySum: time.Duration(be.latencyNs.Load()),
+			InFlight:   be.inflight.Load(),
+			Healthy:    be.healthy.Load() && !be.removed.Load() && !be.ejected(now),
+			Removed:    be.removed.Load(),
+		}
+	}
+	return out
+}
+
+// rebuildLocked recomputes the candidate pool from the members' state and
+// publishes it. If ejection alone would empty the pool while some members
+// pass their health checks, ejection is ignored (panic mode).
+func (b *Balancer) rebuildLocked() {
+	now := time.Now().UnixNano()
+	pool := make([]*backend, 0, len(b.members))
+	var ejected []*backend
+	for _, be := range b.members {
+		switch {
+		case !be.healthy.Load() || be.removed.Load():
+		case be.ejected(now):
+			ejected = append(ejected, be)
+		default:
+			pool = append(pool, be)
+		}
+	}
+	panicMode := len(pool) == 0 && len(ejected) > 0
+	if panicMode {
+		pool = ejected
+	}
+	if panicMode != b.panicMode {
+		b.panicMode = panicMode
+		if panicMode {
+			b.log.Warn("every healthy worker is ejected; ignoring ejection", "workers", len(ejected))
+		} else {
+			b.log.Info("ejection back in force")
+		}
+	}
+	old := *b.pool.Load()
+	if len(old) > 0 && len(pool) == 0 {
+		b.log.Warn("no healthy workers")
+	}
+	b.pool.Store(&pool)
+}
+
+// rebuild is rebuildLocked for callers not holding b.mu.
+func (b *Balancer) rebuild() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.rebuildLocked()
+}
+
+// Shutdown stops accepting connections, waits for in-flight requests
+// (bounded by ctx and Config.DrainTimeout; then remaining connections are
+// closed and the context error returned) and stops health checking.
+func (b *Balancer) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	servers := b.servers
+	for _, be := range b.byID {
+		if be.ejectTimer != nil {
+			be.ejectTimer.Stop()
+		}
+	}
+	b.mu.Unlock()
+
+	b.healthStop()
+	b.healthWG.Wait()
+
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.DrainTimeout)
+	defer cancel()
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		wg.Go(func() {
+			if err := srv.Shutdown(ctx); err != nil {
+				_ = srv.Close()
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	b.serveWG.Wait()
+	b.tr.CloseIdleConnections()
+	for _, err := range errs {
+		if err != nil {
+			b.log.Warn("drain cut short", "inflight", b.InFlight(), "err", err)
+			return fmt.Errorf("draining balancer %q: %w", b.cfg.Name, err)
+		}
+	}
+	b.log.Info("shut down")
+	return nil
+}
