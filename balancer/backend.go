@@ -70,8 +70,9 @@ type backend struct {
 	ejections    atomic.Uint64
 
 	// Membership and active health; read when the pool is rebuilt.
-	healthy atomic.Bool // passed Rise active checks (and not marked down since)
-	removed atomic.Bool // not in the desired set any more
+	healthy     atomic.Bool // passed Rise active checks (and not marked down since)
+	everHealthy atomic.Bool // passed its first checks once: from then on it is checked every Interval
+	removed     atomic.Bool // not in the desired set any more
 
 	// Guarded by Balancer.mu.
 	ejectStreak  int       // ejections in a row, for the doubling period

@@ -27,13 +27,23 @@ func (b *Balancer) stopCheckLocked(be *backend) {
 	}
 }
 
+// checkLoop checks be every Interval. Until its first pass, a new worker is
+// checked more often (from 25ms, doubling up to Interval): it is usually
+// still starting at the first check, and waiting a whole Interval for its
+// second would keep a ready worker out of the pool for seconds.
 func (b *Balancer) checkLoop(ctx context.Context, be *backend) {
-	t := time.NewTicker(b.cfg.Health.Interval)
-	defer t.Stop()
+	wait := min(25*time.Millisecond, b.cfg.Health.Interval)
 	for {
 		b.checkOnce(ctx, be)
+		if be.everHealthy.Load() {
+			wait = b.cfg.Health.Interval
+		} else {
+			wait = min(wait*2, b.cfg.Health.Interval)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
@@ -63,6 +73,7 @@ func (b *Balancer) checkOnce(ctx context.Context, be *backend) {
 		be.passes++
 		if !be.healthy.Load() && be.passes >= b.cfg.Health.Rise {
 			be.healthy.Store(true)
+			be.everHealthy.Store(true)
 			changed = true
 		}
 	} else {

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +44,8 @@ type WorkerView struct {
 	InFlight      int64   `json:"in_flight"`
 	StartedAt     string  `json:"started_at"`
 	Adopted       bool    `json:"adopted,omitempty"`
+	// Details are the driver's: pid and log files, or container id and name.
+	Details map[string]string `json:"details,omitempty"`
 }
 
 // DriverView is one row of GET /v1/drivers.
@@ -157,6 +160,9 @@ func (a *Agent) WorkerViews() []WorkerView {
 	out := make([]WorkerView, 0, len(ws))
 	for _, w := range ws {
 		v := WorkerView{ID: w.ID, Group: w.Group, Driver: w.Driver, Address: w.Address, Status: string(w.Status), Adopted: w.Adopted, StartedAt: w.StartedAt.Format(time.RFC3339)}
+		if w.Status == state.StatusRunning {
+			v.Details = a.inspectDetails(w)
+		}
 		if h := hs[w.ID]; h != nil {
 			v.Healthy, v.Requests, v.Failed, v.InFlight = h.healthy, h.success+h.failed, h.failed, h.inflight
 			if v.Requests > 0 {
@@ -172,6 +178,21 @@ func (a *Agent) WorkerViews() []WorkerView {
 		return out[i].Address < out[j].Address
 	})
 	return out
+}
+
+// inspectDetails asks the driver about a worker, briefly.
+func (a *Agent) inspectDetails(w *state.Worker) map[string]string {
+	c, _, err := a.plugins.current(w.Driver)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := c.Inspect(ctx, w.ID)
+	if err != nil {
+		return nil
+	}
+	return st.Details
 }
 
 // GroupViews lists the groups with their counts.

@@ -73,9 +73,14 @@ func DecodeBlock(body hcl.Body, schema []drivers.Attribute, what string) (json.R
 func DriverDiagnostics(body hcl.Body, ds []drivers.Diagnostic, driver string) hcl.Diagnostics {
 	var out hcl.Diagnostics
 	for _, d := range ds {
-		rng := body.MissingItemRange()
-		if d.Attribute != "" {
-			rng = attrRange(body, d.Attribute)
+		var subject *hcl.Range
+		switch {
+		case body == nil:
+			// No block in the file (the driver validated its defaults): no position.
+		case d.Attribute != "":
+			subject = attrRange(body, d.Attribute).Ptr()
+		default:
+			subject = body.MissingItemRange().Ptr()
 		}
 		detail := d.Detail
 		if detail == "" {
@@ -85,7 +90,7 @@ func DriverDiagnostics(body hcl.Body, ds []drivers.Diagnostic, driver string) hc
 			Severity: hcl.DiagError,
 			Summary:  fmt.Sprintf("%s driver: %s", driver, d.Error()),
 			Detail:   detail,
-			Subject:  rng.Ptr(),
+			Subject:  subject,
 		})
 	}
 	return out

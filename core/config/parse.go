@@ -3,8 +3,10 @@ package config
 import (
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,11 +47,11 @@ func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diag
 		return nil, files, diags
 	}
 	cfg := &Config{Filename: filename}
-	diags = append(diags, gohcl.DecodeBody(file.Body, nil, cfg)...)
+	diags = append(diags, onePerPosition(gohcl.DecodeBody(file.Body, nil, cfg))...)
 	if diags.HasErrors() {
 		return nil, files, diags
 	}
-	v := &validator{cfg: cfg}
+	v := &validator{cfg: cfg, explicitApp: map[*Group]bool{}}
 	v.defaults()
 	v.check()
 	diags = append(diags, v.diags...)
@@ -59,9 +61,30 @@ func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diag
 	return cfg, files, diags
 }
 
+// onePerPosition keeps the first error at each source position: gohcl follows
+// "Variables not allowed" with an "Unsuitable value type … value must be
+// known" at the same place, which only confuses.
+func onePerPosition(diags hcl.Diagnostics) hcl.Diagnostics {
+	var out hcl.Diagnostics
+	seen := map[hcl.Pos]bool{}
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError && d.Subject != nil {
+			if seen[d.Subject.Start] {
+				continue
+			}
+			seen[d.Subject.Start] = true
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
 type validator struct {
 	cfg   *Config
 	diags hcl.Diagnostics
+	// explicitApp records the groups whose file has an app block (before
+	// defaults fill one in), for the app/config conflict check.
+	explicitApp map[*Group]bool
 }
 
 func (v *validator) errorf(rng hcl.Range, summary, hint string, args ...any) {
@@ -73,24 +96,61 @@ func (v *validator) errorf(rng hcl.Range, summary, hint string, args ...any) {
 	})
 }
 
-// attrRange is the source range of attribute name in body, or of the block
-// when the attribute is absent.
+// attrRange is the source range of attribute name's value in body or, when
+// the attribute is absent, the opening brace of the block.
 func attrRange(body hcl.Body, name string) hcl.Range {
 	if sb, ok := body.(*hclsyntax.Body); ok {
 		if a, ok := sb.Attributes[name]; ok {
 			return a.Expr.Range()
 		}
-		return sb.SrcRange
 	}
 	return body.MissingItemRange()
 }
 
-// blockRange is the header range of the block whose body is body.
-func blockRange(body hcl.Body) hcl.Range {
-	if sb, ok := body.(*hclsyntax.Body); ok {
-		return hcl.Range{Filename: sb.SrcRange.Filename, Start: sb.SrcRange.Start, End: sb.SrcRange.Start}
+// hasAttr reports whether attribute name is written in body.
+func hasAttr(body hcl.Body, name string) bool {
+	sb, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return false
 	}
-	return body.MissingItemRange()
+	_, ok = sb.Attributes[name]
+	return ok
+}
+
+// blockRange is where a diagnostic about the top-level block whose body is
+// body points: its first label (the name), else its type keyword. For the
+// file's own body it is the start of the file.
+func (v *validator) blockRange(body hcl.Body) hcl.Range {
+	sb, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return body.MissingItemRange()
+	}
+	if file, ok := v.cfg.Body.(*hclsyntax.Body); ok {
+		// A ",remain" body is a copy of the block's body, so match by range.
+		for _, blk := range file.Blocks {
+			if blk.Body.SrcRange != sb.SrcRange || blk.Body == file {
+				continue
+			}
+			if len(blk.LabelRanges) > 0 {
+				return blk.LabelRanges[0]
+			}
+			return blk.TypeRange
+		}
+	}
+	return hcl.Range{Filename: sb.SrcRange.Filename, Start: sb.SrcRange.Start, End: sb.SrcRange.Start}
+}
+
+// elemRange is the range of element i of the list attribute name, or of the
+// whole attribute when it is not written as a [ ... ] literal.
+func elemRange(body hcl.Body, name string, i int) hcl.Range {
+	if sb, ok := body.(*hclsyntax.Body); ok {
+		if a, ok := sb.Attributes[name]; ok {
+			if t, ok := a.Expr.(*hclsyntax.TupleConsExpr); ok && i < len(t.Exprs) {
+				return t.Exprs[i].Range()
+			}
+		}
+	}
+	return attrRange(body, name)
 }
 
 func (v *validator) defaults() {
@@ -121,12 +181,15 @@ func (v *validator) defaults() {
 		c.Stats.FlushInterval = "1s"
 	}
 	for _, g := range c.Groups {
+		v.explicitApp[g] = g.App != nil
 		if g.Driver == "" {
 			g.Driver = "process"
 		}
 		if g.StopSignal == "" {
 			g.StopSignal = "SIGTERM"
 		}
+		// Drivers compare signal names as written: hand them the canonical form.
+		g.StopSignal = strings.ToUpper(g.StopSignal)
 		if g.StopTimeout == "" {
 			g.StopTimeout = "10s"
 		}
@@ -203,21 +266,21 @@ func (v *validator) port(body hcl.Body, name string, p int) {
 func (v *validator) check() {
 	c := v.cfg
 	if len(c.Groups) == 0 {
-		v.errorf(blockRange(c.Body), "No group defined", `Add a group "NAME" { port = 6000 } block: golb has nothing to run.`)
+		v.errorf(v.blockRange(c.Body), "No group defined", `Add a group "NAME" { port = 6000 } block: golb has nothing to run.`)
 	}
 	v.checkAdmin()
 	seen := map[string]hcl.Range{}
 	for _, g := range c.Groups {
 		if prev, dup := seen[g.Name]; dup {
-			v.errorf(blockRange(g.Body), "Duplicate group %q", fmt.Sprintf("Another group has this name at %s; rename one.", prev), g.Name)
+			v.errorf(v.blockRange(g.Body), "Duplicate group %q", fmt.Sprintf("Another group has this name at %s:%d:%d; rename one.", prev.Filename, prev.Start.Line, prev.Start.Column), g.Name)
 		}
-		seen[g.Name] = blockRange(g.Body)
+		seen[g.Name] = v.blockRange(g.Body)
 		v.checkGroup(g)
 	}
 	bseen := map[string]bool{}
 	for _, b := range c.Balancers {
 		if bseen[b.Name] {
-			v.errorf(blockRange(b.Body), "Duplicate balancer %q", "Rename one of them.", b.Name)
+			v.errorf(v.blockRange(b.Body), "Duplicate balancer %q", "Rename one of them.", b.Name)
 		}
 		bseen[b.Name] = true
 		v.checkBalancer(b)
@@ -225,9 +288,12 @@ func (v *validator) check() {
 	pseen := map[string]bool{}
 	for _, p := range c.Plugins {
 		if pseen[p.Name] {
-			v.errorf(blockRange(p.Body), "Duplicate plugin pin %q", "Keep one sha256 per plugin.", p.Name)
+			v.errorf(v.blockRange(p.Body), "Duplicate plugin pin %q", "Keep one sha256 per plugin.", p.Name)
 		}
 		pseen[p.Name] = true
+		if !validName(p.Name) {
+			v.errorf(v.blockRange(p.Body), "Invalid plugin name %q", "Use the NAME of golb-driver-NAME: letters, digits, - and _ only.", p.Name)
+		}
 		if len(p.SHA256) != 64 || strings.Trim(strings.ToLower(p.SHA256), "0123456789abcdef") != "" {
 			v.errorf(attrRange(p.Body, "sha256"), "Invalid sha256 for plugin %q", "Give 64 hex digits, as printed by `sha256sum golb-driver-"+p.Name+"`.", p.Name)
 		}
@@ -235,9 +301,12 @@ func (v *validator) check() {
 	dseen := map[string]bool{}
 	for _, d := range c.Drivers {
 		if dseen[d.Name] {
-			v.errorf(blockRange(d.Body), "Duplicate driver block %q", "Merge the settings into one block.", d.Name)
+			v.errorf(v.blockRange(d.Body), "Duplicate driver block %q", "Merge the settings into one block.", d.Name)
 		}
 		dseen[d.Name] = true
+		if !validName(d.Name) {
+			v.errorf(v.blockRange(d.Body), "Invalid driver name %q", "Use process, docker, or the NAME of a golb-driver-NAME plugin.", d.Name)
+		}
 	}
 	c.Stats.FlushIntervalDur = v.duration(c.Stats.Body, "flush_interval", c.Stats.FlushInterval, 10*time.Millisecond)
 	v.checkPorts()
@@ -248,22 +317,36 @@ func (v *validator) checkAdmin() {
 	if addr == "" {
 		return
 	}
-	host, port, ok := strings.Cut(addr, ":")
-	if !ok || port == "" {
-		v.errorf(attrRange(v.cfg.Admin.Body, "address"), "Invalid admin address %q", `Write host:port, e.g. "127.0.0.1:5040".`, addr)
-		return
+	if _, ok := adminPort(addr); !ok {
+		v.errorf(attrRange(v.cfg.Admin.Body, "address"), "Invalid admin address %q", `Write host:port with a port of 0 to 65535, e.g. "127.0.0.1:5040" (or "" to turn the admin API off).`, addr)
 	}
-	_ = host
+}
+
+// adminPort is the port of a host:port admin address; ok is false when addr
+// is not host:port with a numeric port in 0..65535.
+func adminPort(addr string) (port int, ok bool) {
+	_, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, false
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 0 || p > 65535 || strconv.Itoa(p) != ps {
+		return 0, false
+	}
+	return p, true
 }
 
 func (v *validator) checkGroup(g *Group) {
 	if !validName(g.Name) {
-		v.errorf(blockRange(g.Body), "Invalid group name %q", "Use letters, digits, - and _ only (it becomes part of worker ids and labels).", g.Name)
+		v.errorf(v.blockRange(g.Body), "Invalid group name %q", "Use letters, digits, - and _ only (it becomes part of worker ids and labels).", g.Name)
 	}
 	if !validName(g.Driver) {
 		v.errorf(attrRange(g.Body, "driver"), "Invalid driver name %q", "Use process, docker, or the NAME of a golb-driver-NAME plugin.", g.Driver)
 	}
 	v.port(g.Body, "port", g.Port)
+	if n := g.MaxCount(); g.Port >= 1 && g.Port <= 65535 && n >= 1 && n <= 1000 && g.Port+n-1 > 65535 {
+		v.errorf(attrRange(g.Body, "port"), "Worker ports run past 65535", fmt.Sprintf("The group may run %d workers from this port; lower port.", n))
+	}
 	if g.Count != nil && (*g.Count < 0 || *g.Count > 1000) {
 		v.errorf(attrRange(g.Body, "count"), "count must be between 0 and 1000", "Set the number of workers to run.")
 	}
@@ -302,20 +385,39 @@ func (v *validator) checkGroup(g *Group) {
 	}
 	hc.IntervalDur = v.duration(hc.Body, "interval", hc.Interval, 10*time.Millisecond)
 	hc.TimeoutDur = v.duration(hc.Body, "timeout", hc.Timeout, time.Millisecond)
-	if hc.TimeoutDur > 0 && hc.IntervalDur > 0 && hc.TimeoutDur > hc.IntervalDur {
-		v.errorf(attrRange(hc.Body, "timeout"), "Health check timeout %v is longer than its interval %v", "Make the timeout shorter than the interval.", hc.TimeoutDur, hc.IntervalDur)
+	if hc.TimeoutDur > 0 && hc.IntervalDur > 0 && hc.TimeoutDur >= hc.IntervalDur {
+		at := "timeout"
+		if !hasAttr(hc.Body, at) {
+			at = "interval" // the default timeout is too long for the interval written
+		}
+		v.errorf(attrRange(hc.Body, at), "Health check timeout %v is not shorter than its interval %v", "Make the timeout shorter than the interval, so one check ends before the next starts.", hc.TimeoutDur, hc.IntervalDur)
 	}
-	if *hc.Rise < 1 || *hc.Fall < 1 {
-		v.errorf(attrRange(hc.Body, "rise"), "rise and fall must be at least 1", "They count consecutive check results.")
+	if *hc.Rise < 1 {
+		v.errorf(attrRange(hc.Body, "rise"), "rise must be at least 1", "It counts consecutive passed checks before a worker is healthy.")
+	}
+	if *hc.Fall < 1 {
+		v.errorf(attrRange(hc.Body, "fall"), "fall must be at least 1", "It counts consecutive failed checks before a worker is unhealthy.")
+	}
+
+	if v.explicitApp[g] && g.Config != nil {
+		for _, name := range []string{"command", "image"} {
+			if hasAttr(g.Config.Body, name) {
+				v.errorf(attrRange(g.Config.Body, name), "config.%s conflicts with the app block", fmt.Sprintf("The app block configures the built-in worker, which config.%s replaces: remove one of them.", name), name)
+			}
+		}
 	}
 }
 
 func (v *validator) checkBalancer(b *Balancer) {
 	if !validName(b.Name) {
-		v.errorf(blockRange(b.Body), "Invalid balancer name %q", "Use letters, digits, - and _ only.", b.Name)
+		v.errorf(v.blockRange(b.Body), "Invalid balancer name %q", "Use letters, digits, - and _ only.", b.Name)
 	}
 	if v.cfg.Group(b.Group) == nil {
-		v.errorf(attrRange(b.Body, "group"), "Unknown group %q", "Name a group defined in this file: "+strings.Join(v.groupNames(), ", ")+".", b.Group)
+		hint := "Name a group defined in this file: " + strings.Join(v.groupNames(), ", ") + "."
+		if len(v.cfg.Groups) == 0 {
+			hint = "Define the group it sends traffic to."
+		}
+		v.errorf(attrRange(b.Body, "group"), "Unknown group %q", hint, b.Group)
 	}
 	v.port(b.Body, "port", b.Port)
 	if *b.Listeners < 1 || *b.Listeners > 64 {
@@ -329,9 +431,9 @@ func (v *validator) checkBalancer(b *Balancer) {
 	if *b.Retries < 0 || *b.Retries > 10 {
 		v.errorf(attrRange(b.Body, "retries"), "retries must be between 0 and 10", "1 covers a worker that just died.")
 	}
-	for _, r := range b.RetryOn {
+	for i, r := range b.RetryOn {
 		if r != "5xx" && r != "connect-failure" {
-			v.errorf(attrRange(b.Body, "retry_on"), "Unknown retry_on value %q", `Use "5xx" (idempotent requests only) or "connect-failure" (always on).`, r)
+			v.errorf(elemRange(b.Body, "retry_on", i), "Unknown retry_on value %q", `Use "5xx" (idempotent requests only) or "connect-failure" (always on).`, r)
 		}
 	}
 	b.DrainTimeoutDur = v.duration(b.Body, "drain_timeout", b.DrainTimeout, 0)
@@ -347,25 +449,29 @@ type portUse struct {
 // checkPorts reports balancer listeners, worker port ranges and the admin
 // address that overlap.
 func (v *validator) checkPorts() {
+	// Ranges already reported as invalid are left out: they would only add
+	// clashes that are not real.
+	inRange := func(first, last int) bool { return first >= 1 && first <= last && last <= 65535 }
 	var uses []portUse
 	for _, g := range v.cfg.Groups {
 		n := max(g.MaxCount(), 1)
-		uses = append(uses, portUse{g.Port, g.Port + n - 1, fmt.Sprintf("group %q workers (%d-%d)", g.Name, g.Port, g.Port+n-1), attrRange(g.Body, "port")})
+		if n <= 1000 && inRange(g.Port, g.Port+n-1) {
+			uses = append(uses, portUse{g.Port, g.Port + n - 1, fmt.Sprintf("group %q workers (%d-%d)", g.Name, g.Port, g.Port+n-1), attrRange(g.Body, "port")})
+		}
 	}
 	for _, b := range v.cfg.Balancers {
-		uses = append(uses, portUse{b.Port, b.Port + *b.Listeners - 1, fmt.Sprintf("balancer %q listeners (%d-%d)", b.Name, b.Port, b.Port+*b.Listeners-1), attrRange(b.Body, "port")})
-	}
-	if addr := v.cfg.AdminAddress(); addr != "" {
-		var p int
-		if _, err := fmt.Sscanf(addr[strings.LastIndex(addr, ":")+1:], "%d", &p); err == nil {
-			uses = append(uses, portUse{p, p, fmt.Sprintf("the admin API (%d)", p), attrRange(v.cfg.Admin.Body, "address")})
+		if n := *b.Listeners; n >= 1 && n <= 64 && inRange(b.Port, b.Port+n-1) {
+			uses = append(uses, portUse{b.Port, b.Port + n - 1, fmt.Sprintf("balancer %q listeners (%d-%d)", b.Name, b.Port, b.Port+n-1), attrRange(b.Body, "port")})
 		}
+	}
+	if p, ok := adminPort(v.cfg.AdminAddress()); ok && p != 0 {
+		uses = append(uses, portUse{p, p, fmt.Sprintf("the admin API (%d)", p), attrRange(v.cfg.Admin.Body, "address")})
 	}
 	for i := range uses {
 		for j := range i {
 			a, b := uses[i], uses[j]
 			if a.first <= b.last && b.first <= a.last {
-				v.errorf(a.rng, "Port clash: %s overlap %s", "Move one of them: each worker, listener and the admin API needs its own port.", a.what, b.what)
+				v.errorf(a.rng, "Port clash between %s and %s", "Move one of them: each worker, listener and the admin API needs its own port.", a.what, b.what)
 			}
 		}
 	}

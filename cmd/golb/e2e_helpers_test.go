@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golb/golb/core"
+)
+
+// TestMain lets the test binary be golb itself (GOLB_E2E_SELF=1): the agent,
+// its driver plugins and its workers all run this binary, as they run the
+// real one, and with the race detector on.
+func TestMain(m *testing.M) {
+	if os.Getenv("GOLB_E2E_SELF") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// syncBuffer collects a process's output safely.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// golbProc is a `golb` command run as a subprocess.
+type golbProc struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	out   *syncBuffer
+	admin string
+	done  chan struct{}
+	err   error
+}
+
+// golb runs the test binary as `golb args...` in dir.
+func golb(t *testing.T, dir string, admin string, args ...string) *golbProc {
+	t.Helper()
+	p := &golbProc{t: t, out: &syncBuffer{}, admin: admin, done: make(chan struct{})}
+	p.cmd = exec.Command(os.Args[0], args...)
+	p.cmd.Dir = dir
+	p.cmd.Env = append(os.Environ(), "GOLB_E2E_SELF=1", "GOLB_ADMIN="+admin)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting golb %v: %v", args, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(30 * time.Second):
+				_ = p.cmd.Process.Kill()
+			}
+		}
+		if t.Failed() {
+			t.Logf("golb %v output:\n%s", args, p.out.String())
+		}
+	})
+	return p
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *golbProc) wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.t.Fatalf("golb did not exit within %v; output:\n%s", timeout, p.out.String())
+	}
+	if p.err == nil {
+		return 0
+	}
+	if ee, ok := p.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	p.t.Fatalf("golb: %v", p.err)
+	return -1
+}
+
+// runGolb runs a short golb command to completion.
+func runGolb(t *testing.T, dir, admin string, args ...string) (string, int) {
+	t.Helper()
+	p := golb(t, dir, admin, args...)
+	code := p.wait(2 * time.Minute)
+	return p.out.String(), code
+}
+
+func getJSON(url string, v any) error {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func (p *golbProc) workers() []core.WorkerView {
+	var ws []core.WorkerView
+	if err := getJSON("http://"+p.admin+"/v1/workers", &ws); err != nil {
+		return nil
+	}
+	return ws
+}
+
+func (p *golbProc) drivers() []core.DriverView {
+	var ds []core.DriverView
+	_ = getJSON("http://"+p.admin+"/v1/drivers", &ds)
+	return ds
+}
+
+// healthyWorkers returns the running, healthy workers, or nil.
+func (p *golbProc) healthyWorkers() []core.WorkerView {
+	var out []core.WorkerView
+	for _, w := range p.workers() {
+		if w.Status == "running" && w.Healthy {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// eventually polls cond until it holds or timeout passes, and returns how
+// long it took.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < timeout {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	return 0
+}
+
+// freePorts finds n consecutive free ports on 127.0.0.1.
+func freePorts(t *testing.T, n int) int {
+	t.Helper()
+	for base := 20000 + (os.Getpid()*7)%20000; base < 60000; base += n + 7 {
+		ok := true
+		for p := base; p < base+n; p++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port range")
+	return 0
+}
+
+// ports is a set of free ports for one test's config.
+type ports struct{ worker, lb, admin int }
+
+func newPorts(t *testing.T) ports {
+	base := freePorts(t, 20)
+	return ports{worker: base, lb: base + 12, admin: base + 16}
+}
+
+func (p ports) adminAddr() string { return "127.0.0.1:" + strconv.Itoa(p.admin) }
+
+// writeConfig writes a process-driver config with count workers.
+func writeConfig(t *testing.T, dir string, p ports, count int, extra string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`
+data_dir = ".golb"
+admin { address = "127.0.0.1:%d" }
+group "hello" {
+  driver = "process"
+  count  = %d
+  port   = %d
+  app {
+    avg_delay    = "1ms"
+    failure_rate = 0
+  }
+  health_check {
+    interval = "1s"
+    timeout  = "500ms"
+  }
+}
+balancer "web" {
+  group     = "hello"
+  port      = %d
+  listeners = 2
+}
+stats { path = "stats.db" }
+%s
+`, p.admin, count, p.worker, p.lb, extra)
+	path := filepath.Join(dir, "golb.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func pidOf(w core.WorkerView) int {
+	n, _ := strconv.Atoi(w.Details["pid"])
+	return n
+}
+
+func alive(pid int) bool {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(raw, ')')
+	return i > 0 && !strings.HasPrefix(strings.TrimSpace(string(raw[i+1:])), "Z")
+}
+
+// workerPIDs finds every live process whose environment names one of this
+// test's workers (GOLB_WORKER_ID=hello-… with the test's data dir), by
+// scanning /proc: the ground truth for orphans and duplicates.
+func workerPIDs(t *testing.T, dir string) map[int]string {
+	t.Helper()
+	out := map[int]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !alive(pid) {
+			continue
+		}
+		cwd, _ := os.Readlink("/proc/" + e.Name() + "/cwd")
+		if cwd != dir {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if id, ok := strings.CutPrefix(string(kv), "GOLB_WORKER_ID="); ok {
+				out[pid] = id
+			}
+		}
+	}
+	return out
+}
+
+func get(url string) (int, string, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String(), nil
+}

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golb/golb/core"
+)
+
+// TestDefaultConfigRunsAndStopsClean: `golb run` with no file brings up the
+// seed's layout (3 workers, listeners 5050 and 5051) within 5 s, `golb status`
+// lists the workers, and SIGINT leaves no worker process behind, exit 0.
+func TestDefaultConfigRunsAndStopsClean(t *testing.T) {
+	dir := t.TempDir()
+	admin := "127.0.0.1:5040"
+	start := time.Now()
+	p := golb(t, dir, admin, "run")
+	took := eventually(t, 20*time.Second, "3 healthy workers and both listeners answering", func() bool {
+		if len(p.healthyWorkers()) != 3 {
+			return false
+		}
+		for _, port := range []int{5050, 5051} {
+			if code, _, err := get(fmt.Sprintf("http://127.0.0.1:%d/worker/stats", port)); err != nil || code != 200 {
+				return false
+			}
+		}
+		return true
+	})
+	took = time.Since(start)
+	t.Logf("default config: 3 workers and 2 listeners up %v after exec", took)
+	if took > 5*time.Second {
+		t.Errorf("up after %v, want within 5s", took)
+	}
+	for _, port := range []int{5050, 5051} {
+		code, body, err := get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", port))
+		if err != nil || (code != 200 && code != 500) || !strings.Contains(body, "hello-") && code == 200 {
+			t.Fatalf("GET hello via %d: %d %q %v", port, code, body, err)
+		}
+	}
+	out, code := runGolb(t, dir, admin, "status")
+	if code != 0 {
+		t.Fatalf("golb status exit %d: %s", code, out)
+	}
+	ws := p.workers()
+	for _, w := range ws {
+		if !strings.Contains(out, w.ID) || !strings.Contains(out, w.Address) {
+			t.Fatalf("golb status lacks worker %s at %s:\n%s", w.ID, w.Address, out)
+		}
+	}
+	if n := strings.Count(out, "healthy") - strings.Count(out, "unhealthy"); n < 3 {
+		t.Fatalf("golb status shows %d healthy workers:\n%s", n, out)
+	}
+	if pids := workerPIDs(t, dir); len(pids) != 3 {
+		t.Fatalf("found %d worker processes, want 3: %v", len(pids), pids)
+	}
+
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(60 * time.Second); code != 0 {
+		t.Fatalf("golb exited %d after Ctrl-C, want 0", code)
+	}
+	if pids := workerPIDs(t, dir); len(pids) != 0 {
+		t.Fatalf("worker processes left after Ctrl-C: %v", pids)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "worker-stats.db")); err != nil {
+		t.Fatalf("default stats database not created: %v", err)
+	}
+}
+
+// TestKilledWorkerIsReplaced: a worker SIGKILLed is replaced and serving
+// again within 2 s.
+func TestKilledWorkerIsReplaced(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 3, "")
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	victim := p.healthyWorkers()[0]
+	pid := pidOf(victim)
+	if pid == 0 {
+		t.Fatalf("no pid for %s: %v", victim.ID, victim.Details)
+	}
+	killed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, 10*time.Second, "a replacement serving", func() bool {
+		hs := p.healthyWorkers()
+		if len(hs) != 3 {
+			return false
+		}
+		for _, w := range hs {
+			if w.ID == victim.ID {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("SIGKILLed worker replaced and healthy after %v", took)
+	if took > 2*time.Second {
+		t.Errorf("replacement took %v, want within 2s", took)
+	}
+	_ = killed
+	if pids := workerPIDs(t, dir); len(pids) != 3 {
+		t.Fatalf("%d worker processes after replacement, want 3: %v", len(pids), pids)
+	}
+}
+
+// TestAgentKilledAdoptsWorkers: golb SIGKILLed and started again adopts the
+// same worker processes (same PIDs, no duplicates, no orphans), and a count
+// changed meanwhile is reconciled.
+func TestAgentKilledAdoptsWorkers(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 3, "")
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	before := workerPIDs(t, dir)
+	if len(before) != 3 {
+		t.Fatalf("want 3 worker processes, found %v", before)
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(10 * time.Second)
+	time.Sleep(200 * time.Millisecond)
+	if after := workerPIDs(t, dir); len(after) != 3 {
+		t.Fatalf("workers died with golb: %v", after)
+	}
+
+	// Same config: the same three processes are adopted.
+	p2 := golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 20*time.Second, "3 healthy adopted workers", func() bool { return len(p2.healthyWorkers()) == 3 })
+	time.Sleep(500 * time.Millisecond) // would a duplicate appear?
+	now := workerPIDs(t, dir)
+	if len(now) != 3 {
+		t.Fatalf("after restart: %d worker processes, want 3 (duplicates or losses): %v", len(now), now)
+	}
+	for pid, id := range before {
+		if now[pid] != id {
+			t.Fatalf("worker %s (pid %d) was not adopted: now %v", id, pid, now)
+		}
+	}
+	for _, w := range p2.workers() {
+		if !w.Adopted {
+			t.Fatalf("worker %s not marked adopted", w.ID)
+		}
+	}
+
+	// Kill again, lower the count to 2: two adopted, one removed.
+	if err := p2.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p2.wait(10 * time.Second)
+	cfg = writeConfig(t, dir, pt, 2, "")
+	p3 := golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 20*time.Second, "2 healthy workers", func() bool { return len(p3.healthyWorkers()) == 2 })
+	eventually(t, 10*time.Second, "the extra worker process to exit", func() bool { return len(workerPIDs(t, dir)) == 2 })
+	for pid := range workerPIDs(t, dir) {
+		if _, ok := before[pid]; !ok {
+			t.Fatalf("count lowered: a new process %d was started instead of adopting", pid)
+		}
+	}
+
+	// Kill again, raise the count to 4: two adopted, two started.
+	if err := p3.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p3.wait(10 * time.Second)
+	cfg = writeConfig(t, dir, pt, 4, "")
+	p4 := golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 20*time.Second, "4 healthy workers", func() bool { return len(p4.healthyWorkers()) == 4 })
+	adopted := 0
+	for _, w := range p4.workers() {
+		if w.Adopted {
+			adopted++
+		}
+	}
+	if adopted != 2 || len(workerPIDs(t, dir)) != 4 {
+		t.Fatalf("count raised: %d adopted (want 2), processes %v (want 4)", adopted, workerPIDs(t, dir))
+	}
+	if err := p4.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p4.wait(60 * time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+	if left := workerPIDs(t, dir); len(left) != 0 {
+		t.Fatalf("orphans after SIGTERM: %v", left)
+	}
+}
+
+// TestPluginKilledWorkersKeepServing: the driver plugin SIGKILLed under load;
+// its workers keep serving, a new plugin instance takes over within 2 s, and
+// nothing is restarted.
+func TestPluginKilledWorkersKeepServing(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 3, "")
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	before := workerPIDs(t, dir)
+	ds := p.drivers()
+	if len(ds) != 1 || ds[0].PID == 0 {
+		t.Fatalf("drivers: %+v", ds)
+	}
+	oldPID := ds[0].PID
+
+	var sent, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, _, err := get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", pt.lb))
+				sent.Add(1)
+				if err != nil || code != 200 {
+					failed.Add(1)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := syscall.Kill(oldPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, 10*time.Second, "a new plugin instance", func() bool {
+		ds := p.drivers()
+		return len(ds) == 1 && ds[0].Running && ds[0].PID != oldPID && ds[0].PID != 0
+	})
+	t.Logf("new driver plugin running %v after SIGKILL", took)
+	if took > 2*time.Second {
+		t.Errorf("plugin takeover took %v, want within 2s", took)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("requests during the plugin crash: %d sent, %d failed", sent.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Errorf("%d requests failed while the plugin was down", failed.Load())
+	}
+	after := workerPIDs(t, dir)
+	if len(after) != 3 {
+		t.Fatalf("worker processes after plugin crash: %v", after)
+	}
+	for pid := range before {
+		if _, ok := after[pid]; !ok {
+			t.Fatalf("worker pid %d was restarted", pid)
+		}
+	}
+	// The new instance controls them: a SIGKILLed worker is still replaced.
+	victim := p.healthyWorkers()[0]
+	_ = syscall.Kill(pidOf(victim), syscall.SIGKILL)
+	eventually(t, 10*time.Second, "replacement after plugin restart", func() bool {
+		hs := p.healthyWorkers()
+		for _, w := range hs {
+			if w.ID == victim.ID {
+				return false
+			}
+		}
+		return len(hs) == 3
+	})
+}
+
+// TestValidateReportsPosition: `golb validate` on each file in
+// core/config/testdata/invalid prints a diagnostic at the line:column the
+// file's "# want: L:C" comment names and exits 1; `golb run` starts nothing.
+func TestValidateReportsPosition(t *testing.T) {
+	files, _ := filepath.Glob("../../core/config/testdata/invalid/*.hcl")
+	if len(files) == 0 {
+		t.Fatal("no invalid configs in core/config/testdata/invalid")
+	}
+	want := regexp.MustCompile(`#\s*want:\s*(\d+):(\d+)`)
+	dir := t.TempDir()
+	for _, f := range files {
+		abs, _ := filepath.Abs(f)
+		src, _ := os.ReadFile(abs)
+		out, code := runGolb(t, dir, "127.0.0.1:1", "validate", abs)
+		if code != 1 {
+			t.Errorf("%s: exit %d, want 1:\n%s", f, code, out)
+			continue
+		}
+		if m := want.FindSubmatch(src); m != nil {
+			pos := fmt.Sprintf("line %s", m[1])
+			if !strings.Contains(out, abs+":"+string(m[1])+","+string(m[2])) && !strings.Contains(out, pos) {
+				t.Errorf("%s: diagnostics do not point at %s:%s:\n%s", f, m[1], m[2], out)
+			}
+		}
+	}
+	// golb run on an invalid file starts nothing.
+	bad := files[0]
+	abs, _ := filepath.Abs(bad)
+	out, code := runGolb(t, dir, "127.0.0.1:1", "run", abs)
+	if code != 1 || !strings.Contains(out, "not starting") {
+		t.Fatalf("golb run %s: exit %d:\n%s", bad, code, out)
+	}
+	if pids := workerPIDs(t, dir); len(pids) != 0 {
+		t.Fatalf("golb run on an invalid file started workers: %v", pids)
+	}
+}
+
+// TestDriverNotFound: a group naming a driver that is neither built in nor in
+// plugin_dir is a diagnostic at its driver attribute.
+func TestDriverNotFound(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.hcl")
+	os.WriteFile(path, []byte("group \"a\" {\n  driver = \"nosuch\"\n  port   = 7000\n}\n"), 0o644)
+	out, code := runGolb(t, dir, "127.0.0.1:1", "validate", path)
+	if code != 1 || !strings.Contains(out, `Driver "nosuch" not found`) || !strings.Contains(out, "x.hcl line 2") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+// TestScaleVerb: `golb scale` changes the running count both ways.
+func TestScaleVerb(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 2, "")
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 20*time.Second, "2 healthy workers", func() bool { return len(p.healthyWorkers()) == 2 })
+	if out, code := runGolb(t, dir, pt.adminAddr(), "scale", "hello", "4"); code != 0 {
+		t.Fatalf("scale up: %d %s", code, out)
+	}
+	eventually(t, 20*time.Second, "4 healthy workers", func() bool { return len(p.healthyWorkers()) == 4 })
+	if out, code := runGolb(t, dir, pt.adminAddr(), "scale", "hello", "1"); code != 0 {
+		t.Fatalf("scale down: %d %s", code, out)
+	}
+	eventually(t, 30*time.Second, "1 worker process", func() bool { return len(workerPIDs(t, dir)) == 1 && len(p.workers()) == 1 })
+	if out, code := runGolb(t, dir, pt.adminAddr(), "scale", "nosuch", "1"); code != 1 || !strings.Contains(out, "no such group") {
+		t.Fatalf("scale unknown group: %d %s", code, out)
+	}
+	if out, code := runGolb(t, dir, pt.adminAddr(), "scale", "hello", "x"); code != 2 {
+		t.Fatalf("scale with a bad number: %d %s", code, out)
+	}
+	_ = strconv.Itoa
+	_ = core.WorkerView{}
+}

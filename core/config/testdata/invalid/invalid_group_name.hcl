@@ -1,0 +1,4 @@
+# want: 2:7
+group "hello world" {
+  port = 6000
+}

@@ -1,0 +1,4 @@
+# want: 3:10
+group "hello" {
+  port = 70000
+}

@@ -1,0 +1,4 @@
+# want: 2:15
+group "hello" {
+  count = 3
+}

@@ -1,0 +1,9 @@
+# want: 3:10
+group "hello" {
+  port = 65530
+
+  scale {
+    min = 1
+    max = 10
+  }
+}

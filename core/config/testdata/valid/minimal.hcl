@@ -1,0 +1,1 @@
+group "a" { port = 7000 }
