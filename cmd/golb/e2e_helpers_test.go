@@ -285,3 +285,19 @@ func get(url string) (int, string, error) {
 	_, _ = b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String(), nil
 }
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func mustWrite(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
