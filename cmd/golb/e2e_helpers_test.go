@@ -49,7 +49,7 @@ func (b *syncBuffer) String() string {
 
 // golbProc is a `golb` command run as a subprocess.
 type golbProc struct {
-	t     *testing.T
+	t     testing.TB
 	cmd   *exec.Cmd
 	out   *syncBuffer
 	admin string
@@ -58,7 +58,7 @@ type golbProc struct {
 }
 
 // golb runs the test binary as `golb args...` in dir.
-func golb(t *testing.T, dir string, admin string, args ...string) *golbProc {
+func golb(t testing.TB, dir string, admin string, args ...string) *golbProc {
 	t.Helper()
 	p := &golbProc{t: t, out: &syncBuffer{}, admin: admin, done: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], args...)
@@ -167,7 +167,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 }
 
 // freePorts finds n consecutive free ports on 127.0.0.1.
-func freePorts(t *testing.T, n int) int {
+func freePorts(t testing.TB, n int) int {
 	t.Helper()
 	for base := 20000 + (os.Getpid()*7)%20000; base < 60000; base += n + 7 {
 		ok := true
@@ -190,7 +190,7 @@ func freePorts(t *testing.T, n int) int {
 // ports is a set of free ports for one test's config.
 type ports struct{ worker, lb, admin int }
 
-func newPorts(t *testing.T) ports {
+func newPorts(t testing.TB) ports {
 	base := freePorts(t, 20)
 	return ports{worker: base, lb: base + 12, admin: base + 16}
 }
@@ -198,7 +198,7 @@ func newPorts(t *testing.T) ports {
 func (p ports) adminAddr() string { return "127.0.0.1:" + strconv.Itoa(p.admin) }
 
 // writeConfig writes a process-driver config with count workers.
-func writeConfig(t *testing.T, dir string, p ports, count int, extra string) string {
+func writeConfig(t testing.TB, dir string, p ports, count int, extra string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`
 data_dir = ".golb"
@@ -286,7 +286,7 @@ func get(url string) (int, string, error) {
 	return resp.StatusCode, b.String(), nil
 }
 
-func mustRead(t *testing.T, path string) string {
+func mustRead(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -295,7 +295,7 @@ func mustRead(t *testing.T, path string) string {
 	return string(b)
 }
 
-func mustWrite(t *testing.T, path, s string) {
+func mustWrite(t testing.TB, path, s string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ func hello(port int) (int, error) {
 	return resp.StatusCode, nil
 }
 
-func writeStatsConfig(t *testing.T, dir string, pt ports, failure float64, delay string) string {
+func writeStatsConfig(t testing.TB, dir string, pt ports, failure float64, delay string) string {
 	t.Helper()
 	path := writeConfig(t, dir, pt, 3, "")
 	raw := mustRead(t, path)
