@@ -15,6 +15,7 @@ import (
 
 	"github.com/golb/golb/core"
 	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/drivers/docker"
 	"github.com/golb/golb/drivers/process"
 	"github.com/golb/golb/workerapp"
 )
@@ -22,6 +23,7 @@ import (
 // builtins are the drivers this binary serves as `golb driver NAME`.
 var builtins = map[string]func() drivers.Driver{
 	"process": func() drivers.Driver { return process.New(newLogger(os.Stderr, false)) },
+	"docker":  func() drivers.Driver { return docker.New(newLogger(os.Stderr, false)) },
 }
 
 func cmdDriver(args []string, stderr io.Writer) int {

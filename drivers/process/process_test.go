@@ -100,7 +100,7 @@ func TestValidateConfig(t *testing.T) {
 	}
 }
 
-// BenchmarkRPC measures one driver call (Inspect) through go-plugin's gRPC.
+// BenchmarkRPC measures one driver call (Info) through go-plugin's gRPC.
 func BenchmarkRPC(b *testing.B) {
 	c := launch(b)
 	defer c.Kill()
@@ -110,7 +110,7 @@ func BenchmarkRPC(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := c.Fingerprint(ctx); err != nil {
+		if _, err := c.Info(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
