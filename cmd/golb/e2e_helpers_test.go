@@ -301,3 +301,5 @@ func mustWrite(t testing.TB, path, s string) {
 		t.Fatal(err)
 	}
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -350,6 +350,47 @@ func TestScaleVerb(t *testing.T) {
 	if out, code := runGolb(t, dir, pt.adminAddr(), "scale", "hello", "x"); code != 2 {
 		t.Fatalf("scale with a bad number: %d %s", code, out)
 	}
-	_ = strconv.Itoa
+}
+
+// TestScaleDownDrainsInFlight: scaling down takes workers out of the pool
+// first and lets their in-flight requests finish before stopping them.
+func TestScaleDownDrainsInFlight(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 3, "")
+	// SIGKILL as the stop signal: the worker cannot drain itself, so any
+	// request still in flight when golb stops it would fail.
+	raw := strings.Replace(mustRead(t, cfg), `avg_delay    = "1ms"`, `avg_delay    = "2s"`, 1)
+	raw = strings.Replace(raw, `count  = 3`, `count  = 3
+  stop_signal = "SIGKILL"`, 1)
+	mustWrite(t, cfg, raw)
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	const n = 12
+	codes := make(chan int, n)
+	for range n {
+		go func() {
+			code, _, err := get("http://127.0.0.1:" + strconv.Itoa(pt.lb) + "/api/v1/hello")
+			if err != nil {
+				code = -1
+			}
+			codes <- code
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // all requests in flight (each takes 1-3 s)
+	if out, code := runGolb(t, dir, pt.adminAddr(), "scale", "hello", "1"); code != 0 {
+		t.Fatalf("scale down: %d %s", code, out)
+	}
+	for range n {
+		if c := <-codes; c != 200 {
+			t.Errorf("an in-flight request ended with %d during scale-down, want 200", c)
+		}
+	}
+	eventually(t, 30*time.Second, "1 worker left", func() bool { return len(workerPIDs(t, dir)) == 1 })
+	// Every attempt succeeded: none was cut by a stop and retried elsewhere.
+	s := fetchStats(t, pt.lb)
+	if s.get("TotalRequests", "total") != n || s.get("FailedRequests", "total") != 0 {
+		t.Fatalf("attempts: %v total, %v failed; want %d and 0", s.get("TotalRequests", "total"), s.get("FailedRequests", "total"), n)
+	}
 	_ = core.WorkerView{}
 }
