@@ -238,7 +238,8 @@ func TestAdminAddressTrailingGarbageRejected(t *testing.T) {
 	}
 }
 
-// Regression: an IPv6 admin address's port must still be checked for clashes.
+// An IPv6 admin address's port is still checked for clashes (SplitHostPort,
+// not the first colon, finds it).
 func TestAdminIPv6PortClash(t *testing.T) {
 	errs := errorsOf(t, "admin { address = \"[::1]:7001\" }\ngroup \"a\" {\n  port = 7000\n  count = 2\n}\n")
 	if len(errs) != 1 || !strings.Contains(errs[0].Summary, "admin API (7001)") {
@@ -481,4 +482,13 @@ func renderConfig(t *testing.T, c *Config) string {
 		t.Fatal(err)
 	}
 	return string(js) + "\n"
+}
+
+// Regression: a function call was reported twice, the second time as the
+// puzzling "Unsuitable value type: value must be known".
+func TestFunctionCallReportedOnce(t *testing.T) {
+	errs := errorsOf(t, "group \"a\" {\n  port = 7000\n  stop_signal = \"SIG${upper(\"term\")}\"\n}\n")
+	if len(errs) != 1 || errs[0].Summary != "Function calls not allowed" {
+		t.Fatalf("got %v, want one Function calls not allowed", errs)
+	}
 }

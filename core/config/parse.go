@@ -47,7 +47,7 @@ func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diag
 		return nil, files, diags
 	}
 	cfg := &Config{Filename: filename}
-	diags = append(diags, onePerPosition(gohcl.DecodeBody(file.Body, nil, cfg))...)
+	diags = append(diags, followUps(gohcl.DecodeBody(file.Body, nil, cfg))...)
 	if diags.HasErrors() {
 		return nil, files, diags
 	}
@@ -61,20 +61,29 @@ func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diag
 	return cfg, files, diags
 }
 
-// onePerPosition keeps the first error at each source position: gohcl follows
-// "Variables not allowed" with an "Unsuitable value type … value must be
-// known" at the same place, which only confuses.
-func onePerPosition(diags hcl.Diagnostics) hcl.Diagnostics {
-	var out hcl.Diagnostics
-	seen := map[hcl.Pos]bool{}
+// followUps drops gohcl's follow-up errors: a variable or function call
+// (not allowed, since there is no evaluation context) is reported, and then
+// again as "Unsuitable value type … value must be known" at the attribute.
+// An unknown value cannot arise in any other way here, so that second error
+// is dropped whenever another error is present.
+func followUps(diags hcl.Diagnostics) hcl.Diagnostics {
+	isFollowUp := func(d *hcl.Diagnostic) bool {
+		return d.Severity == hcl.DiagError && strings.HasSuffix(d.Detail, "value must be known")
+	}
+	others := false
 	for _, d := range diags {
-		if d.Severity == hcl.DiagError && d.Subject != nil {
-			if seen[d.Subject.Start] {
-				continue
-			}
-			seen[d.Subject.Start] = true
+		if d.Severity == hcl.DiagError && !isFollowUp(d) {
+			others = true
 		}
-		out = append(out, d)
+	}
+	if !others {
+		return diags
+	}
+	var out hcl.Diagnostics
+	for _, d := range diags {
+		if !isFollowUp(d) {
+			out = append(out, d)
+		}
 	}
 	return out
 }
