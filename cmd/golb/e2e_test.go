@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -393,4 +395,44 @@ func TestScaleDownDrainsInFlight(t *testing.T) {
 		t.Fatalf("attempts: %v total, %v failed; want %d and 0", s.get("TotalRequests", "total"), s.get("FailedRequests", "total"), n)
 	}
 	_ = core.WorkerView{}
+}
+
+// TestExternalPluginPin: an external golb-driver-NAME in plugin_dir runs a
+// group, and a plugin "NAME" { sha256 } pin that does not match the binary
+// stops golb from running it.
+func TestExternalPluginPin(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	// The external plugin: a wrapper that runs this binary's process driver.
+	script := "#!/bin/sh\nexec " + os.Args[0] + " driver process\n"
+	if err := os.MkdirAll(filepath.Join(dir, "plugins"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plugin := filepath.Join(dir, "plugins", "golb-driver-ext")
+	if err := os.WriteFile(plugin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(script))
+	good := hex.EncodeToString(sum[:])
+	bad := strings.Repeat("0", 64)
+
+	write := func(pin string) string {
+		cfg := writeConfig(t, dir, pt, 2, fmt.Sprintf("plugin_dir = \"./plugins\"\nplugin \"ext\" {\n  sha256 = %q\n}\n", pin))
+		mustWrite(t, cfg, strings.Replace(mustRead(t, cfg), `driver = "process"`, `driver = "ext"`, 1))
+		return cfg
+	}
+	cfg := write(bad)
+	out, code := runGolb(t, dir, pt.adminAddr(), "validate", cfg)
+	if code != 1 || !strings.Contains(out, "checksum") {
+		t.Fatalf("validate with a wrong pin: exit %d:\n%s", code, out)
+	}
+	cfg = write(good)
+	if out, code := runGolb(t, dir, pt.adminAddr(), "validate", cfg); code != 0 {
+		t.Fatalf("validate with the right pin: exit %d:\n%s", code, out)
+	}
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 20*time.Second, "2 healthy workers on the external driver", func() bool {
+		hs := p.healthyWorkers()
+		return len(hs) == 2 && hs[0].Driver == "ext"
+	})
 }
