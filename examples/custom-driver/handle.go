@@ -1,0 +1,376 @@
+package bwrap
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/golb/golb/drivers"
+)
+
+// killGrace is how long Stop waits for the outer bwrap to report the exit of
+// a SIGKILLed sandbox before it kills bwrap too.
+const killGrace = 5 * time.Second
+
+// handle is one worker the plugin instance tracks: a sandbox it started, or
+// one it re-attached to after a restart.
+type handle struct {
+	id    string
+	state workerState
+
+	done chan struct{} // closed when the outer bwrap has exited
+	mu   sync.Mutex
+	exit drivers.ExitResult
+	at   time.Time
+}
+
+// newChildHandle tracks a sandbox this plugin started: cmd.Wait gives bwrap's
+// exit status, which is the worker's.
+func newChildHandle(id string, st workerState, cmd *exec.Cmd) *handle {
+	h := &handle{id: id, state: st, done: make(chan struct{})}
+	go func() {
+		err := cmd.Wait()
+		var res drivers.ExitResult
+		switch ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); {
+		case ok && ws.Signaled():
+			// bwrap itself was killed: the worker's own status is lost.
+			res = drivers.ExitResult{ExitCode: -1, Signal: int(ws.Signal())}
+		case cmd.ProcessState != nil:
+			res = exitResult(cmd.ProcessState.ExitCode())
+		default:
+			res = drivers.ExitResult{ExitCode: -1, Err: err.Error()}
+		}
+		st.reap()
+		h.finish(res)
+	}()
+	return h
+}
+
+// newAdoptedHandle tracks a sandbox started by an earlier plugin instance. The
+// outer bwrap is not our child, but it writes the worker's exit code to the
+// status file it was given (--json-status-fd), so the result is still known.
+func newAdoptedHandle(id string, st workerState, statusFile string) *handle {
+	h := &handle{id: id, state: st, done: make(chan struct{})}
+	go func() {
+		waitForeign(st)
+		st.reap()
+		if code, ok := readExitCode(statusFile); ok {
+			h.finish(exitResult(code))
+			return
+		}
+		h.finish(drivers.ExitResult{ExitCode: -1, Err: "exit status unknown: bwrap ended without reporting it"})
+	}()
+	return h
+}
+
+// exitResult decodes bwrap's exit code: bwrap reports a worker killed by
+// signal N as 128+N, like a shell. A worker that itself exits with 129..192
+// is indistinguishable from that; golb's workers exit 0, 1 or 2.
+func exitResult(code int) drivers.ExitResult {
+	if code > 128 && code <= 128+64 {
+		return drivers.ExitResult{ExitCode: -1, Signal: code - 128}
+	}
+	return drivers.ExitResult{ExitCode: code}
+}
+
+// readExitCode reads the {"exit-code": N} record bwrap appends to its
+// --json-status-fd when the sandbox ends.
+func readExitCode(path string) (int, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	dec := json.NewDecoder(bufio.NewReader(f))
+	for {
+		var rec struct {
+			ExitCode *int `json:"exit-code"`
+		}
+		if err := dec.Decode(&rec); err != nil {
+			return 0, false
+		}
+		if rec.ExitCode != nil {
+			return *rec.ExitCode, true
+		}
+	}
+}
+
+func (h *handle) finish(res drivers.ExitResult) {
+	h.mu.Lock()
+	h.exit, h.at = res, time.Now().UTC()
+	h.mu.Unlock()
+	close(h.done)
+}
+
+func (h *handle) exited() (drivers.ExitResult, time.Time, bool) {
+	select {
+	case <-h.done:
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.exit, h.at, true
+	default:
+		return drivers.ExitResult{}, time.Time{}, false
+	}
+}
+
+// waitForeign blocks until the outer bwrap in st is gone.
+func waitForeign(st workerState) {
+	if fd, err := unix.PidfdOpen(st.PID, 0); err == nil {
+		defer unix.Close(fd)
+		// The pidfd pins the process it was opened on; recheck the start time
+		// in case the PID was reused before it was opened.
+		if !st.alive() {
+			return
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			_, err := unix.Poll(fds, -1)
+			if err == nil || !errors.Is(err, unix.EINTR) {
+				return
+			}
+		}
+	}
+	for st.alive() {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (d *Driver) lookup(id string) (*handle, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, ok := d.workers[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", drivers.ErrNotFound, id)
+	}
+	return h, nil
+}
+
+// Wait implements drivers.Driver.
+func (d *Driver) Wait(ctx context.Context, id string) (drivers.ExitResult, error) {
+	h, err := d.lookup(id)
+	if err != nil {
+		return drivers.ExitResult{}, err
+	}
+	select {
+	case <-h.done:
+		res, _, _ := h.exited()
+		return res, nil
+	case <-ctx.Done():
+		return drivers.ExitResult{}, ctx.Err()
+	}
+}
+
+// Inspect implements drivers.Driver.
+func (d *Driver) Inspect(_ context.Context, id string) (drivers.Status, error) {
+	h, err := d.lookup(id)
+	if err != nil {
+		return drivers.Status{}, err
+	}
+	st := drivers.Status{
+		ID:        id,
+		State:     drivers.StateRunning,
+		StartedAt: h.state.StartedAt,
+		Details: map[string]string{
+			"pid":           strconv.Itoa(h.state.PID),
+			"sandbox_pid":   strconv.Itoa(h.state.SandboxPID),
+			"pid_namespace": strconv.FormatUint(h.state.PIDNamespace, 10),
+			"stdout":        h.state.Stdout,
+			"stderr":        h.state.Stderr,
+		},
+	}
+	if res, at, ok := h.exited(); ok {
+		st.State, st.ExitedAt, st.Exit = drivers.StateExited, at, &res
+	}
+	return st, nil
+}
+
+// Stop implements drivers.Driver: the signal goes to the sandbox's process
+// group; after timeout, SIGKILL to the sandbox's init ends every process in
+// it, and the outer bwrap then exits reporting the kill.
+func (d *Driver) Stop(ctx context.Context, id string, signal string, timeout time.Duration) error {
+	h, err := d.lookup(id)
+	if err != nil {
+		return err
+	}
+	sig, err := parseSignal(signal)
+	if err != nil {
+		return err
+	}
+	if _, _, ok := h.exited(); ok {
+		return nil
+	}
+	h.state.signal(sig)
+	if sig != syscall.SIGKILL {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-h.done:
+			return nil
+		case <-t.C:
+			d.logger.Warn("worker ignored signal, killing it", "worker", id, "signal", sig, "timeout", timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		h.state.signal(syscall.SIGKILL)
+	}
+	grace := time.NewTimer(killGrace)
+	defer grace.Stop()
+	select {
+	case <-h.done:
+		return nil
+	case <-grace.C:
+		d.logger.Warn("bwrap did not exit after its sandbox was killed, killing it", "worker", id, "pid", h.state.PID)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	h.state.kill()
+	select {
+	case <-h.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// statusFile is where bwrap writes its JSON status (sandbox pid, then exit
+// code) for worker id.
+func statusFile(stateFile string) string {
+	return strings.TrimSuffix(stateFile, ".json") + ".status"
+}
+
+// Destroy implements drivers.Driver. Log files are kept for post-mortems; they
+// are output, not state.
+func (d *Driver) Destroy(ctx context.Context, id string) error {
+	stateFile, _, _ := d.paths(id)
+	h, err := d.lookup(id)
+	if err == nil {
+		if _, _, ok := h.exited(); !ok {
+			h.state.kill()
+			select {
+			case <-h.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	} else if st, rerr := readState(stateFile); rerr == nil {
+		// Known only from its state file (not recovered yet): kill it too.
+		st.kill()
+	}
+	d.mu.Lock()
+	delete(d.workers, id)
+	d.mu.Unlock()
+	for _, f := range []string{stateFile, statusFile(stateFile)} {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("destroying worker %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// Recover implements drivers.Driver. It adopts the outer bwrap when the handle
+// still names it (PID and start time) and its sandbox still runs.
+func (d *Driver) Recover(_ context.Context, hd *drivers.Handle) error {
+	if hd == nil {
+		return fmt.Errorf("%w: nil handle", drivers.ErrStaleHandle)
+	}
+	d.mu.Lock()
+	_, known := d.workers[hd.ID]
+	d.mu.Unlock()
+	if known {
+		return nil
+	}
+	st, err := decodeState(hd.StateVersion, hd.State)
+	if err != nil {
+		return err
+	}
+	if !st.alive() {
+		return fmt.Errorf("%w: worker %s (bwrap pid %d) is no longer running", drivers.ErrStaleHandle, hd.ID, st.PID)
+	}
+	if !st.sandboxAlive() {
+		return fmt.Errorf("%w: the sandbox of worker %s (pid %d) is gone", drivers.ErrStaleHandle, hd.ID, st.SandboxPID)
+	}
+	stateFile, _, _ := d.paths(hd.ID)
+	if _, err := os.Stat(stateFile); os.IsNotExist(err) {
+		// Keep List truthful for a worker recovered from a handle alone.
+		if err := writeState(stateFile, st); err != nil {
+			return fmt.Errorf("recovering worker %s: %w", hd.ID, err)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, known := d.workers[hd.ID]; !known {
+		d.workers[hd.ID] = newAdoptedHandle(hd.ID, st, statusFile(stateFile))
+		d.logger.Info("worker recovered", "worker", hd.ID, "pid", st.PID, "sandbox_pid", st.SandboxPID)
+	}
+	return nil
+}
+
+// List implements drivers.Driver. It reads the state files, so it finds
+// workers after any crash; a record whose bwrap is gone (or whose PID now
+// belongs to another process) is left out until Destroy removes it.
+func (d *Driver) List(_ context.Context, labels map[string]string) ([]*drivers.Handle, error) {
+	stateFile, _, _ := d.paths("x")
+	dir := filepath.Dir(stateFile)
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing workers: %w", err)
+	}
+	var out []*drivers.Handle
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		id := strings.TrimSuffix(e.Name(), ".json")
+		path := filepath.Join(dir, e.Name())
+		st, err := readState(path)
+		if err != nil {
+			d.logger.Warn("ignoring unreadable worker state", "path", path, "err", err)
+			continue
+		}
+		if !st.alive() || !matchLabels(st.Labels, labels) {
+			continue
+		}
+		out = append(out, st.handle(id))
+	}
+	return out, nil
+}
+
+func matchLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+var signals = map[string]syscall.Signal{
+	"": syscall.SIGTERM, "SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT,
+	"SIGKILL": syscall.SIGKILL, "SIGHUP": syscall.SIGHUP, "SIGQUIT": syscall.SIGQUIT,
+	"SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
+}
+
+func parseSignal(s string) (syscall.Signal, error) {
+	sig, ok := signals[strings.ToUpper(s)]
+	if !ok {
+		if sig, ok = signals["SIG"+strings.ToUpper(s)]; !ok {
+			return 0, fmt.Errorf("%w: unknown signal %q", drivers.ErrBadConfig, s)
+		}
+	}
+	return sig, nil
+}
