@@ -249,7 +249,8 @@ func (a *Agent) supervise(ctx context.Context, id, driver, group string) {
 				return
 			}
 		case errors.Is(err, drivers.ErrNotFound):
-			res = drivers.ExitResult{ExitCode: -1, Err: "lost: the driver no longer knows this worker"}
+			a.workerExited(ctx, id, group, state.StatusLost, drivers.ExitResult{ExitCode: -1, Err: "the driver no longer knows this worker"})
+			return
 		case err != nil:
 			a.logger.Warn("waiting on worker", "worker", id, "err", err)
 			select {
@@ -259,23 +260,21 @@ func (a *Agent) supervise(ctx context.Context, id, driver, group string) {
 				return
 			}
 		}
-		a.workerExited(ctx, id, group, res)
+		a.workerExited(ctx, id, group, state.StatusFailed, res)
 		return
 	}
 }
 
-// workerExited handles a worker that ended on its own.
-func (a *Agent) workerExited(ctx context.Context, id, group string, res drivers.ExitResult) {
+// workerExited handles a worker that ended on its own (failed) or that its
+// driver no longer knows (lost): out of the pool, cleaned up, forgotten; the
+// reconciler starts a replacement.
+func (a *Agent) workerExited(ctx context.Context, id, group string, status state.WorkerStatus, res drivers.ExitResult) {
 	w, _ := a.store.Worker(nil, id)
 	if w == nil || !w.Status.Live() {
 		return // golb stopped it on purpose
 	}
 	for _, b := range a.byGroup[group] {
 		b.MarkDown(id)
-	}
-	status := state.StatusFailed
-	if res.Err != "" && res.ExitCode == -1 && res.Signal == 0 && w.Handle == nil {
-		status = state.StatusLost
 	}
 	a.store.UpdateWorker(id, func(w *state.Worker) { w.Status, w.Exit = status, &res })
 	a.logger.Warn("worker exited; replacing it", "worker", id, "group", group, "exit", res.String())
