@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -435,4 +436,25 @@ func TestExternalPluginPin(t *testing.T) {
 		hs := p.healthyWorkers()
 		return len(hs) == 2 && hs[0].Driver == "ext"
 	})
+}
+
+// TestListenerPortTaken: a balancer listener that cannot bind stops golb with
+// an error naming the address, before any worker starts (the seed swallowed
+// this error).
+func TestListenerPortTaken(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 2, "")
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(pt.lb+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	out, code := runGolb(t, dir, pt.adminAddr(), "run", cfg)
+	if code != 1 || !strings.Contains(out, "127.0.0.1:"+strconv.Itoa(pt.lb+1)) {
+		t.Fatalf("exit %d, want 1 with the taken address named:\n%s", code, out)
+	}
+	if pids := workerPIDs(t, dir); len(pids) != 0 {
+		t.Fatalf("workers started although a listener failed: %v", pids)
+	}
 }
