@@ -458,3 +458,40 @@ func TestListenerPortTaken(t *testing.T) {
 		t.Fatalf("workers started although a listener failed: %v", pids)
 	}
 }
+
+// TestAutoscaleUp: with a scale block, in-flight load raises the desired
+// count to ceil(in-flight / target_inflight), within max.
+func TestAutoscaleUp(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 1, "")
+	raw := strings.Replace(mustRead(t, cfg), `avg_delay    = "1ms"`, `avg_delay    = "1s"`, 1)
+	raw = strings.Replace(raw, "count  = 1\n", "scale {\n    min = 1\n    max = 3\n    target_inflight = 2\n  }\n", 1)
+	mustWrite(t, cfg, raw)
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 20*time.Second, "1 healthy worker", func() bool { return len(p.healthyWorkers()) == 1 })
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 { // 8 in flight / target 2 = 4, capped at max 3
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _, _ = get("http://127.0.0.1:" + strconv.Itoa(pt.lb) + "/api/v1/hello")
+			}
+		}()
+	}
+	took := eventually(t, 30*time.Second, "3 healthy workers under load", func() bool { return len(p.healthyWorkers()) == 3 })
+	t.Logf("scaled 1 -> 3 after %v of load", took)
+	time.Sleep(1500 * time.Millisecond)
+	if n := len(p.workers()); n != 3 {
+		t.Fatalf("%d workers, want max 3", n)
+	}
+	close(stop)
+	wg.Wait()
+}
