@@ -209,9 +209,12 @@ func (a *Agent) prepareGroup(ctx context.Context, g *config.Group) hcl.Diagnosti
 			return diags
 		}
 	}
-	env := map[string]string{
-		"GOLB_AVG_DELAY":    g.App.AvgDelayDur.String(),
-		"GOLB_FAILURE_RATE": strconv.FormatFloat(*g.App.FailureRate, 'g', -1, 64),
+	// The app settings reach the built-in worker only: a group running its
+	// own program sets its environment in its config block.
+	env := map[string]string{}
+	if g.RunsBuiltinWorker() {
+		env["GOLB_AVG_DELAY"] = g.App.AvgDelayDur.String()
+		env["GOLB_FAILURE_RATE"] = strconv.FormatFloat(*g.App.FailureRate, 'g', -1, 64)
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", g.Driver, raw, env["GOLB_AVG_DELAY"], env["GOLB_FAILURE_RATE"])

@@ -495,3 +495,23 @@ func TestAutoscaleUp(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestOwnCommandGetsItsOwnEnv pins that a group running its own command gets
+// the environment its config block sets, not golb's app defaults on top.
+func TestOwnCommandGetsItsOwnEnv(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 1, "")
+	raw := mustRead(t, cfg)
+	start, end := strings.Index(raw, "  app {"), strings.Index(raw, "  health_check {")
+	raw = raw[:start] + fmt.Sprintf("  config {\n    command = [%q, \"worker\"]\n    env = { GOLB_FAILURE_RATE = \"1\", GOLB_AVG_DELAY = \"0s\" }\n  }\n", os.Args[0]) + raw[end:]
+	mustWrite(t, cfg, raw)
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 20*time.Second, "1 healthy worker", func() bool { return len(p.healthyWorkers()) == 1 })
+	for range 5 {
+		code, body, err := get("http://127.0.0.1:" + strconv.Itoa(pt.lb) + "/api/v1/hello")
+		if err != nil || code != 500 {
+			t.Fatalf("GET hello = %d %q %v; the config's GOLB_FAILURE_RATE=1 must make every request fail", code, body, err)
+		}
+	}
+}

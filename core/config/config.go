@@ -225,3 +225,13 @@ func (g *Group) MaxCount() int {
 	}
 	return g.InitialCount()
 }
+
+// RunsBuiltinWorker reports whether the group runs golb's built-in worker: its
+// config block names no command or image of its own. Only then do the app
+// settings apply.
+func (g *Group) RunsBuiltinWorker() bool {
+	if g.Config == nil {
+		return true
+	}
+	return !hasAttr(g.Config.Body, "command") && !hasAttr(g.Config.Body, "image")
+}

@@ -408,7 +408,7 @@ func (v *validator) checkGroup(g *Group) {
 		v.errorf(attrRange(hc.Body, "fall"), "fall must be at least 1", "It counts consecutive failed checks before a worker is unhealthy.")
 	}
 
-	if v.explicitApp[g] && g.Config != nil {
+	if v.explicitApp[g] && !g.RunsBuiltinWorker() {
 		for _, name := range []string{"command", "image"} {
 			if hasAttr(g.Config.Body, name) {
 				v.errorf(attrRange(g.Config.Body, name), "config.%s conflicts with the app block", fmt.Sprintf("The app block configures the built-in worker, which config.%s replaces: remove one of them.", name), name)
