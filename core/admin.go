@@ -160,9 +160,7 @@ func (a *Agent) WorkerViews() []WorkerView {
 	out := make([]WorkerView, 0, len(ws))
 	for _, w := range ws {
 		v := WorkerView{ID: w.ID, Group: w.Group, Driver: w.Driver, Address: w.Address, Status: string(w.Status), Adopted: w.Adopted, StartedAt: w.StartedAt.Format(time.RFC3339)}
-		if w.Status == state.StatusRunning {
-			v.Details = a.inspectDetails(w)
-		}
+		v.Details = w.Details
 		if h := hs[w.ID]; h != nil {
 			v.Healthy, v.Requests, v.Failed, v.InFlight = h.healthy, h.success+h.failed, h.failed, h.inflight
 			if v.Requests > 0 {
@@ -181,14 +179,14 @@ func (a *Agent) WorkerViews() []WorkerView {
 }
 
 // inspectDetails asks the driver about a worker, briefly.
-func (a *Agent) inspectDetails(w *state.Worker) map[string]string {
-	c, _, err := a.plugins.current(w.Driver)
+func (a *Agent) inspectDetails(driver, id string) map[string]string {
+	c, _, err := a.plugins.current(driver)
 	if err != nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := c.Inspect(ctx, w.ID)
+	st, err := c.Inspect(ctx, id)
 	if err != nil {
 		return nil
 	}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -64,10 +65,10 @@ type Agent struct {
 	agg       *stats.Aggregator
 	sink      stats.Sink
 
-	mu       sync.Mutex
-	crashes  map[string]*crashLoop // by group
-	stopping bool
-	wg       sync.WaitGroup
+	mu      sync.Mutex
+	crashes map[string]*crashLoop // by group
+	adopted map[string]bool       // drivers whose earlier workers were adopted
+	wg      sync.WaitGroup
 }
 
 // groupSpec is a group's resolved, driver-checked worker template.
@@ -109,6 +110,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		groups:   map[string]*groupSpec{},
 		byGroup:  map[string][]*balancer.Balancer{},
 		crashes:  map[string]*crashLoop{},
+		adopted:  map[string]bool{},
 	}, nil
 }
 
@@ -120,7 +122,28 @@ func (a *Agent) Store() *state.Store { return a.store }
 // plugins either way.
 func (a *Agent) Prepare(ctx context.Context) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	for _, name := range a.cfg.DriversUsed() {
+	used := a.cfg.DriversUsed()
+	for _, d := range a.cfg.Drivers {
+		if !slices.Contains(used, d.Name) {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning,
+				Summary:  fmt.Sprintf("No group uses driver %q", d.Name),
+				Detail:   "Its settings are not checked or used. Remove the block, or fix the name.",
+				Subject:  blockRangeOf(d.Body).Ptr(),
+			})
+		}
+	}
+	for _, p := range a.cfg.Plugins {
+		if slices.Contains(BuiltinDrivers, p.Name) {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("Driver %q is built into golb and cannot be pinned", p.Name),
+				Detail:   "A plugin pin checks an external golb-driver-NAME binary; remove this block.",
+				Subject:  blockRangeOf(p.Body).Ptr(),
+			})
+		}
+	}
+	for _, name := range used {
 		diags = append(diags, a.prepareDriver(ctx, name)...)
 	}
 	if diags.HasErrors() {
@@ -192,22 +215,22 @@ func (a *Agent) prepareGroup(ctx context.Context, g *config.Group) hcl.Diagnosti
 	if err != nil {
 		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Driver " + g.Driver + " failed", Detail: err.Error()}}
 	}
-	var raw json.RawMessage
-	var diags hcl.Diagnostics
-	var body hcl.Body
+	// A group without a config block is checked as an empty one, so that a
+	// driver's required attributes are reported, not discovered at start.
+	body := hcl.Body(hcl.EmptyBody())
 	if g.Config != nil {
 		body = g.Config.Body
-		raw, diags = config.DecodeBlock(body, info.ConfigSchema, fmt.Sprintf("the %s driver's config block", g.Driver))
-		if diags.HasErrors() {
-			return diags
-		}
-		ds, err := c.ValidateConfig(ctx, raw)
-		if err != nil {
-			return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Driver " + g.Driver + " could not validate the config block", Detail: err.Error(), Subject: body.MissingItemRange().Ptr()}}
-		}
-		if diags = append(diags, config.DriverDiagnostics(body, ds, g.Driver)...); diags.HasErrors() {
-			return diags
-		}
+	}
+	raw, diags := config.DecodeBlock(body, info.ConfigSchema, fmt.Sprintf("the %s driver's config block", g.Driver))
+	if diags.HasErrors() {
+		return rangeOnGroup(diags, g)
+	}
+	ds, err := c.ValidateConfig(ctx, raw)
+	if err != nil {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Driver " + g.Driver + " could not validate the config block", Detail: err.Error(), Subject: attrRangeOf(g.Body, "driver").Ptr()}}
+	}
+	if diags = append(diags, rangeOnGroup(config.DriverDiagnostics(body, ds, g.Driver), g)...); diags.HasErrors() {
+		return diags
 	}
 	// The app settings reach the built-in worker only: a group running its
 	// own program sets its environment in its config block.
@@ -217,8 +240,19 @@ func (a *Agent) prepareGroup(ctx context.Context, g *config.Group) hcl.Diagnosti
 		env["GOLB_FAILURE_RATE"] = strconv.FormatFloat(*g.App.FailureRate, 'g', -1, 64)
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", g.Driver, raw, env["GOLB_AVG_DELAY"], env["GOLB_FAILURE_RATE"])
+	fmt.Fprintf(h, "%s\x00%d\x00%s\x00%s\x00%s", g.Driver, g.Port, raw, env["GOLB_AVG_DELAY"], env["GOLB_FAILURE_RATE"])
 	a.groups[g.Name] = &groupSpec{cfg: g, config: raw, env: env, hash: hex.EncodeToString(h.Sum(nil))[:12]}
+	return diags
+}
+
+// rangeOnGroup points diagnostics that have no source position (those of a
+// config block the group does not have) at the group's driver attribute.
+func rangeOnGroup(diags hcl.Diagnostics, g *config.Group) hcl.Diagnostics {
+	for _, d := range diags {
+		if d.Subject == nil || d.Subject.Filename == "" {
+			d.Subject = attrRangeOf(g.Body, "driver").Ptr()
+		}
+	}
 	return diags
 }
 
@@ -285,9 +319,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	<-ctx.Done()
 	a.logger.Info("shutting down: draining balancers, stopping workers")
-	a.mu.Lock()
-	a.stopping = true
-	a.mu.Unlock()
 	stopLoops()
 	loopsWG.Wait()
 	a.wg.Wait() // workers being started or stopped finish first
@@ -321,18 +352,32 @@ func (a *Agent) startBalancers(ctx context.Context) error {
 	for _, bc := range a.cfg.Balancers {
 		g := a.cfg.Group(bc.Group)
 		hc := g.HealthCheck
+		// The balancer reads 0 as "default"; golb's 0 means none.
 		retries := *bc.Retries
+		if retries == 0 {
+			retries = -1
+		}
+		drain := bc.DrainTimeoutDur
+		if drain == 0 {
+			drain = time.Nanosecond
+		}
+		var retryOn []string
+		for _, r := range bc.RetryOn {
+			if r != "connect-failure" { // always on
+				retryOn = append(retryOn, r)
+			}
+		}
 		b, err := balancer.New(balancer.Config{
 			Name:      bc.Name,
 			Port:      bc.Port,
 			Listeners: *bc.Listeners,
 			Policy:    bc.Policy,
 			Retries:   retries,
-			RetryOn:   bc.RetryOn,
+			RetryOn:   retryOn,
 			Health: balancer.HealthCheck{
 				Path: hc.Path, Interval: hc.IntervalDur, Timeout: hc.TimeoutDur, Rise: *hc.Rise, Fall: *hc.Fall,
 			},
-			DrainTimeout: bc.DrainTimeoutDur,
+			DrainTimeout: drain,
 			Local:        map[string]http.Handler{"/worker/stats": statsHandler},
 			Logger:       a.logger,
 		})

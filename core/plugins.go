@@ -121,7 +121,7 @@ func (m *pluginManager) launch(ctx context.Context, name string) (*drivers.Clien
 func (m *pluginManager) configure(ctx context.Context, c *drivers.Client, name string, settings []byte) error {
 	dir, err := filepath.Abs(filepath.Join(m.dataDir, "drivers", name))
 	if err != nil {
-		return err
+		return fmt.Errorf("resolving driver data dir: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating driver data dir: %w", err)
@@ -163,22 +163,39 @@ func (m *pluginManager) all() []*managedPlugin {
 	return out
 }
 
-// monitor watches every plugin and restarts the ones that exit, until ctx ends.
+// monitor watches every plugin and restarts the ones that exit, until ctx
+// ends. Each restart runs on its own, so one driver's backoff never delays
+// another's.
 func (m *pluginManager) monitor(ctx context.Context, onRestart func(ctx context.Context, driver string, c *drivers.Client)) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	restarting := map[string]bool{}
+	done := make(chan string)
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case name := <-done:
+			delete(restarting, name)
 		case <-t.C:
-		}
-		for _, p := range m.all() {
-			p.mu.Lock()
-			exited := p.client.Exited()
-			p.mu.Unlock()
-			if exited {
-				m.restart(ctx, p, onRestart)
+			for _, p := range m.all() {
+				p.mu.Lock()
+				exited := p.client.Exited()
+				p.mu.Unlock()
+				if exited && !restarting[p.name] {
+					restarting[p.name] = true
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						m.restart(ctx, p, onRestart)
+						select {
+						case done <- p.name:
+						case <-ctx.Done():
+						}
+					}()
+				}
 			}
 		}
 	}

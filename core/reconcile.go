@@ -85,8 +85,11 @@ func (a *Agent) reconcileGroup(ctx context.Context, g *state.Group, all []*state
 		if cl != nil && time.Now().Before(cl.notTill) {
 			return cl.notTill
 		}
-		if _, _, err := a.plugins.current(g.Driver); err != nil {
-			return time.Now().Add(time.Second)
+		a.mu.Lock()
+		adopted := a.adopted[g.Driver]
+		a.mu.Unlock()
+		if !adopted {
+			return time.Now().Add(time.Second) // its earlier workers are not known yet
 		}
 		used := map[int]bool{}
 		for _, w := range all {
@@ -108,14 +111,24 @@ func (a *Agent) reconcileGroup(ctx context.Context, g *state.Group, all []*state
 			a.goWork(ctx, func(ctx context.Context) { a.startWorker(ctx, w) })
 		}
 	case len(live) > g.Desired:
-		// Stop the newest first: the oldest have warm caches and proven health.
-		sort.Slice(live, func(i, j int) bool { return live[i].StartedAt.After(live[j].StartedAt) })
-		for _, w := range live[:len(live)-g.Desired] {
+		// Stop running workers, newest first: the oldest have warm caches and
+		// proven health. A pending worker is left to finish starting; the
+		// next pass sees it running.
+		var running []*state.Worker
+		for _, w := range live {
+			if w.Status == state.StatusRunning {
+				running = append(running, w)
+			}
+		}
+		sort.Slice(running, func(i, j int) bool { return running[i].StartedAt.After(running[j].StartedAt) })
+		for _, w := range running[:min(len(live)-g.Desired, len(running))] {
 			if _, err := a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status = state.StatusDraining }); err != nil {
 				continue
 			}
 			a.goWork(ctx, func(ctx context.Context) { a.stopWorker(ctx, w.ID, true) })
 		}
+	case g.Failing:
+		return a.clearFailing(g, live)
 	}
 	return time.Time{}
 }
@@ -170,25 +183,99 @@ func (a *Agent) specFor(w *state.Worker) drivers.WorkerSpec {
 	}
 }
 
+// startTimeout bounds one Start call (an image load can take a while).
+const startTimeout = 2 * time.Minute
+
 func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
-	c, _, err := a.plugins.current(w.Driver)
-	if err == nil {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		var h *drivers.Handle
-		h, err = c.Start(sctx, a.specFor(w))
-		cancel()
-		if err == nil {
-			a.store.UpdateWorker(w.ID, func(w *state.Worker) {
-				w.Status, w.Handle, w.Address = state.StatusRunning, h, h.Address
-			})
-			a.logger.Info("worker started", "worker", w.ID, "group", w.Group, "address", h.Address)
-			a.superviseAsync(ctx, w.ID, w.Driver, w.Group)
-			return
+	c, replaced, err := a.plugins.current(w.Driver)
+	if err != nil {
+		_ = a.store.DeleteWorker(w.ID)
+		return
+	}
+	// Start is not cancelled with the agent: a worker started a moment before
+	// shutdown is recorded as running, so that shutdown stops it.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
+	defer cancel()
+	h, err := c.Start(sctx, a.specFor(w))
+	if errors.Is(err, drivers.ErrPluginExited) {
+		// The worker may have started before the plugin died. Once the new
+		// instance runs, remove whatever carries this id; a fresh worker
+		// replaces it. Not the group's fault: no crash is recorded.
+		select {
+		case <-replaced:
+			a.destroyQuietly(sctx, w.Driver, w.ID)
+		case <-sctx.Done():
+		}
+		_ = a.store.DeleteWorker(w.ID)
+		return
+	}
+	if err != nil {
+		_ = a.store.DeleteWorker(w.ID)
+		if ctx.Err() != nil {
+			return // shutting down
+		}
+		a.logger.Error("starting worker failed", "worker", w.ID, "group", w.Group, "driver", w.Driver, "err", err)
+		a.recordCrash(w.Group, 0, err.Error())
+		return
+	}
+	details := a.inspectDetails(w.Driver, w.ID)
+	kept := false
+	_, _ = a.store.UpdateWorker(w.ID, func(cur *state.Worker) {
+		if cur.Status == state.StatusPending {
+			cur.Status, cur.Handle, cur.Address, cur.Details = state.StatusRunning, h, h.Address, details
+			kept = true
+		}
+	})
+	if !kept {
+		// Scaled away or shut down while it started.
+		a.logger.Info("worker no longer wanted after it started; removing it", "worker", w.ID)
+		a.stopAndDestroy(sctx, w.Driver, w.ID, "SIGTERM", 10*time.Second)
+		_ = a.store.DeleteWorker(w.ID)
+		return
+	}
+	a.logger.Info("worker started", "worker", w.ID, "group", w.Group, "address", h.Address)
+	a.superviseAsync(ctx, w.ID, w.Driver, w.Group)
+}
+
+// stopAndDestroy stops a worker with signal and timeout, then destroys it.
+func (a *Agent) stopAndDestroy(ctx context.Context, driver, id, signal string, timeout time.Duration) error {
+	return a.withPlugin(ctx, driver, func(c *drivers.Client) error {
+		if err := c.Stop(ctx, id, signal, timeout); err != nil && !errors.Is(err, drivers.ErrNotFound) {
+			return err
+		}
+		return c.Destroy(ctx, id)
+	})
+}
+
+// destroyQuietly destroys a worker, logging (not returning) a failure.
+func (a *Agent) destroyQuietly(ctx context.Context, driver, id string) {
+	err := a.withPlugin(ctx, driver, func(c *drivers.Client) error { return c.Destroy(ctx, id) })
+	if err != nil {
+		a.logger.Warn("removing worker", "worker", id, "err", err)
+	}
+}
+
+// clearFailing lifts a group's crash-looping mark once every wanted worker
+// has run for minUptime; until then it returns when to look again.
+func (a *Agent) clearFailing(g *state.Group, live []*state.Worker) time.Time {
+	var youngest time.Time
+	for _, w := range live {
+		if w.Status != state.StatusRunning {
+			return time.Time{} // a start or stop will wake the reconciler
+		}
+		if w.StartedAt.After(youngest) {
+			youngest = w.StartedAt
 		}
 	}
-	a.logger.Error("starting worker failed", "worker", w.ID, "group", w.Group, "driver", w.Driver, "err", err)
-	_ = a.store.DeleteWorker(w.ID)
-	a.recordCrash(w.Group, 0, err.Error())
+	if due := youngest.Add(minUptime); time.Now().Before(due) {
+		return due
+	}
+	a.mu.Lock()
+	delete(a.crashes, g.Name)
+	a.mu.Unlock()
+	_ = a.store.UpdateGroup(g.Name, func(g *state.Group) error { g.Failing, g.Reason = false, ""; return nil })
+	a.logger.Info("group recovered", "group", g.Name)
+	return time.Time{}
 }
 
 // recordCrash notes a worker that failed to start or died young.
@@ -203,24 +290,22 @@ func (a *Agent) recordCrash(group string, uptime time.Duration, reason string) {
 		cl.streak = 0
 	}
 	cl.streak++
+	streak := cl.streak
 	delay := time.Duration(0)
-	if cl.streak > 1 {
-		delay = min(baseBackoff<<(cl.streak-2), maxBackoff)
+	if streak > 1 {
+		// Shift at most 16 places: past that the cap applies anyway, and a
+		// wider shift would overflow into a negative delay.
+		delay = min(baseBackoff<<min(streak-2, 16), maxBackoff)
 	}
 	cl.notTill = time.Now().Add(delay)
-	failing := cl.streak >= failingAfter
+	failing := streak >= failingAfter
 	a.mu.Unlock()
 	_ = a.store.UpdateGroup(group, func(g *state.Group) error {
-		g.Failing = failing
-		if failing {
-			g.Reason = reason
-		} else {
-			g.Reason = ""
-		}
+		g.Failing, g.Reason = failing, reason
 		return nil
 	})
 	if failing {
-		a.logger.Error("group is crash-looping; backing off", "group", group, "crashes_in_a_row", cl.streak, "next_start_in", delay, "last_error", reason)
+		a.logger.Error("group is crash-looping; backing off", "group", group, "crashes_in_a_row", streak, "next_start_in", delay, "last_error", reason)
 	}
 }
 
@@ -299,6 +384,9 @@ func (a *Agent) stopWorker(ctx context.Context, id string, drain bool) {
 	gs := a.groups[w.Group]
 	if drain {
 		for _, b := range a.byGroup[w.Group] {
+			// Out of the pool now, not when the balancer's feed catches up:
+			// no new request may reach it while it drains.
+			b.MarkDown(id)
 			dctx, cancel := context.WithTimeout(ctx, a.drainTimeout(w.Group))
 			if err := b.WaitIdle(dctx, id); err != nil {
 				a.logger.Warn("drain timeout; stopping worker with requests in flight", "worker", id)
@@ -313,13 +401,7 @@ func (a *Agent) stopWorker(ctx context.Context, id string, drain bool) {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout+30*time.Second)
 	defer cancel()
-	err := a.withPlugin(sctx, w.Driver, func(c *drivers.Client) error {
-		if err := c.Stop(sctx, id, signal, timeout); err != nil && !errors.Is(err, drivers.ErrNotFound) {
-			return err
-		}
-		return c.Destroy(sctx, id)
-	})
-	if err != nil {
+	if err := a.stopAndDestroy(sctx, w.Driver, id, signal, timeout); err != nil {
 		a.logger.Warn("stopping worker", "worker", id, "err", err)
 	}
 	a.store.UpdateWorker(id, func(w *state.Worker) { w.Status = state.StatusStopped })

@@ -18,3 +18,14 @@ func attrRangeOf(body hcl.Body, name string) hcl.Range {
 	}
 	return body.MissingItemRange()
 }
+
+// blockRangeOf is the range where the block whose body is body starts.
+func blockRangeOf(body hcl.Body) hcl.Range {
+	if sb, ok := body.(*hclsyntax.Body); ok {
+		return hcl.Range{Filename: sb.SrcRange.Filename, Start: sb.SrcRange.Start, End: sb.SrcRange.Start}
+	}
+	if body == nil {
+		return hcl.Range{}
+	}
+	return body.MissingItemRange()
+}

@@ -54,6 +54,9 @@ type Worker struct {
 	StartedAt time.Time
 	UpdatedAt time.Time
 	Exit      *drivers.ExitResult
+	// Details are the driver's facts about it (pid and log files, container
+	// id), read once when it started or was adopted.
+	Details map[string]string
 	// Adopted is set for a worker found again after a golb restart.
 	Adopted bool
 }
@@ -115,21 +118,24 @@ func New() (*Store, error) {
 	return &Store{db: db}, nil
 }
 
-// UpsertGroup writes a group.
+// UpsertGroup writes a copy of g.
 func (s *Store) UpsertGroup(g *Group) error {
-	return s.write(tableGroups, g)
+	cp := *g
+	return s.write(tableGroups, &cp)
 }
 
-// UpsertWorker writes a worker, stamping UpdatedAt.
+// UpsertWorker writes a copy of w, stamped with UpdatedAt.
 func (s *Store) UpsertWorker(w *Worker) error {
-	w.UpdatedAt = time.Now().UTC()
-	return s.write(tableWorkers, w)
+	cp := *w
+	cp.UpdatedAt = time.Now().UTC()
+	return s.write(tableWorkers, &cp)
 }
 
-// UpsertDriver writes a driver record.
+// UpsertDriver writes a copy of d, stamped with UpdatedAt.
 func (s *Store) UpsertDriver(d *Driver) error {
-	d.UpdatedAt = time.Now().UTC()
-	return s.write(tableDrivers, d)
+	cp := *d
+	cp.UpdatedAt = time.Now().UTC()
+	return s.write(tableDrivers, &cp)
 }
 
 func (s *Store) write(table string, obj any) error {
