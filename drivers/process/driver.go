@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/drivers/proc"
 )
 
 // Name is the driver's name in config files.
@@ -107,7 +108,7 @@ func (d *Driver) Fingerprint(context.Context) (drivers.Fingerprint, error) {
 	return drivers.Fingerprint{
 		Healthy: true,
 		Detail:  "plain processes, no daemon needed",
-		Attrs:   map[string]string{"worker_command": strings.Join(exe, " "), "pidfd": strconv.FormatBool(pidfdSupported())},
+		Attrs:   map[string]string{"worker_command": strings.Join(exe, " "), "pidfd": strconv.FormatBool(proc.PidfdSupported())},
 	}, nil
 }
 
@@ -149,14 +150,18 @@ func (d *Driver) workerCommand() ([]string, error) {
 	return []string{exe, "worker"}, nil
 }
 
-// paths returns the state and log locations of a worker.
-func (d *Driver) paths(id string) (stateFile, stdout, stderr string) {
+// store holds the workers' state files, data_dir/workers/ID.json.
+func (d *Driver) store() proc.Store {
 	d.mu.Lock()
-	dir := d.dataDir
-	d.mu.Unlock()
-	return filepath.Join(dir, "workers", id+".json"),
-		filepath.Join(dir, "logs", id+".stdout.log"),
-		filepath.Join(dir, "logs", id+".stderr.log")
+	defer d.mu.Unlock()
+	return proc.Store{Dir: filepath.Join(d.dataDir, "workers")}
+}
+
+// logDir holds the workers' output, data_dir/logs/ID.std{out,err}.log.
+func (d *Driver) logDir() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return filepath.Join(d.dataDir, "logs")
 }
 
 // Start implements drivers.Driver.
@@ -186,7 +191,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	if bind == "" {
 		bind = "127.0.0.1"
 	}
-	if err := portFree(bind, spec.Port); err != nil {
+	if err := proc.PortFree(bind, spec.Port); err != nil {
 		return nil, fmt.Errorf("%w: starting worker %s: %s:%d: %v", drivers.ErrPortInUse, spec.ID, bind, spec.Port, err)
 	}
 
@@ -197,8 +202,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	}
 	d.mu.Unlock()
 
-	stateFile, outPath, errPath := d.paths(spec.ID)
-	stdout, stderr, err := openLogs(outPath, errPath)
+	stdout, stderr, err := proc.OpenLogs(d.logDir(), spec.ID)
 	if err != nil {
 		return nil, fmt.Errorf("starting worker %s: %w", spec.ID, err)
 	}
@@ -217,7 +221,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		return nil, fmt.Errorf("starting worker %s (%s): %w", spec.ID, path, err)
 	}
 	pid := cmd.Process.Pid
-	startTime, err := procStartTime(pid)
+	id, err := proc.Identify(pid)
 	if err != nil {
 		// The process exited before we could read its start time.
 		_ = cmd.Process.Kill()
@@ -225,18 +229,17 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		return nil, fmt.Errorf("starting worker %s: process exited at once: %w", spec.ID, err)
 	}
 	st := workerState{
-		PID:       pid,
-		StartTime: startTime,
+		Identity:  id,
 		Group:     spec.Group,
 		Address:   net.JoinHostPort(dialHost(bind), strconv.Itoa(spec.Port)),
 		Labels:    spec.AllLabels(),
 		StartedAt: time.Now().UTC(),
 		Command:   append([]string{path}, argv[1:]...),
-		Stdout:    outPath,
-		Stderr:    errPath,
+		Stdout:    stdout.Name(),
+		Stderr:    stderr.Name(),
 	}
-	if err := writeState(stateFile, st); err != nil {
-		killGroup(pid, syscall.SIGKILL)
+	if err := writeState(d.store(), spec.ID, st); err != nil {
+		_ = proc.KillGroup(pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("starting worker %s: %w", spec.ID, err)
 	}
@@ -269,32 +272,6 @@ func workerEnv(spec drivers.WorkerSpec, bind string, extra map[string]string) []
 		"BIND_ADDR="+bind,
 		"GOLB_WORKER_ID="+spec.ID,
 	)
-}
-
-func openLogs(outPath, errPath string) (*os.File, *os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(outPath), 0o755); err != nil {
-		return nil, nil, fmt.Errorf("creating log directory: %w", err)
-	}
-	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
-	out, err := os.OpenFile(outPath, flags, 0o644)
-	if err != nil {
-		return nil, nil, fmt.Errorf("opening worker log: %w", err)
-	}
-	errf, err := os.OpenFile(errPath, flags, 0o644)
-	if err != nil {
-		out.Close()
-		return nil, nil, fmt.Errorf("opening worker log: %w", err)
-	}
-	return out, errf, nil
-}
-
-// portFree reports whether host:port can be bound right now.
-func portFree(host string, port int) error {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		return err
-	}
-	return l.Close()
 }
 
 // dialHost is the address to reach a worker bound to host.

@@ -1,17 +1,12 @@
 package process
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/drivers/proc"
 )
 
 // stateVersion is the version of workerState in handles and state files.
@@ -22,16 +17,15 @@ const stateVersion = 1
 // State of the worker's drivers.Handle and is also kept in
 // data_dir/workers/ID.json, so List finds workers after any crash.
 type workerState struct {
-	Version   int               `json:"version"`
-	PID       int               `json:"pid"`
-	StartTime uint64            `json:"start_time"` // /proc/PID/stat field 22, clock ticks since boot
-	Group     string            `json:"group"`
-	Address   string            `json:"address"`
-	Labels    map[string]string `json:"labels"`
-	StartedAt time.Time         `json:"started_at"`
-	Command   []string          `json:"command"`
-	Stdout    string            `json:"stdout"`
-	Stderr    string            `json:"stderr"`
+	Version       int               `json:"version"`
+	proc.Identity                   // pid and start_time: the worker, the leader of its process group
+	Group         string            `json:"group"`
+	Address       string            `json:"address"`
+	Labels        map[string]string `json:"labels"`
+	StartedAt     time.Time         `json:"started_at"`
+	Command       []string          `json:"command"`
+	Stdout        string            `json:"stdout"`
+	Stderr        string            `json:"stderr"`
 }
 
 func (s workerState) handle(id string) *drivers.Handle {
@@ -50,82 +44,37 @@ func (s workerState) handle(id string) *drivers.Handle {
 }
 
 func decodeState(version int, blob []byte) (workerState, error) {
-	if version != stateVersion {
-		return workerState{}, fmt.Errorf("%w: process driver state version %d, want %d", drivers.ErrStaleHandle, version, stateVersion)
-	}
 	var s workerState
-	if err := json.Unmarshal(blob, &s); err != nil {
-		return workerState{}, fmt.Errorf("%w: decoding process driver state: %v", drivers.ErrStaleHandle, err)
+	if version == stateVersion {
+		if err := json.Unmarshal(blob, &s); err != nil {
+			return workerState{}, fmt.Errorf("%w: decoding process driver state: %v", drivers.ErrStaleHandle, err)
+		}
 	}
-	if s.PID <= 0 {
-		return workerState{}, fmt.Errorf("%w: no pid in handle state", drivers.ErrStaleHandle)
-	}
-	return s, nil
+	return s, s.check(version)
 }
 
-// writeState writes the record atomically (temp file and rename).
-func writeState(path string, s workerState) error {
-	s.Version = stateVersion
-	blob, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding worker state: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("creating state directory: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, blob, 0o644); err != nil {
-		return fmt.Errorf("writing worker state: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing worker state: %w", err)
-	}
-	return nil
-}
-
-func readState(path string) (workerState, error) {
-	blob, err := os.ReadFile(path)
-	if err != nil {
+// readState reads worker id's record from its state file.
+func readState(store proc.Store, id string) (workerState, error) {
+	var s workerState
+	if err := store.Read(id, &s); err != nil {
 		return workerState{}, err
 	}
-	var v struct {
-		Version int `json:"version"`
-	}
-	if err := json.Unmarshal(blob, &v); err != nil {
-		return workerState{}, fmt.Errorf("%w: %s: %v", drivers.ErrStaleHandle, path, err)
-	}
-	return decodeState(v.Version, blob)
+	return s, s.check(s.Version)
 }
 
-// procStartTime reads field 22 (starttime) of /proc/PID/stat. It fails for a
-// process that does not exist or is a zombie.
-func procStartTime(pid int) (uint64, error) {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces and parentheses: split after
-	// the last ')'.
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
-	}
-	fields := strings.Fields(string(raw[i+1:]))
-	// fields[0] is field 3 (state); starttime is field 22.
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("parsing /proc/%d/stat: short", pid)
-	}
-	if fields[0] == "Z" || fields[0] == "X" {
-		return 0, errProcessExited
-	}
-	return strconv.ParseUint(fields[19], 10, 64)
+// writeState writes worker id's record to its state file, atomically.
+func writeState(store proc.Store, id string, s workerState) error {
+	s.Version = stateVersion
+	return store.Write(id, s)
 }
 
-var errProcessExited = errors.New("process has exited")
-
-// alive reports whether the process recorded in s still runs: same PID and the
-// same start time, so a reused PID is never taken for our worker.
-func (s workerState) alive() bool {
-	st, err := procStartTime(s.PID)
-	return err == nil && st == s.StartTime
+// check refuses a record of another version, or one that names no process.
+func (s workerState) check(version int) error {
+	if version != stateVersion {
+		return fmt.Errorf("%w: process driver state version %d, want %d", drivers.ErrStaleHandle, version, stateVersion)
+	}
+	if s.PID <= 0 {
+		return fmt.Errorf("%w: no pid in handle state", drivers.ErrStaleHandle)
+	}
+	return nil
 }

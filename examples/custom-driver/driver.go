@@ -17,10 +17,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/drivers/proc"
 )
 
 // Name is the driver's name in config files (`driver = "bwrap"`).
@@ -180,14 +180,19 @@ func (c groupConfig) diagnostics() []drivers.Diagnostic {
 	return diags
 }
 
-// paths returns the state and log locations of a worker.
-func (d *Driver) paths(id string) (stateFile, stdout, stderr string) {
+// store holds the workers' state files, data_dir/workers/ID.json, and next
+// to each bwrap's status file, ID.status.
+func (d *Driver) store() proc.Store {
 	d.mu.Lock()
-	dir := d.dataDir
-	d.mu.Unlock()
-	return filepath.Join(dir, "workers", id+".json"),
-		filepath.Join(dir, "logs", id+".stdout.log"),
-		filepath.Join(dir, "logs", id+".stderr.log")
+	defer d.mu.Unlock()
+	return proc.Store{Dir: filepath.Join(d.dataDir, "workers")}
+}
+
+// logDir holds the workers' output, data_dir/logs/ID.std{out,err}.log.
+func (d *Driver) logDir() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return filepath.Join(d.dataDir, "logs")
 }
 
 // Start implements drivers.Driver.
@@ -220,7 +225,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	if bind == "" {
 		bind = "127.0.0.1"
 	}
-	if err := portFree(bind, spec.Port); err != nil {
+	if err := proc.PortFree(bind, spec.Port); err != nil {
 		return nil, fmt.Errorf("%w: starting worker %s: %s:%d: %v", drivers.ErrPortInUse, spec.ID, bind, spec.Port, err)
 	}
 
@@ -239,14 +244,14 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		d.mu.Unlock()
 	}()
 
-	stateFile, outPath, errPath := d.paths(spec.ID)
-	stdout, stderr, err := openLogs(outPath, errPath)
+	store := d.store()
+	stdout, stderr, err := proc.OpenLogs(d.logDir(), spec.ID)
 	if err != nil {
 		return nil, fmt.Errorf("starting worker %s: %w", spec.ID, err)
 	}
 	defer stdout.Close()
 	defer stderr.Close()
-	status, err := createStatusFile(statusFile(stateFile))
+	status, err := createStatusFile(statusFile(store, spec.ID))
 	if err != nil {
 		return nil, fmt.Errorf("starting worker %s: %w", spec.ID, err)
 	}
@@ -264,13 +269,12 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	})
 	if err != nil {
 		_ = os.Remove(status.Name())
-		return nil, fmt.Errorf("starting worker %s: %w%s", spec.ID, err, logTail(errPath))
+		return nil, fmt.Errorf("starting worker %s: %w%s", spec.ID, err, logTail(stderr.Name()))
 	}
 	st := workerState{
-		PID:              sb.cmd.Process.Pid,
-		StartTime:        sb.startTime,
-		SandboxPID:       sb.info.ChildPID,
-		SandboxStartTime: sb.sandboxStartTime,
+		Identity:         sb.outer,
+		SandboxPID:       sb.inner.PID,
+		SandboxStartTime: sb.inner.StartTime,
 		PIDNamespace:     sb.info.PIDNamespace,
 		Group:            spec.Group,
 		Address:          net.JoinHostPort(dialHost(bind), strconv.Itoa(spec.Port)),
@@ -278,10 +282,10 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		StartedAt:        time.Now().UTC(),
 		Command:          argv,
 		Binds:            c.Binds,
-		Stdout:           outPath,
-		Stderr:           errPath,
+		Stdout:           stdout.Name(),
+		Stderr:           stderr.Name(),
 	}
-	if err := writeState(stateFile, st); err != nil {
+	if err := writeState(store, spec.ID, st); err != nil {
 		st.kill()
 		_ = sb.cmd.Wait()
 		_ = os.Remove(status.Name())
@@ -321,23 +325,6 @@ func workerEnv(spec drivers.WorkerSpec, bind string, extra map[string]string) []
 	)
 }
 
-func openLogs(outPath, errPath string) (*os.File, *os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(outPath), 0o755); err != nil {
-		return nil, nil, fmt.Errorf("creating log directory: %w", err)
-	}
-	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
-	out, err := os.OpenFile(outPath, flags, 0o644)
-	if err != nil {
-		return nil, nil, fmt.Errorf("opening worker log: %w", err)
-	}
-	errf, err := os.OpenFile(errPath, flags, 0o644)
-	if err != nil {
-		out.Close()
-		return nil, nil, fmt.Errorf("opening worker log: %w", err)
-	}
-	return out, errf, nil
-}
-
 // createStatusFile creates (or empties) the file bwrap writes its status to.
 func createStatusFile(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -363,32 +350,12 @@ func logTail(path string) string {
 	return ""
 }
 
-// portFree reports whether host:port can be bound right now.
-func portFree(host string, port int) error {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		return err
-	}
-	return l.Close()
-}
-
 // dialHost is the address to reach a worker bound to host.
 func dialHost(host string) string {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		return "127.0.0.1"
 	}
 	return host
-}
-
-// killGroup signals the process group pid leads, or pid alone when it leads
-// none.
-func killGroup(pid int, sig syscall.Signal) {
-	if pid <= 0 {
-		return
-	}
-	if err := syscall.Kill(-pid, sig); err != nil {
-		_ = syscall.Kill(pid, sig)
-	}
 }
 
 var (

@@ -2,10 +2,7 @@ module github.com/golb/golb/examples/custom-driver
 
 go 1.26.8
 
-require (
-	github.com/golb/golb v0.0.0
-	golang.org/x/sys v0.50.0
-)
+require github.com/golb/golb v0.0.0
 
 require (
 	github.com/fatih/color v1.13.0 // indirect
@@ -17,6 +14,7 @@ require (
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/oklog/run v1.1.0 // indirect
 	golang.org/x/net v0.61.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/grpc v1.85.0 // indirect

@@ -4,20 +4,16 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/drivers/proc"
 )
 
 // killGrace is how long Stop waits for the outer bwrap to report the exit of
@@ -29,17 +25,13 @@ const killGrace = 5 * time.Second
 type handle struct {
 	id    string
 	state workerState
-
-	done chan struct{} // closed when the outer bwrap has exited
-	mu   sync.Mutex
-	exit drivers.ExitResult
-	at   time.Time
+	exit  *proc.Exit // finished when the outer bwrap has exited
 }
 
 // newChildHandle tracks a sandbox this plugin started: cmd.Wait gives bwrap's
 // exit status, which is the worker's.
 func newChildHandle(id string, st workerState, cmd *exec.Cmd) *handle {
-	h := &handle{id: id, state: st, done: make(chan struct{})}
+	h := &handle{id: id, state: st, exit: proc.NewExit()}
 	go func() {
 		err := cmd.Wait()
 		var res drivers.ExitResult
@@ -53,7 +45,7 @@ func newChildHandle(id string, st workerState, cmd *exec.Cmd) *handle {
 			res = drivers.ExitResult{ExitCode: -1, Err: err.Error()}
 		}
 		st.reap()
-		h.finish(res)
+		h.exit.Finish(res)
 	}()
 	return h
 }
@@ -62,15 +54,15 @@ func newChildHandle(id string, st workerState, cmd *exec.Cmd) *handle {
 // outer bwrap is not our child, but it writes the worker's exit code to the
 // status file it was given (--json-status-fd), so the result is still known.
 func newAdoptedHandle(id string, st workerState, statusFile string) *handle {
-	h := &handle{id: id, state: st, done: make(chan struct{})}
+	h := &handle{id: id, state: st, exit: proc.NewExit()}
 	go func() {
-		waitForeign(st)
+		_ = st.Identity.Wait(context.Background())
 		st.reap()
 		if code, ok := readExitCode(statusFile); ok {
-			h.finish(exitResult(code))
+			h.exit.Finish(exitResult(code))
 			return
 		}
-		h.finish(drivers.ExitResult{ExitCode: -1, Err: "exit status unknown: bwrap ended without reporting it"})
+		h.exit.Finish(drivers.ExitResult{ExitCode: -1, Err: "exit status unknown: bwrap ended without reporting it"})
 	}()
 	return h
 }
@@ -107,46 +99,6 @@ func readExitCode(path string) (int, bool) {
 	}
 }
 
-func (h *handle) finish(res drivers.ExitResult) {
-	h.mu.Lock()
-	h.exit, h.at = res, time.Now().UTC()
-	h.mu.Unlock()
-	close(h.done)
-}
-
-func (h *handle) exited() (drivers.ExitResult, time.Time, bool) {
-	select {
-	case <-h.done:
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		return h.exit, h.at, true
-	default:
-		return drivers.ExitResult{}, time.Time{}, false
-	}
-}
-
-// waitForeign blocks until the outer bwrap in st is gone.
-func waitForeign(st workerState) {
-	if fd, err := unix.PidfdOpen(st.PID, 0); err == nil {
-		defer unix.Close(fd)
-		// The pidfd pins the process it was opened on; recheck the start time
-		// in case the PID was reused before it was opened.
-		if !st.alive() {
-			return
-		}
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			_, err := unix.Poll(fds, -1)
-			if err == nil || !errors.Is(err, unix.EINTR) {
-				return
-			}
-		}
-	}
-	for st.alive() {
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func (d *Driver) lookup(id string) (*handle, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -163,13 +115,7 @@ func (d *Driver) Wait(ctx context.Context, id string) (drivers.ExitResult, error
 	if err != nil {
 		return drivers.ExitResult{}, err
 	}
-	select {
-	case <-h.done:
-		res, _, _ := h.exited()
-		return res, nil
-	case <-ctx.Done():
-		return drivers.ExitResult{}, ctx.Err()
-	}
+	return h.exit.Wait(ctx)
 }
 
 // Inspect implements drivers.Driver.
@@ -190,7 +136,7 @@ func (d *Driver) Inspect(_ context.Context, id string) (drivers.Status, error) {
 			"stderr":        h.state.Stderr,
 		},
 	}
-	if res, at, ok := h.exited(); ok {
+	if res, at, ok := h.exit.Result(); ok {
 		st.State, st.ExitedAt, st.Exit = drivers.StateExited, at, &res
 	}
 	return st, nil
@@ -204,11 +150,11 @@ func (d *Driver) Stop(ctx context.Context, id string, signal string, timeout tim
 	if err != nil {
 		return err
 	}
-	sig, err := parseSignal(signal)
+	sig, err := proc.ParseSignal(signal)
 	if err != nil {
 		return err
 	}
-	if _, _, ok := h.exited(); ok {
+	if _, _, ok := h.exit.Result(); ok {
 		return nil
 	}
 	h.state.signal(sig)
@@ -216,7 +162,7 @@ func (d *Driver) Stop(ctx context.Context, id string, signal string, timeout tim
 		t := time.NewTimer(timeout)
 		defer t.Stop()
 		select {
-		case <-h.done:
+		case <-h.exit.Done():
 			return nil
 		case <-t.C:
 			d.logger.Warn("worker ignored signal, killing it", "worker", id, "signal", sig, "timeout", timeout)
@@ -228,7 +174,7 @@ func (d *Driver) Stop(ctx context.Context, id string, signal string, timeout tim
 	grace := time.NewTimer(killGrace)
 	defer grace.Stop()
 	select {
-	case <-h.done:
+	case <-h.exit.Done():
 		return nil
 	case <-grace.C:
 		d.logger.Warn("bwrap did not exit after its sandbox was killed, killing it", "worker", id, "pid", h.state.PID)
@@ -237,7 +183,7 @@ func (d *Driver) Stop(ctx context.Context, id string, signal string, timeout tim
 	}
 	h.state.kill()
 	select {
-	case <-h.done:
+	case <-h.exit.Done():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -245,36 +191,37 @@ func (d *Driver) Stop(ctx context.Context, id string, signal string, timeout tim
 }
 
 // statusFile is where bwrap writes its JSON status (sandbox pid, then exit
-// code) for worker id.
-func statusFile(stateFile string) string {
-	return strings.TrimSuffix(stateFile, ".json") + ".status"
+// code) for worker id: beside its state file.
+func statusFile(store proc.Store, id string) string {
+	return filepath.Join(store.Dir, id+".status")
 }
 
 // Destroy implements drivers.Driver. Log files are kept for post-mortems; they
 // are output, not state.
 func (d *Driver) Destroy(ctx context.Context, id string) error {
-	stateFile, _, _ := d.paths(id)
+	store := d.store()
 	h, err := d.lookup(id)
 	if err == nil {
-		if _, _, ok := h.exited(); !ok {
+		if _, _, ok := h.exit.Result(); !ok {
 			h.state.kill()
 			select {
-			case <-h.done:
+			case <-h.exit.Done():
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
-	} else if st, rerr := readState(stateFile); rerr == nil {
+	} else if st, rerr := readState(store, id); rerr == nil {
 		// Known only from its state file (not recovered yet): kill it too.
 		st.kill()
 	}
 	d.mu.Lock()
 	delete(d.workers, id)
 	d.mu.Unlock()
-	for _, f := range []string{stateFile, statusFile(stateFile)} {
-		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("destroying worker %s: %w", id, err)
-		}
+	if err := store.Remove(id); err != nil {
+		return fmt.Errorf("destroying worker %s: %w", id, err)
+	}
+	if err := os.Remove(statusFile(store, id)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("destroying worker %s: %w", id, err)
 	}
 	return nil
 }
@@ -295,23 +242,23 @@ func (d *Driver) Recover(_ context.Context, hd *drivers.Handle) error {
 	if err != nil {
 		return err
 	}
-	if !st.alive() {
+	if !st.Alive() {
 		return fmt.Errorf("%w: worker %s (bwrap pid %d) is no longer running", drivers.ErrStaleHandle, hd.ID, st.PID)
 	}
 	if !st.sandboxAlive() {
 		return fmt.Errorf("%w: the sandbox of worker %s (pid %d) is gone", drivers.ErrStaleHandle, hd.ID, st.SandboxPID)
 	}
-	stateFile, _, _ := d.paths(hd.ID)
-	if _, err := os.Stat(stateFile); os.IsNotExist(err) {
+	store := d.store()
+	if _, err := os.Stat(store.Path(hd.ID)); os.IsNotExist(err) {
 		// Keep List truthful for a worker recovered from a handle alone.
-		if err := writeState(stateFile, st); err != nil {
+		if err := writeState(store, hd.ID, st); err != nil {
 			return fmt.Errorf("recovering worker %s: %w", hd.ID, err)
 		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, known := d.workers[hd.ID]; !known {
-		d.workers[hd.ID] = newAdoptedHandle(hd.ID, st, statusFile(stateFile))
+		d.workers[hd.ID] = newAdoptedHandle(hd.ID, st, statusFile(store, hd.ID))
 		d.logger.Info("worker recovered", "worker", hd.ID, "pid", st.PID, "sandbox_pid", st.SandboxPID)
 	}
 	return nil
@@ -321,28 +268,19 @@ func (d *Driver) Recover(_ context.Context, hd *drivers.Handle) error {
 // workers after any crash; a record whose bwrap is gone (or whose PID now
 // belongs to another process) is left out until Destroy removes it.
 func (d *Driver) List(_ context.Context, labels map[string]string) ([]*drivers.Handle, error) {
-	stateFile, _, _ := d.paths("x")
-	dir := filepath.Dir(stateFile)
-	entries, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
+	store := d.store()
+	ids, err := store.IDs()
 	if err != nil {
 		return nil, fmt.Errorf("listing workers: %w", err)
 	}
 	var out []*drivers.Handle
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
-			continue
-		}
-		id := strings.TrimSuffix(e.Name(), ".json")
-		path := filepath.Join(dir, e.Name())
-		st, err := readState(path)
+	for _, id := range ids {
+		st, err := readState(store, id)
 		if err != nil {
-			d.logger.Warn("ignoring unreadable worker state", "path", path, "err", err)
+			d.logger.Warn("ignoring unreadable worker state", "path", store.Path(id), "err", err)
 			continue
 		}
-		if !st.alive() || !matchLabels(st.Labels, labels) {
+		if !st.Alive() || !matchLabels(st.Labels, labels) {
 			continue
 		}
 		out = append(out, st.handle(id))
@@ -357,20 +295,4 @@ func matchLabels(have, want map[string]string) bool {
 		}
 	}
 	return true
-}
-
-var signals = map[string]syscall.Signal{
-	"": syscall.SIGTERM, "SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT,
-	"SIGKILL": syscall.SIGKILL, "SIGHUP": syscall.SIGHUP, "SIGQUIT": syscall.SIGQUIT,
-	"SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
-}
-
-func parseSignal(s string) (syscall.Signal, error) {
-	sig, ok := signals[strings.ToUpper(s)]
-	if !ok {
-		if sig, ok = signals["SIG"+strings.ToUpper(s)]; !ok {
-			return 0, fmt.Errorf("%w: unknown signal %q", drivers.ErrBadConfig, s)
-		}
-	}
-	return sig, nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/golb/golb/drivers/proc"
 )
 
 // systemDirs are made visible in every sandbox, read-only: a directory is
@@ -101,10 +103,10 @@ type sandbox struct {
 // started is a sandbox that runs: the outer bwrap (our child) and the sandbox's
 // init as bwrap's info JSON names it.
 type started struct {
-	cmd              *exec.Cmd
-	startTime        uint64
-	info             bwrapInfo
-	sandboxStartTime uint64
+	cmd   *exec.Cmd
+	info  bwrapInfo
+	outer proc.Identity // the outer bwrap
+	inner proc.Identity // the sandbox's init
 }
 
 // bwrapInfo is the JSON bwrap writes to --info-fd.
@@ -134,7 +136,7 @@ func startSandbox(ctx context.Context, sb sandbox) (*started, error) {
 		return nil, fmt.Errorf("running %s: %w", sb.bwrap, err)
 	}
 	fail := func(child int, err error) (*started, error) {
-		killGroup(cmd.Process.Pid, syscall.SIGKILL)
+		_ = proc.KillGroup(cmd.Process.Pid, syscall.SIGKILL)
 		if child > 0 {
 			_ = syscall.Kill(child, syscall.SIGKILL)
 		}
@@ -146,10 +148,10 @@ func startSandbox(ctx context.Context, sb sandbox) (*started, error) {
 		return fail(0, err)
 	}
 	s := &started{cmd: cmd, info: info}
-	if s.startTime, err = procStartTime(cmd.Process.Pid); err != nil {
+	if s.outer, err = proc.Identify(cmd.Process.Pid); err != nil {
 		return fail(info.ChildPID, fmt.Errorf("bwrap exited at once: %w", err))
 	}
-	if s.sandboxStartTime, err = procStartTime(info.ChildPID); err != nil {
+	if s.inner, err = proc.Identify(info.ChildPID); err != nil {
 		return fail(info.ChildPID, fmt.Errorf("sandbox exited at once: %w", err))
 	}
 	return s, nil

@@ -1,18 +1,16 @@
 package bwrap
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/drivers/proc"
 )
 
 // stateVersion is the version of workerState in handles and state files.
@@ -31,8 +29,7 @@ const stateVersion = 1
 // taken for them.
 type workerState struct {
 	Version          int               `json:"version"`
-	PID              int               `json:"pid"`
-	StartTime        uint64            `json:"start_time"` // /proc/PID/stat field 22, clock ticks since boot
+	proc.Identity                      // pid and start_time: the outer bwrap
 	SandboxPID       int               `json:"sandbox_pid"`
 	SandboxStartTime uint64            `json:"sandbox_start_time"`
 	PIDNamespace     uint64            `json:"pid_namespace,omitempty"`
@@ -62,78 +59,41 @@ func (s workerState) handle(id string) *drivers.Handle {
 }
 
 func decodeState(version int, blob []byte) (workerState, error) {
-	if version != stateVersion {
-		return workerState{}, fmt.Errorf("%w: bwrap driver state version %d, want %d", drivers.ErrStaleHandle, version, stateVersion)
-	}
 	var s workerState
-	if err := json.Unmarshal(blob, &s); err != nil {
-		return workerState{}, fmt.Errorf("%w: decoding bwrap driver state: %v", drivers.ErrStaleHandle, err)
+	if version == stateVersion {
+		if err := json.Unmarshal(blob, &s); err != nil {
+			return workerState{}, fmt.Errorf("%w: decoding bwrap driver state: %v", drivers.ErrStaleHandle, err)
+		}
 	}
-	if s.PID <= 0 || s.SandboxPID <= 0 {
-		return workerState{}, fmt.Errorf("%w: no pid in handle state", drivers.ErrStaleHandle)
-	}
-	return s, nil
+	return s, s.check(version)
 }
 
-// writeState writes the record atomically (temp file and rename).
-func writeState(path string, s workerState) error {
+// readState reads worker id's record from its state file.
+func readState(store proc.Store, id string) (workerState, error) {
+	var s workerState
+	if err := store.Read(id, &s); err != nil {
+		return workerState{}, err
+	}
+	return s, s.check(s.Version)
+}
+
+// writeState writes worker id's record to its state file, atomically.
+func writeState(store proc.Store, id string, s workerState) error {
 	s.Version = stateVersion
-	blob, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding worker state: %w", err)
+	return store.Write(id, s)
+}
+
+// check refuses a record of another version, or one that does not name both
+// processes.
+func (s workerState) check(version int) error {
+	if version != stateVersion {
+		return fmt.Errorf("%w: bwrap driver state version %d, want %d", drivers.ErrStaleHandle, version, stateVersion)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("creating state directory: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, blob, 0o644); err != nil {
-		return fmt.Errorf("writing worker state: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing worker state: %w", err)
+	if s.PID <= 0 || s.SandboxPID <= 0 {
+		return fmt.Errorf("%w: no pid in handle state", drivers.ErrStaleHandle)
 	}
 	return nil
 }
-
-func readState(path string) (workerState, error) {
-	blob, err := os.ReadFile(path)
-	if err != nil {
-		return workerState{}, err
-	}
-	var v struct {
-		Version int `json:"version"`
-	}
-	if err := json.Unmarshal(blob, &v); err != nil {
-		return workerState{}, fmt.Errorf("%w: %s: %v", drivers.ErrStaleHandle, path, err)
-	}
-	return decodeState(v.Version, blob)
-}
-
-// procStartTime reads field 22 (starttime) of /proc/PID/stat. It fails for a
-// process that does not exist or is a zombie.
-func procStartTime(pid int) (uint64, error) {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces and parentheses: split after
-	// the last ')'.
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
-	}
-	fields := strings.Fields(string(raw[i+1:]))
-	// fields[0] is field 3 (state); starttime is field 22.
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("parsing /proc/%d/stat: short", pid)
-	}
-	if fields[0] == "Z" || fields[0] == "X" {
-		return 0, errProcessExited
-	}
-	return strconv.ParseUint(fields[19], 10, 64)
-}
-
-var errProcessExited = errors.New("process has exited")
 
 // pidNamespace returns the inode of the PID namespace pid lives in, or 0 when
 // it cannot be read.
@@ -148,18 +108,10 @@ func pidNamespace(pid int) uint64 {
 	return n
 }
 
-// alive reports whether the outer bwrap recorded in s still runs: same PID
-// and the same start time, so a reused PID is never taken for our worker.
-func (s workerState) alive() bool {
-	st, err := procStartTime(s.PID)
-	return err == nil && st == s.StartTime
-}
-
 // sandboxAlive reports whether the sandbox's init still runs, by PID, start
 // time and (when readable) PID namespace.
 func (s workerState) sandboxAlive() bool {
-	st, err := procStartTime(s.SandboxPID)
-	if err != nil || st != s.SandboxStartTime {
+	if !(proc.Identity{PID: s.SandboxPID, StartTime: s.SandboxStartTime}).Alive() {
 		return false
 	}
 	if s.PIDNamespace != 0 {
@@ -175,7 +127,7 @@ func (s workerState) sandboxAlive() bool {
 // itself has no handlers, so only SIGKILL ends it (and with it the sandbox).
 func (s workerState) signal(sig syscall.Signal) {
 	if s.sandboxAlive() {
-		killGroup(s.SandboxPID, sig)
+		_ = proc.KillGroup(s.SandboxPID, sig)
 	}
 }
 
@@ -187,7 +139,7 @@ func (s workerState) reap() { s.signal(syscall.SIGKILL) }
 // kill ends the sandbox and the outer bwrap at once.
 func (s workerState) kill() {
 	s.signal(syscall.SIGKILL)
-	if s.alive() {
-		killGroup(s.PID, syscall.SIGKILL)
+	if s.Alive() {
+		_ = proc.KillGroup(s.PID, syscall.SIGKILL)
 	}
 }
