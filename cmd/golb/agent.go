@@ -28,6 +28,20 @@ func newFlags(name string, stderr io.Writer, help string) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses args; when it returns ok false, the command exits with
+// code: 0 for -h (help was printed), 2 for bad flags.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return exitOK, true
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK, false
+	default:
+		return exitUsage, false
+	}
+}
+
 func newLogger(stderr io.Writer, verbose bool) *slog.Logger {
 	level := slog.LevelInfo
 	if verbose {
@@ -43,18 +57,29 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, map[string]*hcl.
 	return cfg, files, !diags.HasErrors()
 }
 
+// printDiags prints each diagnostic as a `file:line:column: severity:
+// summary` line (for editors and scripts), then HCL's rendering with the
+// source line and the fix hint.
 func printDiags(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) {
-	if len(diags) == 0 {
-		return
-	}
 	tw := hcl.NewDiagnosticTextWriter(w, files, 100, false)
-	_ = tw.WriteDiagnostics(diags)
+	for _, d := range diags {
+		sev := "error"
+		if d.Severity == hcl.DiagWarning {
+			sev = "warning"
+		}
+		if d.Subject != nil {
+			fmt.Fprintf(w, "%s:%d:%d: %s: %s\n", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, sev, d.Summary)
+		} else {
+			fmt.Fprintf(w, "%s: %s\n", sev, d.Summary)
+		}
+		_ = tw.WriteDiagnostic(d)
+	}
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", stderr, "Usage: golb validate FILE\n\nChecks FILE, including each driver's config block, and starts nothing.\nExit 0 when valid, 1 on any error.")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
@@ -84,8 +109,8 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("run", stderr, "Usage: golb run [-v] [FILE]\n\nRuns the agent in the foreground. Without FILE, the embedded default:\n3 process workers from port 6000 behind 2 listeners from 5050.\nCtrl-C or SIGTERM drains, stops the workers, flushes stats and exits 0.")
 	verbose := fs.Bool("v", false, "verbose logs (driver plugins' debug output)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 1 {
 		fs.Usage()

@@ -64,7 +64,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", stderr, "Usage: golb status [--json] [--admin ADDR]\n\nShows the groups and workers of the running agent.")
 	asJSON := fs.Bool("json", false, "print JSON")
 	admin := fs.String("admin", defaultAdmin(), "admin API address")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
 		return exitUsage
 	}
 	var groups []core.GroupView
@@ -110,8 +114,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 func cmdScale(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("scale", stderr, "Usage: golb scale [--admin ADDR] GROUP N\n\nSets GROUP's desired worker count (within its scale block's bounds).")
 	admin := fs.String("admin", defaultAdmin(), "admin API address")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() != 2 {
 		fs.Usage()
@@ -135,7 +139,11 @@ func cmdStats(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("stats", stderr, "Usage: golb stats [--json] [--admin ADDR]\n\nPer-worker request stats, across golb restarts. --json prints the seed's JSON.")
 	asJSON := fs.Bool("json", false, "print the seed's JSON shape")
 	admin := fs.String("admin", defaultAdmin(), "admin API address")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
 		return exitUsage
 	}
 	var buf bytes.Buffer

@@ -301,11 +301,13 @@ func TestValidateReportsPosition(t *testing.T) {
 			t.Errorf("%s: exit %d, want 1:\n%s", f, code, out)
 			continue
 		}
-		if m := want.FindSubmatch(src); m != nil {
-			pos := fmt.Sprintf("line %s", m[1])
-			if !strings.Contains(out, abs+":"+string(m[1])+","+string(m[2])) && !strings.Contains(out, pos) {
-				t.Errorf("%s: diagnostics do not point at %s:%s:\n%s", f, m[1], m[2], out)
-			}
+		m := want.FindSubmatch(src)
+		if m == nil {
+			t.Errorf("%s has no # want: L:C comment", f)
+			continue
+		}
+		if pos := fmt.Sprintf("%s:%s:%s: error:", abs, m[1], m[2]); !strings.Contains(out, pos) {
+			t.Errorf("%s: diagnostics do not point at %s:%s:\n%s", f, m[1], m[2], out)
 		}
 	}
 	// golb run on an invalid file starts nothing.
@@ -327,7 +329,7 @@ func TestDriverNotFound(t *testing.T) {
 	path := filepath.Join(dir, "x.hcl")
 	os.WriteFile(path, []byte("group \"a\" {\n  driver = \"nosuch\"\n  port   = 7000\n}\n"), 0o644)
 	out, code := runGolb(t, dir, "127.0.0.1:1", "validate", path)
-	if code != 1 || !strings.Contains(out, `Driver "nosuch" not found`) || !strings.Contains(out, "x.hcl line 2") {
+	if code != 1 || !strings.Contains(out, `Driver "nosuch" not found`) || !strings.Contains(out, "x.hcl:2:12: error:") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }

@@ -10,10 +10,9 @@ import (
 
 // Exit codes scripts can rely on.
 const (
-	exitOK      = 0
-	exitError   = 1 // the command failed: invalid config, unreachable agent, runtime error
-	exitUsage   = 2 // bad command line
-	exitUnknown = 3 // unknown verb
+	exitOK    = 0
+	exitError = 1 // the command failed: invalid config, unreachable agent, runtime error
+	exitUsage = 2 // bad command line
 )
 
 const usage = `golb runs HTTP workers on processes, Docker or containerd behind a load balancer.
