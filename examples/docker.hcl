@@ -15,10 +15,10 @@ admin {
 }
 
 # Optional: the engine to use. Default: $DOCKER_HOST, else the local socket.
-driver "docker" {
-  host = "unix:///var/run/docker.sock"
-  # worker_binary = "/path/to/linux/golb"   # default: this golb binary
-}
+# driver "docker" {
+#   host          = "unix:///var/run/docker.sock"
+#   worker_binary = "/path/to/linux/golb"   # default: this golb binary
+# }
 
 group "hello" {
   driver = "docker"

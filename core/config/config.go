@@ -148,7 +148,9 @@ type Balancer struct {
 	// Retries on another worker when the connection failed before the request
 	// was sent. Default 1.
 	Retries *int `hcl:"retries,optional"`
-	// RetryOn adds "5xx": retry 5xx answers of idempotent requests too.
+	// RetryOn widens retries. Default none. "5xx" also retries 5xx answers of
+	// idempotent requests without a body; "connect-failure" is accepted and
+	// always on. Retries = 0 turns both off.
 	RetryOn []string `hcl:"retry_on,optional"`
 	// DrainTimeout bounds how long a removed worker may finish in-flight
 	// requests before it is stopped. Default "10s".
