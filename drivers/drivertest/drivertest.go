@@ -30,8 +30,9 @@ type Harness struct {
 	// Serving is the config block of a worker that serves GET /healthz with 200
 	// on $PORT. Nil means the driver's default worker.
 	Serving json.RawMessage
-	// IgnoresTERM is the config block of a worker that ignores SIGTERM; nil
-	// skips the SIGKILL-after-timeout test with a reason.
+	// IgnoresTERM is the config block of a worker that ignores SIGTERM and,
+	// once it does, serves GET /healthz with 200 on $PORT; nil skips the
+	// SIGKILL-after-timeout test with a reason.
 	IgnoresTERM json.RawMessage
 	// BadConfig is a config block Start must reject with drivers.ErrBadConfig
 	// (a missing command or image).
@@ -224,8 +225,7 @@ func testStopTimeout(s *suite) {
 	}
 	d := s.launch()
 	spec := s.spec("stubborn", s.h.IgnoresTERM)
-	s.start(d, spec)
-	time.Sleep(500 * time.Millisecond) // let it install its signal disposition
+	s.waitServing(d, s.start(d, spec)) // serving: SIGTERM is ignored by now
 	begin := time.Now()
 	if err := d.Stop(s.ctx(), spec.ID, "SIGTERM", time.Second); err != nil {
 		s.t.Fatalf("Stop: %v", err)
@@ -239,8 +239,8 @@ func testStopTimeout(s *suite) {
 	if err != nil || st.State != drivers.StateExited {
 		s.t.Fatalf("Inspect after Stop: %+v, %v; want exited", st, err)
 	}
-	if st.Exit != nil && st.Exit.Signal != 0 && st.Exit.Signal != int(syscall.SIGKILL) {
-		s.t.Fatalf("worker ended by signal %d, want SIGKILL", st.Exit.Signal)
+	if st.Exit == nil || st.Exit.Signal != int(syscall.SIGKILL) {
+		s.t.Fatalf("worker ended with %+v, want killed by SIGKILL", st.Exit)
 	}
 }
 

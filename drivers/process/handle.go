@@ -203,8 +203,17 @@ func (d *Driver) List(_ context.Context, labels map[string]string) ([]*drivers.H
 			d.logger.Warn("ignoring unreadable worker state", "path", store.Path(id), "err", err)
 			continue
 		}
-		if !st.Alive() || !matchLabels(st.Labels, labels) {
-			// An exited worker's record stays until Destroy removes it.
+		if !st.Alive() {
+			// A worker this instance tracks keeps its record until Destroy;
+			// one that exited while no plugin watched it (golb was down) is
+			// a leftover: its record goes, its logs stay.
+			if _, err := d.lookup(id); err != nil {
+				d.logger.Info("removing the record of a worker that exited while unwatched", "worker", id)
+				_ = store.Remove(id)
+			}
+			continue
+		}
+		if !matchLabels(st.Labels, labels) {
 			continue
 		}
 		out = append(out, st.handle(id))

@@ -3,9 +3,13 @@ package process_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +23,9 @@ import (
 // the built-in worker ("worker" argument), as the golb binary does for real.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		if os.Getenv("GOLB_TEST_IGNORE_TERM") == "1" {
+			os.Exit(stubbornWorker())
+		}
 		os.Exit(workerapp.Main(os.Args[2:], os.Getenv, os.Stderr))
 	}
 	if os.Getenv("GOLB_TEST_PLUGIN") == "process" {
@@ -26,6 +33,17 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// stubbornWorker is the built-in worker deaf to SIGTERM: only SIGKILL ends it.
+func stubbornWorker() int {
+	signal.Ignore(syscall.SIGTERM)
+	cfg, err := workerapp.ConfigFromEnv(os.Getenv)
+	if err == nil {
+		err = workerapp.New(cfg).Run(context.Background())
+	}
+	fmt.Fprintln(os.Stderr, "worker:", err)
+	return 1
 }
 
 func launch(t testing.TB) *drivers.Client {
@@ -50,7 +68,7 @@ func TestConformance(t *testing.T) {
 	drivertest.Run(t, drivertest.Harness{
 		Launch:      func(t *testing.T) *drivers.Client { return launch(t) },
 		Plugin:      settings(t),
-		IgnoresTERM: json.RawMessage(`{"command":["sh","-c","trap '' TERM; while :; do sleep 0.1; done"]}`),
+		IgnoresTERM: json.RawMessage(`{"env":{"GOLB_TEST_IGNORE_TERM":"1"}}`),
 		BadConfig:   json.RawMessage(`{"command":["/no/such/program"]}`),
 		IdentityKey: "pid",
 	})
@@ -147,5 +165,33 @@ func BenchmarkStartToFirst200(b *testing.B) {
 		b.StopTimer()
 		_ = c.Destroy(ctx, spec.ID)
 		b.StartTimer()
+	}
+}
+
+// TestListRemovesLeftoverRecords pins that a worker which exited while no
+// plugin watched it (golb was down) does not leave its state file forever.
+func TestListRemovesLeftoverRecords(t *testing.T) {
+	c := launch(t)
+	defer c.Kill()
+	ctx := context.Background()
+	cfg := settings(t)
+	if err := c.SetConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(cfg.DataDir, "workers")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rec := filepath.Join(dir, "gone-1.json")
+	blob := `{"version":1,"pid":999999,"start_time":1,"group":"g","address":"127.0.0.1:1","labels":{"golb.managed":"true"}}`
+	if err := os.WriteFile(rec, []byte(blob), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := c.List(ctx, map[string]string{"golb.managed": "true"})
+	if err != nil || len(hs) != 0 {
+		t.Fatalf("List = %v, %v; want nothing", hs, err)
+	}
+	if _, err := os.Stat(rec); !os.IsNotExist(err) {
+		t.Fatalf("leftover record still there: %v", err)
 	}
 }
