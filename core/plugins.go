@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -54,19 +55,48 @@ type managedPlugin struct {
 }
 
 func newPluginManager(cfg *config.Config, self []string, store *state.Store, logger *slog.Logger, verbose bool) *pluginManager {
-	level := hclog.Warn
+	level := hclog.Info
 	if verbose {
 		level = hclog.Debug
 	}
+	// go-plugin logs through hclog, including the lines it reads from each
+	// plugin's stderr; forward them into golb's slog logger so that golb
+	// has one log stream in one format.
+	hl := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "plugin", Level: level, Output: io.Discard})
+	hl.RegisterSink(slogSink{logger: logger, level: level})
 	return &pluginManager{
 		cfg:     cfg,
 		self:    self,
 		store:   store,
 		logger:  logger,
-		hclog:   hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: level, Output: os.Stderr}),
+		hclog:   hl,
 		dataDir: cfg.DataDir,
 		plugins: map[string]*managedPlugin{},
 	}
+}
+
+// slogSink is an hclog sink that writes to a slog logger.
+type slogSink struct {
+	logger *slog.Logger
+	level  hclog.Level
+}
+
+func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...any) {
+	if level < s.level {
+		return
+	}
+	var l slog.Level
+	switch {
+	case level <= hclog.Debug:
+		l = slog.LevelDebug
+	case level == hclog.Info:
+		l = slog.LevelInfo
+	case level == hclog.Warn:
+		l = slog.LevelWarn
+	default:
+		l = slog.LevelError
+	}
+	s.logger.Log(context.Background(), l, msg, append([]any{"component", name}, args...)...)
 }
 
 // command returns how to run driver name, or drivers.ErrNotFound-style error.

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/golb/golb/core"
@@ -17,8 +19,31 @@ import (
 
 // builtins are the drivers this binary serves as `golb driver NAME`.
 var builtins = map[string]func() drivers.Driver{
-	"process": func() drivers.Driver { return process.New(newLogger(os.Stderr, false)) },
-	"docker":  func() drivers.Driver { return docker.New(newLogger(os.Stderr, false)) },
+	"process": func() drivers.Driver { return process.New(pluginLogger()) },
+	"docker":  func() drivers.Driver { return docker.New(pluginLogger()) },
+}
+
+// pluginLogger logs in hclog's JSON shape (@level, @message, @timestamp) on
+// stderr, which go-plugin parses in golb and re-logs at the same level.
+func pluginLogger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				// The exact layout go-plugin parses.
+				a.Key, a.Value = "@timestamp", slog.StringValue(a.Value.Time().Format("2006-01-02T15:04:05.000000Z07:00"))
+			case slog.MessageKey:
+				a.Key = "@message"
+			case slog.LevelKey:
+				a.Key, a.Value = "@level", slog.StringValue(strings.ToLower(a.Value.String()))
+			}
+			return a
+		},
+	}))
 }
 
 func cmdDriver(args []string, stderr io.Writer) int {

@@ -237,7 +237,7 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	d.mu.Lock()
 	delete(d.workers, id)
 	d.mu.Unlock()
-	d.logger.Info("worker destroyed", "worker", id, "container", shortID(cid))
+	d.logger.Debug("worker destroyed", "worker", id, "container", shortID(cid))
 	return nil
 }
 
@@ -279,7 +279,7 @@ func (d *Driver) Recover(ctx context.Context, hd *drivers.Handle) error {
 	defer d.mu.Unlock()
 	if _, known := d.workers[hd.ID]; !known {
 		d.workers[hd.ID] = &handle{id: hd.ID, state: fresh}
-		d.logger.Info("worker recovered", "worker", hd.ID, "container", shortID(fresh.ContainerID))
+		d.logger.Debug("worker recovered", "worker", hd.ID, "container", shortID(fresh.ContainerID))
 	}
 	return nil
 }

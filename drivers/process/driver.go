@@ -247,7 +247,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	d.mu.Lock()
 	d.workers[spec.ID] = h
 	d.mu.Unlock()
-	d.logger.Info("worker started", "worker", spec.ID, "pid", pid, "address", st.Address)
+	d.logger.Debug("worker started", "worker", spec.ID, "pid", pid, "address", st.Address)
 	return st.handle(spec.ID), nil
 }
 

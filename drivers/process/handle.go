@@ -182,7 +182,7 @@ func (d *Driver) Recover(_ context.Context, hd *drivers.Handle) error {
 	defer d.mu.Unlock()
 	if _, known := d.workers[hd.ID]; !known {
 		d.workers[hd.ID] = newAdoptedHandle(hd.ID, st)
-		d.logger.Info("worker recovered", "worker", hd.ID, "pid", st.PID)
+		d.logger.Debug("worker recovered", "worker", hd.ID, "pid", st.PID)
 	}
 	return nil
 }
