@@ -15,6 +15,7 @@ import (
 //	golb_request_errors_total{balancer,worker}        failed attempts (5xx or transport error)
 //	golb_request_duration_seconds{balancer,worker}    attempt duration histogram
 //	golb_inflight_requests{balancer}
+//	golb_worker_inflight_requests{balancer,worker}    current workers only
 //	golb_worker_healthy{balancer,worker}              1 if a candidate; current workers only
 //	golb_worker_ejections_total{balancer,worker}
 //	golb_retries_total{balancer}
@@ -30,6 +31,7 @@ func (b *Balancer) Collector() prometheus.Collector {
 		errors:      c("golb_request_errors_total", "Failed attempts (5xx answer or transport error) by worker.", "worker"),
 		duration:    c("golb_request_duration_seconds", "Duration of proxied attempts by worker.", "worker"),
 		inflight:    c("golb_inflight_requests", "Requests in flight to workers."),
+		wInflight:   c("golb_worker_inflight_requests", "Requests in flight to one worker.", "worker"),
 		healthy:     c("golb_worker_healthy", "Whether the worker receives traffic (1) or not (0).", "worker"),
 		ejections:   c("golb_worker_ejections_total", "Passive ejections by worker.", "worker"),
 		retries:     c("golb_retries_total", "Retries granted."),
@@ -41,13 +43,13 @@ func (b *Balancer) Collector() prometheus.Collector {
 type collector struct {
 	b *Balancer
 
-	requests, errors, duration, inflight, healthy *prometheus.Desc
-	ejections, retries, denied, unavailable       *prometheus.Desc
+	requests, errors, duration, inflight, wInflight, healthy *prometheus.Desc
+	ejections, retries, denied, unavailable                  *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.requests, c.errors, c.duration, c.inflight, c.healthy,
+		c.requests, c.errors, c.duration, c.inflight, c.wInflight, c.healthy,
 		c.ejections, c.retries, c.denied, c.unavailable,
 	} {
 		ch <- d
@@ -84,6 +86,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				v = 1
 			}
 			ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, v, be.id)
+			ch <- prometheus.MustNewConstMetric(c.wInflight, prometheus.GaugeValue, float64(be.inflight.Load()), be.id)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(inflight))

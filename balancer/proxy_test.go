@@ -351,7 +351,9 @@ func TestEjectionExpires(t *testing.T) {
 	}))
 	cfg := testConfig()
 	cfg.Eject5xx = 2
-	cfg.EjectBase = 300 * time.Millisecond
+	// Long enough that the 4 requests below surely fall inside the ejection
+	// on a busy machine.
+	cfg.EjectBase = 1500 * time.Millisecond
 	b := startBalancer(t, cfg, flaky, newWorker(t, "good", nil))
 	c := testClient()
 	for range 4 {

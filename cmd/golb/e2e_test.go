@@ -132,10 +132,13 @@ func TestAgentKilledAdoptsWorkers(t *testing.T) {
 	if len(before) != 3 {
 		t.Fatalf("want 3 worker processes, found %v", before)
 	}
+	pluginPID := p.drivers()[0].PID
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	p.wait(10 * time.Second)
+	// The plugin never outlives golb (Pdeathsig).
+	eventually(t, 5*time.Second, "the driver plugin to die with golb", func() bool { return !alive(pluginPID) })
 	time.Sleep(200 * time.Millisecond)
 	if after := workerPIDs(t, dir); len(after) != 3 {
 		t.Fatalf("workers died with golb: %v", after)
@@ -144,11 +147,15 @@ func TestAgentKilledAdoptsWorkers(t *testing.T) {
 	// Same config: the same three processes are adopted.
 	p2 := golb(t, dir, pt.adminAddr(), "run", cfg)
 	eventually(t, 20*time.Second, "3 healthy adopted workers", func() bool { return len(p2.healthyWorkers()) == 3 })
-	time.Sleep(500 * time.Millisecond) // would a duplicate appear?
-	now := workerPIDs(t, dir)
-	if len(now) != 3 {
-		t.Fatalf("after restart: %d worker processes, want 3 (duplicates or losses): %v", len(now), now)
+	// Count twice, a few health-check intervals apart: a duplicate started
+	// late would show in the second count.
+	for range 2 {
+		time.Sleep(1500 * time.Millisecond)
+		if now := workerPIDs(t, dir); len(now) != 3 {
+			t.Fatalf("after restart: %d worker processes, want 3 (duplicates or losses): %v", len(now), now)
+		}
 	}
+	now := workerPIDs(t, dir)
 	for pid, id := range before {
 		if now[pid] != id {
 			t.Fatalf("worker %s (pid %d) was not adopted: now %v", id, pid, now)
