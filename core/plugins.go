@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -101,11 +102,12 @@ func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...any
 
 // command returns how to run driver name, or drivers.ErrNotFound-style error.
 func (m *pluginManager) command(name string) (*exec.Cmd, *plugin.SecureConfig, error) {
-	for _, b := range BuiltinDrivers {
-		if b == name {
-			args := append(append([]string{}, m.self[1:]...), "driver", name)
-			return exec.Command(m.self[0], args...), nil, nil
+	if slices.Contains(BuiltinDrivers, name) {
+		if _, err := os.Stat(filepath.Join(m.cfg.PluginDir, ExternalPrefix+name)); err == nil {
+			m.logger.Warn("plugin_dir has a plugin named like a built-in driver; the built-in one is used", "driver", name, "plugin_dir", m.cfg.PluginDir)
 		}
+		args := append(append([]string{}, m.self[1:]...), "driver", name)
+		return exec.Command(m.self[0], args...), nil, nil
 	}
 	path := filepath.Join(m.cfg.PluginDir, ExternalPrefix+name)
 	st, err := os.Stat(path)

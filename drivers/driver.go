@@ -229,3 +229,23 @@ func (r ExitResult) String() string {
 		return fmt.Sprintf("exit code %d", r.ExitCode)
 	}
 }
+
+// DialHost is the host to reach a worker bound (or a port published) on
+// host: a wildcard or empty bind address is reached on 127.0.0.1.
+func DialHost(host string) string {
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		return "127.0.0.1"
+	}
+	return host
+}
+
+// MatchLabels reports whether have holds every key and value of want; List
+// implementations filter with it.
+func MatchLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}

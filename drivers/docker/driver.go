@@ -379,14 +379,6 @@ func portFree(host string, port int) error {
 	return l.Close()
 }
 
-// dialHost is the address to reach a port published on host.
-func dialHost(host string) string {
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		return "127.0.0.1"
-	}
-	return host
-}
-
 func shortID(id string) string {
 	if len(id) > 12 {
 		return id[:12]

@@ -88,7 +88,7 @@ func publishedAddress(hc *container.HostConfig) string {
 	for _, bindings := range hc.PortBindings {
 		for _, b := range bindings {
 			if b.HostPort != "" {
-				return net.JoinHostPort(dialHost(b.HostIP), b.HostPort)
+				return net.JoinHostPort(drivers.DialHost(b.HostIP), b.HostPort)
 			}
 		}
 	}

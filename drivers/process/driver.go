@@ -231,7 +231,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	st := workerState{
 		Identity:  id,
 		Group:     spec.Group,
-		Address:   net.JoinHostPort(dialHost(bind), strconv.Itoa(spec.Port)),
+		Address:   net.JoinHostPort(drivers.DialHost(bind), strconv.Itoa(spec.Port)),
 		Labels:    spec.AllLabels(),
 		StartedAt: time.Now().UTC(),
 		Command:   append([]string{path}, argv[1:]...),
@@ -272,14 +272,6 @@ func workerEnv(spec drivers.WorkerSpec, bind string, extra map[string]string) []
 		"BIND_ADDR="+bind,
 		"GOLB_WORKER_ID="+spec.ID,
 	)
-}
-
-// dialHost is the address to reach a worker bound to host.
-func dialHost(host string) string {
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		return "127.0.0.1"
-	}
-	return host
 }
 
 var (

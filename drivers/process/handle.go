@@ -213,19 +213,10 @@ func (d *Driver) List(_ context.Context, labels map[string]string) ([]*drivers.H
 			}
 			continue
 		}
-		if !matchLabels(st.Labels, labels) {
+		if !drivers.MatchLabels(st.Labels, labels) {
 			continue
 		}
 		out = append(out, st.handle(id))
 	}
 	return out, nil
-}
-
-func matchLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
 }

@@ -277,7 +277,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		SandboxStartTime: sb.inner.StartTime,
 		PIDNamespace:     sb.info.PIDNamespace,
 		Group:            spec.Group,
-		Address:          net.JoinHostPort(dialHost(bind), strconv.Itoa(spec.Port)),
+		Address:          net.JoinHostPort(drivers.DialHost(bind), strconv.Itoa(spec.Port)),
 		Labels:           spec.AllLabels(),
 		StartedAt:        time.Now().UTC(),
 		Command:          argv,
@@ -348,14 +348,6 @@ func logTail(path string) string {
 		return " (" + last + ")"
 	}
 	return ""
-}
-
-// dialHost is the address to reach a worker bound to host.
-func dialHost(host string) string {
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		return "127.0.0.1"
-	}
-	return host
 }
 
 var (

@@ -280,19 +280,10 @@ func (d *Driver) List(_ context.Context, labels map[string]string) ([]*drivers.H
 			d.logger.Warn("ignoring unreadable worker state", "path", store.Path(id), "err", err)
 			continue
 		}
-		if !st.Alive() || !matchLabels(st.Labels, labels) {
+		if !st.Alive() || !drivers.MatchLabels(st.Labels, labels) {
 			continue
 		}
 		out = append(out, st.handle(id))
 	}
 	return out, nil
-}
-
-func matchLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
 }

@@ -1,0 +1,70 @@
+package drivers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// TestErrorsSurviveTheWire: every sentinel a driver returns matches with
+// errors.Is on the client side, with the driver's message intact, and a
+// transport failure reads as ErrPluginExited.
+func TestErrorsSurviveTheWire(t *testing.T) {
+	ctx := context.Background()
+	for _, m := range errorCodes {
+		sent := fmt.Errorf("starting worker w1: %w", m.err)
+		got := fromStatus(ctx, toStatus(sent))
+		if !errors.Is(got, m.err) || got.Error() != sent.Error() {
+			t.Errorf("%v came back as %v", sent, got)
+		}
+	}
+	if got := fromStatus(ctx, status.Error(codes.Unavailable, "connection refused")); !errors.Is(got, ErrPluginExited) {
+		t.Errorf("Unavailable came back as %v, want ErrPluginExited", got)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if got := fromStatus(cctx, toStatus(context.Canceled)); !errors.Is(got, context.Canceled) {
+		t.Errorf("cancellation came back as %v", got)
+	}
+	if toStatus(nil) != nil || fromStatus(ctx, nil) != nil {
+		t.Error("nil error did not stay nil")
+	}
+}
+
+func TestSpecHelpers(t *testing.T) {
+	s := WorkerSpec{ID: "g-1", Group: "g", Labels: map[string]string{"x": "y", LabelGroup: "spoofed"}, Config: json.RawMessage(`{"command":["a","b"]}`)}
+	l := s.AllLabels()
+	if l[LabelManaged] != "true" || l[LabelGroup] != "g" || l[LabelWorker] != "g-1" || l["x"] != "y" {
+		t.Fatalf("AllLabels = %v", l)
+	}
+	var c struct {
+		Command []string `json:"command"`
+	}
+	if err := s.DecodeConfig(&c); err != nil || len(c.Command) != 2 {
+		t.Fatalf("DecodeConfig: %v %v", c, err)
+	}
+	if err := (WorkerSpec{Config: json.RawMessage(`{"command":1}`)}).DecodeConfig(&c); err == nil {
+		t.Fatal("DecodeConfig accepted a number for a list")
+	}
+	if !MatchLabels(l, map[string]string{"x": "y"}) || MatchLabels(l, map[string]string{"x": "z"}) || !MatchLabels(l, nil) {
+		t.Fatal("MatchLabels")
+	}
+	for in, want := range map[string]string{"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "127.0.0.1", "127.0.0.2": "127.0.0.2"} {
+		if got := DialHost(in); got != want {
+			t.Errorf("DialHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestHandleRoundTrip(t *testing.T) {
+	h := &Handle{ID: "a", Group: "g", Driver: "d", Address: "127.0.0.1:1", Labels: map[string]string{"k": "v"}, StateVersion: 3, State: []byte("blob")}
+	got := handleFromProto(handleToProto(h))
+	if got.ID != h.ID || got.Address != h.Address || got.StateVersion != 3 || string(got.State) != "blob" || got.Labels["k"] != "v" || !got.StartedAt.IsZero() {
+		t.Fatalf("round trip: %+v", got)
+	}
+}
