@@ -1,0 +1,173 @@
+package core
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golb/golb/core/state"
+)
+
+// crashedAgent runs an agent on src in a subprocess (this test binary with
+// $GOLB_CORE_AGENT_CONFIG), waits until its admin API at admin shows want
+// running workers, and SIGKILLs it. It returns the worker processes left
+// running, by pid.
+func crashedAgent(t *testing.T, dir, src, admin string, want int, groups ...string) map[int]string {
+	t.Helper()
+	path := filepath.Join(dir, "first.hcl")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), agentConfigEnv+"="+path)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("first agent's output:\n%s", out.String())
+		}
+	})
+
+	start := time.Now()
+	for {
+		var ws []WorkerView
+		resp, err := httpc.Get("http://" + admin + "/v1/workers")
+		if err == nil {
+			_ = jsonDecode(resp, &ws)
+		}
+		running := 0
+		for _, w := range ws {
+			if w.Status == "running" {
+				running++
+			}
+		}
+		if running == want {
+			break
+		}
+		select {
+		case <-done:
+			t.Fatalf("the first agent exited early")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("the first agent has %d running workers after 60s, want %d", running, want)
+		}
+	}
+	t.Logf("first agent: %d workers running after %v", want, time.Since(start).Round(time.Millisecond))
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	return waitProcs(t, 10*time.Second, "the workers to outlive the killed agent", func(ps map[int]string) bool { return len(ps) == want }, groups...)
+}
+
+// TestAdoptReplacesChangedAndRemovedGroups: after an agent crash, a new agent
+// adopts the workers of an unchanged group (same processes), and removes the
+// workers of a group whose settings changed (a new app.avg_delay, so another
+// golb.spec label) or that is no longer in the config, starting fresh ones
+// for the changed group. No orphan, no duplicate.
+func TestAdoptReplacesChangedAndRemovedGroups(t *testing.T) {
+	kept, changed, removed := uniq("kept"), uniq("chg"), uniq("gone")
+	killProcs(t, kept, changed, removed)
+	dir := t.TempDir()
+	pk, pc, pr := freePorts(t, 10), freePorts(t, 10), freePorts(t, 10)
+	admin := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1))
+	first := header(dir, admin) + groupHCL(kept, 1, pk, "1ms") + groupHCL(changed, 2, pc, "1ms") + groupHCL(removed, 1, pr, "1ms")
+	before := crashedAgent(t, dir, first, admin, 4, kept, changed, removed)
+
+	var keptPID int
+	for pid, id := range before {
+		if strings.HasPrefix(id, kept+"-") {
+			keptPID = pid
+		}
+	}
+
+	second := header(dir, "") + groupHCL(kept, 1, pk, "1ms") + groupHCL(changed, 2, pc, "2ms")
+	ta := startAgent(t, parseConfig(t, second))
+	ws := ta.waitWorkers(t, 60*time.Second, "1 adopted and 2 new workers running", func(ws []*state.Worker) bool {
+		return len(inGroup(ws, kept, state.StatusRunning)) == 1 && len(inGroup(ws, changed, state.StatusRunning)) == 2 && len(ws) == 3
+	})
+	for _, w := range ws {
+		old := values(before)[w.ID]
+		switch w.Group {
+		case kept:
+			if !w.Adopted || !old || w.ID != before[keptPID] {
+				t.Errorf("unchanged group: %s, want %s adopted", describe([]*state.Worker{w}), before[keptPID])
+			}
+		case changed:
+			if w.Adopted || old {
+				t.Errorf("changed group: %s was adopted, want a new worker", describe([]*state.Worker{w}))
+			}
+		}
+	}
+	now := waitProcs(t, 20*time.Second, "the old workers of the changed and removed groups to exit", func(ps map[int]string) bool {
+		return len(ps) == 3
+	}, kept, changed, removed)
+	if now[keptPID] != before[keptPID] {
+		t.Errorf("the adopted worker's process %d is gone: %v", keptPID, now)
+	}
+	if got, want := values(now), ids(ws); len(got) != len(want) {
+		t.Errorf("processes %v, want exactly the store's %s", now, describe(ws))
+	} else {
+		for id := range want {
+			if !got[id] {
+				t.Errorf("worker %s has no process: %v", id, now)
+			}
+		}
+	}
+	for pid, id := range before {
+		if pid != keptPID && alive(pid) {
+			t.Errorf("old worker %s (pid %d) still runs", id, pid)
+		}
+	}
+
+	ta.stop(t)
+	if left := workerProcs(kept, changed, removed); len(left) != 0 {
+		t.Fatalf("worker processes left after Run returned: %v", left)
+	}
+}
+
+// TestAdoptRemovesWorkersGracefully: workers left by a crashed agent that
+// the new one does not want were SIGKILLed instead of stopped with SIGTERM:
+// adopt calls Stop before the new plugin instance knows them, the process
+// driver answers ErrNotFound, and only Destroy's SIGKILL reaches them, so a
+// worker never drains (a `config { command }` service never cleans up).
+func TestAdoptRemovesWorkersGracefully(t *testing.T) {
+	removed, other := uniq("gone"), uniq("stay")
+	killProcs(t, removed, other)
+	dir := t.TempDir()
+	po := freePorts(t, 10)
+	admin := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1))
+	first := header(dir, admin) + groupHCL(removed, 1, freePorts(t, 10), "1ms") + groupHCL(other, 1, po, "1ms")
+	before := crashedAgent(t, dir, first, admin, 2, removed, other)
+
+	ta := startAgent(t, parseConfig(t, header(dir, "")+groupHCL(other, 1, po, "1ms")))
+	ta.waitWorkers(t, 60*time.Second, "the other group's worker adopted", func(ws []*state.Worker) bool {
+		return len(inGroup(ws, other, state.StatusRunning)) == 1
+	})
+	waitProcs(t, 20*time.Second, "the removed group's worker to exit", func(ps map[int]string) bool { return len(ps) == 0 }, removed)
+	ta.stop(t)
+	for _, id := range before {
+		if !strings.HasPrefix(id, removed+"-") {
+			continue
+		}
+		log, err := os.ReadFile(filepath.Join(dir, "drivers", "process", "logs", id+".stderr.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), "worker stopped") {
+			t.Errorf("removed worker %s did not stop cleanly (no SIGTERM?); its log:\n%s", id, log)
+		}
+	}
+}

@@ -1,0 +1,383 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/golb/golb/core/config"
+	"github.com/golb/golb/core/state"
+	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/drivers/process"
+	"github.com/golb/golb/workerapp"
+)
+
+// agentConfigEnv makes the test binary run an agent on the named config file
+// until it is killed (the first agent of the adoption tests).
+const agentConfigEnv = "GOLB_CORE_AGENT_CONFIG"
+
+// TestMain lets the test binary play golb: `driver process` serves the
+// built-in process driver (the agent runs Options.Self... driver process),
+// `worker` is the built-in worker (the process driver runs its own
+// executable with "worker"), and $GOLB_CORE_AGENT_CONFIG runs an agent.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == "driver" && os.Args[2] == "process" {
+		drivers.Serve(process.New(nil))
+		os.Exit(0)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		os.Exit(workerapp.Main(os.Args[2:], os.Getenv, os.Stderr))
+	}
+	if path := os.Getenv(agentConfigEnv); path != "" {
+		os.Exit(agentMain(path))
+	}
+	// The race runtime sleeps 1s at exit; the plugin and worker
+	// subprocesses inherit this and stop as fast as the real binary.
+	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	os.Exit(m.Run())
+}
+
+// agentMain runs an agent on the config at path until SIGTERM or SIGINT.
+func agentMain(path string) int {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cfg, _, diags := config.Parse(path, src)
+	if diags.HasErrors() {
+		fmt.Fprintln(os.Stderr, diags.Error())
+		return 1
+	}
+	a, err := New(cfg, Options{Self: []string{os.Args[0]}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	diags = a.Prepare(pctx)
+	cancel()
+	if diags.HasErrors() {
+		a.Close()
+		fmt.Fprintln(os.Stderr, diags.Error())
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// uniq returns base with a random suffix: group names (and so worker ids)
+// that no other test, or other run on this machine, uses.
+func uniq(base string) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return base + hex.EncodeToString(b[:])
+}
+
+var portCursor atomic.Int64
+
+// freePorts finds n consecutive ports on 127.0.0.1 that can be bound now,
+// each call further on, so that the ranges of one test do not overlap.
+func freePorts(t testing.TB, n int) int {
+	t.Helper()
+	for range 2000 {
+		off := uint64(os.Getpid())*7919 + uint64(portCursor.Add(int64(n+3)))
+		base := 21000 + int(off%38000)
+		ok := true
+		for p := base; p < base+n; p++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port range on 127.0.0.1")
+	return 0
+}
+
+// parseConfig parses src, failing the test on any diagnostic error.
+func parseConfig(t testing.TB, src string) *config.Config {
+	t.Helper()
+	cfg, _, diags := config.Parse("test.hcl", []byte(src))
+	if diags.HasErrors() {
+		t.Fatalf("config does not parse: %s\n%s", diags.Error(), src)
+	}
+	return cfg
+}
+
+// groupHCL is a process group block running the built-in worker.
+func groupHCL(name string, count, port int, avgDelay string) string {
+	return fmt.Sprintf(`
+group %q {
+  driver = "process"
+  count  = %d
+  port   = %d
+  stop_timeout = "5s"
+  app {
+    avg_delay    = %q
+    failure_rate = 0
+  }
+  health_check {
+    interval = "200ms"
+    timeout  = "100ms"
+  }
+}
+`, name, count, port, avgDelay)
+}
+
+// header is the top of a test config: data dir, admin address ("" is off)
+// and a fast stats flush.
+func header(dataDir, admin string) string {
+	return fmt.Sprintf(`
+data_dir = %q
+admin { address = %q }
+stats {
+  path = %q
+  flush_interval = "100ms"
+}
+`, dataDir, admin, dataDir+"/stats.db")
+}
+
+// testAgent is an agent running in this process.
+type testAgent struct {
+	*Agent
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run has returned runErr
+	runErr error
+}
+
+// newTestAgent prepares an agent for cfg without running it.
+func newTestAgent(t *testing.T, cfg *config.Config) *testAgent {
+	t.Helper()
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := New(cfg, Options{Self: []string{os.Args[0]}, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta := &testAgent{Agent: a, logs: logs}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", logs.String())
+		}
+	})
+	return ta
+}
+
+// startAgent prepares cfg and runs it in a goroutine; the test's cleanup
+// stops it if the test did not.
+func startAgent(t *testing.T, cfg *config.Config) *testAgent {
+	t.Helper()
+	ta := newTestAgent(t, cfg)
+	pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	diags := ta.Prepare(pctx)
+	cancel()
+	if diags.HasErrors() {
+		ta.Close()
+		t.Fatalf("Prepare: %s", diags.Error())
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	ta.cancel, ta.done = stop, make(chan struct{})
+	go func() { ta.runErr = ta.Run(ctx); close(ta.done) }()
+	t.Cleanup(func() { ta.stop(t) })
+	// Run records the groups first: from then on Scale works.
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	for {
+		ws := memdb.NewWatchSet()
+		gs, err := ta.Store().Groups(ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(gs) == len(cfg.Groups) {
+			return ta
+		}
+		if err := ws.WatchCtx(wctx); err != nil {
+			t.Fatalf("Run did not record the groups within 30s (has %d)", len(gs))
+		}
+	}
+}
+
+// stop cancels Run and waits for it; Run must return nil.
+func (ta *testAgent) stop(t *testing.T) {
+	t.Helper()
+	ta.cancel()
+	select {
+	case <-ta.done:
+		if ta.runErr != nil {
+			t.Errorf("Run returned %v, want nil", ta.runErr)
+		}
+	case <-time.After(90 * time.Second):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("Run did not return within 90s of cancel; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// waitWorkers waits, woken by the store's WatchSet, until cond holds for
+// the workers of the store, and returns them.
+func (ta *testAgent) waitWorkers(t *testing.T, timeout time.Duration, what string, cond func([]*state.Worker) bool) []*state.Worker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	for {
+		ws := memdb.NewWatchSet()
+		all, err := ta.Store().Workers(ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(all) {
+			t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
+			return all
+		}
+		if err := ws.WatchCtx(ctx); err != nil {
+			t.Fatalf("timed out after %v waiting for %s; workers: %s", timeout, what, describe(all))
+		}
+	}
+}
+
+func describe(ws []*state.Worker) string {
+	var parts []string
+	for _, w := range ws {
+		parts = append(parts, fmt.Sprintf("%s(%s %s adopted=%v)", w.ID, w.Status, w.Address, w.Adopted))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// inGroup returns the workers of group, with status st ("" for any).
+func inGroup(ws []*state.Worker, group string, st state.WorkerStatus) []*state.Worker {
+	var out []*state.Worker
+	for _, w := range ws {
+		if w.Group == group && (st == "" || w.Status == st) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(raw, ')')
+	return i > 0 && !strings.HasPrefix(strings.TrimSpace(string(raw[i+1:])), "Z")
+}
+
+// workerProcs scans /proc for live processes whose GOLB_WORKER_ID belongs to
+// one of groups (worker ids are GROUP-xxxxxxxx): the ground truth for orphans.
+func workerProcs(groups ...string) map[int]string {
+	out := map[int]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !alive(pid) {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			id, ok := strings.CutPrefix(string(kv), "GOLB_WORKER_ID=")
+			if !ok {
+				continue
+			}
+			for _, g := range groups {
+				if strings.HasPrefix(id, g+"-") {
+					out[pid] = id
+				}
+			}
+		}
+	}
+	return out
+}
+
+// waitProcs polls /proc until cond holds for the processes of groups.
+func waitProcs(t *testing.T, timeout time.Duration, what string, cond func(map[int]string) bool, groups ...string) map[int]string {
+	t.Helper()
+	start := time.Now()
+	for {
+		ps := workerProcs(groups...)
+		if cond(ps) {
+			t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
+			return ps
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %v waiting for %s; processes: %v", timeout, what, ps)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// killProcs SIGKILLs what a failed test left, so it does not leak into the
+// next tests or the machine.
+func killProcs(t *testing.T, groups ...string) {
+	t.Cleanup(func() {
+		for pid := range workerProcs(groups...) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+}
+
+func ids(ws []*state.Worker) map[string]bool {
+	out := map[string]bool{}
+	for _, w := range ws {
+		out[w.ID] = true
+	}
+	return out
+}
+
+func values(m map[int]string) map[string]bool {
+	out := map[string]bool{}
+	for _, v := range m {
+		out[v] = true
+	}
+	return out
+}
