@@ -80,14 +80,15 @@ func (a *Agent) reconcileGroup(ctx context.Context, g *state.Group, all []*state
 	switch {
 	case len(live) < g.Desired:
 		a.mu.Lock()
-		cl := a.crashes[g.Name]
-		a.mu.Unlock()
-		if cl != nil && time.Now().Before(cl.notTill) {
-			return cl.notTill
+		var notTill time.Time
+		if cl := a.crashes[g.Name]; cl != nil {
+			notTill = cl.notTill
 		}
-		a.mu.Lock()
 		adopted := a.adopted[g.Driver]
 		a.mu.Unlock()
+		if time.Now().Before(notTill) {
+			return notTill
+		}
 		if !adopted {
 			return time.Now().Add(time.Second) // its earlier workers are not known yet
 		}
@@ -210,12 +211,11 @@ func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
 		return
 	}
 	if err != nil {
-		_ = a.store.DeleteWorker(w.ID)
-		if ctx.Err() != nil {
-			return // shutting down
+		if ctx.Err() == nil { // not shutting down
+			a.logger.Error("starting worker failed", "worker", w.ID, "group", w.Group, "driver", w.Driver, "err", err)
+			a.recordCrash(w.Group, 0, err.Error()) // before the delete wakes the reconciler
 		}
-		a.logger.Error("starting worker failed", "worker", w.ID, "group", w.Group, "driver", w.Driver, "err", err)
-		a.recordCrash(w.Group, 0, err.Error())
+		_ = a.store.DeleteWorker(w.ID)
 		return
 	}
 	details := a.inspectDetails(w.Driver, w.ID)
@@ -358,6 +358,9 @@ func (a *Agent) workerExited(ctx context.Context, id, group string, status state
 	if w == nil || !w.Status.Live() {
 		return // golb stopped it on purpose
 	}
+	// The backoff first: the status change below wakes the reconciler,
+	// which must already see it.
+	a.recordCrash(group, time.Since(w.StartedAt), res.String())
 	for _, b := range a.byGroup[group] {
 		b.MarkDown(id)
 	}
@@ -371,7 +374,6 @@ func (a *Agent) workerExited(ctx context.Context, id, group string, status state
 		cancel()
 	}
 	_ = a.store.DeleteWorker(id)
-	a.recordCrash(group, time.Since(w.StartedAt), res.String())
 }
 
 // stopWorker drains (when the balancer still sends it traffic), stops and
