@@ -101,7 +101,7 @@ func TestDockerExample(t *testing.T) {
 	}
 
 	p := start()
-	took := eventually(t, 90*time.Second, "3 healthy docker workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	took := p.waitHealthy(3, 90*time.Second)
 	t.Logf("3 docker workers healthy %v after start (includes building and loading the image)", took)
 	for _, port := range []string{"5150", "5151"} {
 		eventually(t, 10*time.Second, "a 200 via :"+port, func() bool {
@@ -142,18 +142,7 @@ func TestDockerExample(t *testing.T) {
 	if out, err := exec.Command("docker", "kill", victim.Details["container_id"]).CombinedOutput(); err != nil {
 		t.Fatalf("docker kill: %v %s", err, out)
 	}
-	took = eventually(t, 20*time.Second, "the killed container replaced", func() bool {
-		hs := p.healthyWorkers()
-		if len(hs) != 3 {
-			return false
-		}
-		for _, w := range hs {
-			if w.ID == victim.ID {
-				return false
-			}
-		}
-		return true
-	})
+	took = p.waitReplaced(victim.ID, 3, 20*time.Second)
 	t.Logf("docker-killed worker replaced and healthy after %v", took)
 	if took > 3*time.Second {
 		t.Errorf("replacement took %v, want within 3s", took)
@@ -170,7 +159,7 @@ func TestDockerExample(t *testing.T) {
 	}
 	<-p.done
 	p2 := start()
-	eventually(t, 60*time.Second, "3 healthy adopted workers", func() bool { return len(p2.healthyWorkers()) == 3 })
+	p2.waitHealthy(3, 60*time.Second)
 	time.Sleep(time.Second)
 	for _, w := range p2.workers() {
 		if !before[w.Details["container_id"]] || !w.Adopted {
@@ -217,7 +206,7 @@ group "boxed" {
 }
 `)
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "the process group healthy", func() bool { return len(p.healthyWorkers()) == 2 })
+	p.waitHealthy(2, 20*time.Second)
 	if code, _, err := get("http://127.0.0.1:" + itoa(pt.lb) + "/api/v1/hello"); err != nil || code != 200 {
 		t.Fatalf("process group not serving: %d %v", code, err)
 	}

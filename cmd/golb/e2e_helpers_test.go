@@ -153,7 +153,7 @@ func (p *golbProc) healthyWorkers() []core.WorkerView {
 
 // eventually polls cond until it holds or timeout passes, and returns how
 // long it took.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for time.Since(start) < timeout {
@@ -303,3 +303,25 @@ func mustWrite(t testing.TB, path, s string) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// waitHealthy waits until the agent reports n running, healthy workers, and
+// returns how long that took.
+func (p *golbProc) waitHealthy(n int, timeout time.Duration) time.Duration {
+	p.t.Helper()
+	return eventually(p.t, timeout, fmt.Sprintf("%d healthy workers", n), func() bool { return len(p.healthyWorkers()) == n })
+}
+
+// waitReplaced waits until n healthy workers serve and the worker gone is not
+// among them, and returns how long that took.
+func (p *golbProc) waitReplaced(gone string, n int, timeout time.Duration) time.Duration {
+	p.t.Helper()
+	return eventually(p.t, timeout, "worker "+gone+" replaced", func() bool {
+		hs := p.healthyWorkers()
+		for _, w := range hs {
+			if w.ID == gone {
+				return false
+			}
+		}
+		return len(hs) == n
+	})
+}

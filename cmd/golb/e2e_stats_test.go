@@ -72,7 +72,7 @@ func TestRoundRobinAndExactStats(t *testing.T) {
 	pt := newPorts(t)
 	cfg := writeStatsConfig(t, dir, pt, 0, "0s")
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	p.waitHealthy(3, 20*time.Second)
 	const n = 10000
 	for i := range n {
 		code, err := hello(pt.lb + i%2)
@@ -116,7 +116,7 @@ func TestFailureRateThroughBalancer(t *testing.T) {
 	pt := newPorts(t)
 	cfg := writeStatsConfig(t, dir, pt, 0.12, "0s")
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	p.waitHealthy(3, 20*time.Second)
 	const n = 10000
 	var next, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -156,7 +156,7 @@ func TestWorkerCrashUnderLoad(t *testing.T) {
 	pt := newPorts(t)
 	cfg := writeStatsConfig(t, dir, pt, 0, "2ms")
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	p.waitHealthy(3, 20*time.Second)
 	victim := p.healthyWorkers()[1]
 
 	var sent, errs atomic.Int64
@@ -216,7 +216,7 @@ func TestAgentCrashKeepsStats(t *testing.T) {
 	pt := newPorts(t)
 	cfg := writeStatsConfig(t, dir, pt, 0.1, "1ms")
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	p.waitHealthy(3, 20*time.Second)
 
 	type sample struct {
 		at    time.Time
@@ -277,7 +277,7 @@ func TestAgentCrashKeepsStats(t *testing.T) {
 	db.Close()
 
 	p2 := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "healthy workers after restart", func() bool { return len(p2.healthyWorkers()) == 3 })
+	p2.waitHealthy(3, 20*time.Second)
 	after := fetchStats(t, pt.lb).get("TotalRequests", "total")
 	// The restart must keep at least what was counted one flush interval
 	// (1 s, plus margin for the busy machine) before the kill.

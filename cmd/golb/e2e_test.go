@@ -87,33 +87,20 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 	pt := newPorts(t)
 	cfg := writeConfig(t, dir, pt, 3, "")
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	p.waitHealthy(3, 20*time.Second)
 	victim := p.healthyWorkers()[0]
 	pid := pidOf(victim)
 	if pid == 0 {
 		t.Fatalf("no pid for %s: %v", victim.ID, victim.Details)
 	}
-	killed := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	took := eventually(t, 10*time.Second, "a replacement serving", func() bool {
-		hs := p.healthyWorkers()
-		if len(hs) != 3 {
-			return false
-		}
-		for _, w := range hs {
-			if w.ID == victim.ID {
-				return false
-			}
-		}
-		return true
-	})
+	took := p.waitReplaced(victim.ID, 3, 10*time.Second)
 	t.Logf("SIGKILLed worker replaced and healthy after %v", took)
 	if took > 2*time.Second {
 		t.Errorf("replacement took %v, want within 2s", took)
 	}
-	_ = killed
 	if pids := workerPIDs(t, dir); len(pids) != 3 {
 		t.Fatalf("%d worker processes after replacement, want 3: %v", len(pids), pids)
 	}
@@ -127,7 +114,7 @@ func TestAgentKilledAdoptsWorkers(t *testing.T) {
 	pt := newPorts(t)
 	cfg := writeConfig(t, dir, pt, 3, "")
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	p.waitHealthy(3, 20*time.Second)
 	before := workerPIDs(t, dir)
 	if len(before) != 3 {
 		t.Fatalf("want 3 worker processes, found %v", before)
@@ -146,7 +133,7 @@ func TestAgentKilledAdoptsWorkers(t *testing.T) {
 
 	// Same config: the same three processes are adopted.
 	p2 := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "3 healthy adopted workers", func() bool { return len(p2.healthyWorkers()) == 3 })
+	p2.waitHealthy(3, 20*time.Second)
 	// Count twice, a few health-check intervals apart: a duplicate started
 	// late would show in the second count.
 	for range 2 {
@@ -174,7 +161,7 @@ func TestAgentKilledAdoptsWorkers(t *testing.T) {
 	p2.wait(10 * time.Second)
 	cfg = writeConfig(t, dir, pt, 2, "")
 	p3 := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "2 healthy workers", func() bool { return len(p3.healthyWorkers()) == 2 })
+	p3.waitHealthy(2, 20*time.Second)
 	eventually(t, 10*time.Second, "the extra worker process to exit", func() bool { return len(workerPIDs(t, dir)) == 2 })
 	for pid := range workerPIDs(t, dir) {
 		if _, ok := before[pid]; !ok {
@@ -189,7 +176,7 @@ func TestAgentKilledAdoptsWorkers(t *testing.T) {
 	p3.wait(10 * time.Second)
 	cfg = writeConfig(t, dir, pt, 4, "")
 	p4 := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "4 healthy workers", func() bool { return len(p4.healthyWorkers()) == 4 })
+	p4.waitHealthy(4, 20*time.Second)
 	adopted := 0
 	for _, w := range p4.workers() {
 		if w.Adopted {
@@ -218,7 +205,7 @@ func TestPluginKilledWorkersKeepServing(t *testing.T) {
 	pt := newPorts(t)
 	cfg := writeConfig(t, dir, pt, 3, "")
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	p.waitHealthy(3, 20*time.Second)
 	before := workerPIDs(t, dir)
 	ds := p.drivers()
 	if len(ds) != 1 || ds[0].PID == 0 {
@@ -279,15 +266,7 @@ func TestPluginKilledWorkersKeepServing(t *testing.T) {
 	// The new instance controls them: a SIGKILLed worker is still replaced.
 	victim := p.healthyWorkers()[0]
 	_ = syscall.Kill(pidOf(victim), syscall.SIGKILL)
-	eventually(t, 10*time.Second, "replacement after plugin restart", func() bool {
-		hs := p.healthyWorkers()
-		for _, w := range hs {
-			if w.ID == victim.ID {
-				return false
-			}
-		}
-		return len(hs) == 3
-	})
+	p.waitReplaced(victim.ID, 3, 10*time.Second)
 }
 
 // TestValidateReportsPosition: `golb validate` on each file in
@@ -347,11 +326,11 @@ func TestScaleVerb(t *testing.T) {
 	pt := newPorts(t)
 	cfg := writeConfig(t, dir, pt, 2, "")
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "2 healthy workers", func() bool { return len(p.healthyWorkers()) == 2 })
+	p.waitHealthy(2, 20*time.Second)
 	if out, code := runGolb(t, dir, pt.adminAddr(), "scale", "hello", "4"); code != 0 {
 		t.Fatalf("scale up: %d %s", code, out)
 	}
-	eventually(t, 20*time.Second, "4 healthy workers", func() bool { return len(p.healthyWorkers()) == 4 })
+	p.waitHealthy(4, 20*time.Second)
 	if out, code := runGolb(t, dir, pt.adminAddr(), "scale", "hello", "1"); code != 0 {
 		t.Fatalf("scale down: %d %s", code, out)
 	}
@@ -377,7 +356,7 @@ func TestScaleDownDrainsInFlight(t *testing.T) {
   stop_signal = "SIGKILL"`, 1)
 	mustWrite(t, cfg, raw)
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "3 healthy workers", func() bool { return len(p.healthyWorkers()) == 3 })
+	p.waitHealthy(3, 20*time.Second)
 	const n = 12
 	codes := make(chan int, n)
 	for range n {
@@ -478,7 +457,7 @@ func TestAutoscaleUp(t *testing.T) {
 	raw = strings.Replace(raw, "count  = 1\n", "scale {\n    min = 1\n    max = 3\n    target_inflight = 2\n  }\n", 1)
 	mustWrite(t, cfg, raw)
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "1 healthy worker", func() bool { return len(p.healthyWorkers()) == 1 })
+	p.waitHealthy(1, 20*time.Second)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 8 { // 8 in flight / target 2 = 4, capped at max 3
@@ -495,7 +474,7 @@ func TestAutoscaleUp(t *testing.T) {
 			}
 		}()
 	}
-	took := eventually(t, 30*time.Second, "3 healthy workers under load", func() bool { return len(p.healthyWorkers()) == 3 })
+	took := p.waitHealthy(3, 30*time.Second)
 	t.Logf("scaled 1 -> 3 after %v of load", took)
 	time.Sleep(1500 * time.Millisecond)
 	if n := len(p.workers()); n != 3 {
@@ -516,7 +495,7 @@ func TestOwnCommandGetsItsOwnEnv(t *testing.T) {
 	raw = raw[:start] + fmt.Sprintf("  config {\n    command = [%q, \"worker\"]\n    env = { GOLB_FAILURE_RATE = \"1\", GOLB_AVG_DELAY = \"0s\" }\n  }\n", os.Args[0]) + raw[end:]
 	mustWrite(t, cfg, raw)
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	eventually(t, 20*time.Second, "1 healthy worker", func() bool { return len(p.healthyWorkers()) == 1 })
+	p.waitHealthy(1, 20*time.Second)
 	for range 5 {
 		code, body, err := get("http://127.0.0.1:" + strconv.Itoa(pt.lb) + "/api/v1/hello")
 		if err != nil || code != 500 {
