@@ -310,6 +310,10 @@ func (b *Balancer) WaitIdle(ctx context.Context, id string) error {
 	return nil
 }
 
+// Unavailable is how many requests were answered 503 because no worker was a
+// candidate (the autoscaler reads it as demand a group at zero cannot see).
+func (b *Balancer) Unavailable() uint64 { return b.unavailable.Load() }
+
 // InFlight returns the number of requests currently being proxied.
 func (b *Balancer) InFlight() int64 {
 	var n int64

@@ -190,7 +190,10 @@ func (c Config) withDefaults() Config {
 		c.ResponseHeaderTimeout = 60 * time.Second
 	}
 	if c.IdleConnTimeout == 0 {
-		c.IdleConnTimeout = 90 * time.Second
+		// Below the built-in worker's 60 s keep-alive, so the balancer
+		// closes an idle connection before the worker does and never
+		// writes a request into one the worker just closed.
+		c.IdleConnTimeout = 30 * time.Second
 	}
 	if c.MaxIdleConnsPerHost == 0 {
 		c.MaxIdleConnsPerHost = 256

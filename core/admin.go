@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,7 +109,7 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin API: listening on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: adminGuard(mux), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.logger.Error("admin API stopped", "err", err)
@@ -116,6 +117,31 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 	}()
 	a.logger.Info("admin API listening", "addr", l.Addr().String())
 	return srv, nil
+}
+
+// adminGuard keeps web pages out of the admin API: a browser may reach
+// 127.0.0.1 on the user's behalf, so requests from a page (an Origin header),
+// to a DNS name that rebinds to loopback (a Host that is not an IP or
+// localhost) and form-encoded POSTs (which need no CORS preflight) are refused.
+func adminGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			host = r.Host
+		}
+		switch {
+		case r.Header.Get("Origin") != "":
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "the admin API does not answer web pages"})
+			return
+		case host != "localhost" && net.ParseIP(host) == nil:
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "address the admin API by IP or localhost"})
+			return
+		case r.Method == http.MethodPost && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
+			writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "send Content-Type: application/json"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -173,7 +199,7 @@ func (a *Agent) WorkerViews() []WorkerView {
 		if out[i].Group != out[j].Group {
 			return out[i].Group < out[j].Group
 		}
-		return out[i].Address < out[j].Address
+		return portOf(out[i].Address) < portOf(out[j].Address)
 	})
 	return out
 }

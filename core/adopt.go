@@ -98,16 +98,21 @@ func (a *Agent) adoptDriver(ctx context.Context, driver string) error {
 			reason = "it cannot be recovered: " + rerr.Error()
 		}
 		if reason != "" {
+			// In the background: graceful stops can take a while, and the
+			// workers being kept should serve meanwhile.
 			a.logger.Info("removing worker left from an earlier run", "worker", h.ID, "reason", reason)
 			signal, timeout := "SIGTERM", 10*time.Second
 			if gs != nil {
 				signal, timeout = gs.cfg.StopSignal, gs.cfg.StopTimeoutDur
 			}
-			sctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
-			if err := a.stopAndDestroy(sctx, driver, h.ID, signal, timeout); err != nil {
-				a.logger.Warn("removing worker", "worker", h.ID, "err", err)
-			}
-			cancel()
+			id := h.ID
+			a.goWork(context.WithoutCancel(ctx), func(ctx context.Context) {
+				sctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
+				defer cancel()
+				if err := a.stopAndDestroy(sctx, driver, id, signal, timeout); err != nil {
+					a.logger.Warn("removing worker", "worker", id, "err", err)
+				}
+			})
 			continue
 		}
 		kept[group]++
@@ -235,6 +240,7 @@ func (a *Agent) feedBalancer(b *balancer.Balancer) func(context.Context) {
 func (a *Agent) autoscaleLoop(ctx context.Context) {
 	const scaleDownAfter = 30 * time.Second
 	lowSince := map[string]time.Time{}
+	lastUnavailable := map[string]uint64{}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -248,10 +254,18 @@ func (a *Agent) autoscaleLoop(ctx context.Context) {
 				continue
 			}
 			var inflight int64
+			var unavailable uint64
 			for _, b := range a.byGroup[g.Name] {
 				inflight += b.InFlight()
+				unavailable += b.Unavailable()
 			}
 			want := int(math.Ceil(float64(inflight) / *g.Scale.TargetInflight))
+			// A group scaled to zero sees no in-flight requests, only 503s:
+			// those are demand too.
+			if unavailable > lastUnavailable[g.Name] {
+				want = max(want, 1)
+			}
+			lastUnavailable[g.Name] = unavailable
 			want = max(g.Scale.Min, min(g.Scale.Max, want))
 			cur, _ := a.store.Group(nil, g.Name)
 			if cur == nil || want == cur.Desired {

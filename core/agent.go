@@ -18,7 +18,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -64,6 +66,10 @@ type Agent struct {
 	byGroup   map[string][]*balancer.Balancer
 	agg       *stats.Aggregator
 	sink      stats.Sink
+
+	// trafficCtx outlives the control loops at shutdown: worker supervisors
+	// run on it until the listeners have drained.
+	trafficCtx context.Context
 
 	mu      sync.Mutex
 	crashes map[string]*crashLoop // by group
@@ -142,6 +148,14 @@ func (a *Agent) Prepare(ctx context.Context) hcl.Diagnostics {
 				Subject:  blockRangeOf(p.Body).Ptr(),
 			})
 		}
+	}
+	if !slices.Contains(stats.Sinks(), a.cfg.Stats.Sink) {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Unknown stats sink %q", a.cfg.Stats.Sink),
+			Detail:   "Use one of: " + strings.Join(stats.Sinks(), ", ") + ".",
+			Subject:  attrRangeOf(a.cfg.Stats.Body, "sink").Ptr(),
+		})
 	}
 	for _, name := range used {
 		diags = append(diags, a.prepareDriver(ctx, name)...)
@@ -240,7 +254,11 @@ func (a *Agent) prepareGroup(ctx context.Context, g *config.Group) hcl.Diagnosti
 		env["GOLB_FAILURE_RATE"] = strconv.FormatFloat(*g.App.FailureRate, 'g', -1, 64)
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%d\x00%s\x00%s\x00%s", g.Driver, g.Port, raw, env["GOLB_AVG_DELAY"], env["GOLB_FAILURE_RATE"])
+	var settings []byte
+	if p, _, err := a.plugins.managed(g.Driver); err == nil {
+		settings = p.settings
+	}
+	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%s\x00%s\x00%s", g.Driver, settings, g.Port, raw, env["GOLB_AVG_DELAY"], env["GOLB_FAILURE_RATE"])
 	a.groups[g.Name] = &groupSpec{cfg: g, config: raw, env: env, hash: hex.EncodeToString(h.Sum(nil))[:12]}
 	return diags
 }
@@ -267,6 +285,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("creating data_dir: %w", err)
 	}
+	unlock, err := lockDataDir(a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if a.sink, err = stats.Open(a.cfg.Stats.Sink, a.cfg.Stats.Path); err != nil {
 		return err
 	}
@@ -294,49 +317,84 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	// The plugin monitor outlives the other loops: stopping workers at
-	// shutdown needs a live plugin, even one that crashed a moment ago.
-	monCtx, stopMonitor := context.WithCancel(context.WithoutCancel(ctx))
+	// Four lifetimes, ended in this order at shutdown:
+	//   control (reconciler, autoscaler): no new starts or scaling;
+	//   traffic (balancer feeds, worker supervisors): until the listeners
+	//     have drained, so a worker dying meanwhile still leaves the pool;
+	//   stats flushing: until the workers are stopped;
+	//   the plugin monitor: stopping workers needs a live plugin.
+	background := context.WithoutCancel(ctx)
+	monCtx, stopMonitor := context.WithCancel(background)
 	defer stopMonitor()
-	monitorDone := make(chan struct{})
-	go func() {
-		defer close(monitorDone)
-		a.plugins.monitor(monCtx, a.recoverAfterPluginCrash)
-	}()
-	runCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopLoops()
-	a.adopt(runCtx)
-	loops := []func(context.Context){a.reconcileLoop, a.agg.Run, a.autoscaleLoop}
+	statsCtx, stopStats := context.WithCancel(background)
+	defer stopStats()
+	trafficCtx, stopTraffic := context.WithCancel(background)
+	defer stopTraffic()
+	controlCtx, stopControl := context.WithCancel(background)
+	defer stopControl()
+	a.trafficCtx = trafficCtx
+
+	var monitorWG, statsWG, trafficWG, controlWG sync.WaitGroup
+	spawn := func(wg *sync.WaitGroup, ctx context.Context, fn func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn(ctx) }()
+	}
+	spawn(&monitorWG, monCtx, func(ctx context.Context) { a.plugins.monitor(ctx, a.recoverAfterPluginCrash) })
+	spawn(&statsWG, statsCtx, a.agg.Run)
 	for _, b := range a.balancers {
-		loops = append(loops, a.feedBalancer(b))
+		spawn(&trafficWG, trafficCtx, a.feedBalancer(b))
 	}
-	var loopsWG sync.WaitGroup
-	for _, fn := range loops {
-		loopsWG.Add(1)
-		go func() { defer loopsWG.Done(); fn(runCtx) }()
-	}
+	// Adoption stops at Ctrl-C like everything else; what it adopted by then
+	// is stopped with the rest.
+	adoptCtx, stopAdopt := context.WithCancel(controlCtx)
+	context.AfterFunc(ctx, stopAdopt)
+	a.adopt(adoptCtx)
+	stopAdopt()
+	spawn(&controlWG, controlCtx, a.reconcileLoop)
+	spawn(&controlWG, controlCtx, a.autoscaleLoop)
 	a.logger.Info("golb running", "groups", len(a.cfg.Groups), "balancers", len(a.balancers), "admin", a.cfg.AdminAddress())
 
 	<-ctx.Done()
 	a.logger.Info("shutting down: draining balancers, stopping workers")
-	stopLoops()
-	loopsWG.Wait()
-	a.wg.Wait() // workers being started or stopped finish first
-
+	stopControl()
+	controlWG.Wait()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.maxDrain()+5*time.Second)
 	defer cancel()
 	a.shutdownBalancers(shutdownCtx)
+	stopTraffic()
+	trafficWG.Wait()
+	a.wg.Wait() // workers being started, stopped or supervised
 	a.stopAllWorkers(context.Background())
+	stopStats()
+	statsWG.Wait()
 	if err := a.agg.Flush(context.Background()); err != nil {
 		a.logger.Error("final stats flush failed", "err", err)
 	}
 	stopMonitor()
-	<-monitorDone
+	monitorWG.Wait()
 	if admin != nil {
 		_ = admin.Shutdown(shutdownCtx)
 	}
 	a.logger.Info("golb stopped")
 	return nil
+}
+
+// lockDataDir takes an exclusive lock on data_dir, so that two agents never
+// manage (and adopt, and remove) the same workers. The returned func releases it.
+func lockDataDir(dir string) (func(), error) {
+	path := filepath.Join(dir, "golb.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("locking data_dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		owner, _ := os.ReadFile(path)
+		f.Close()
+		return nil, fmt.Errorf("%w: data_dir %s is in use by another golb (pid %s); stop it, or give this config its own data_dir", ErrDataDirInUse, dir, strings.TrimSpace(string(owner)))
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { f.Close() }, nil
 }
 
 func (a *Agent) maxDrain() time.Duration {
@@ -369,6 +427,7 @@ func (a *Agent) startBalancers(ctx context.Context) error {
 		}
 		b, err := balancer.New(balancer.Config{
 			Name:      bc.Name,
+			BindAddr:  bc.Bind,
 			Port:      bc.Port,
 			Listeners: *bc.Listeners,
 			Policy:    bc.Policy,

@@ -7,6 +7,8 @@ var (
 	ErrDriverNotFound = errors.New("driver not found")
 	// ErrConfig: the config has errors; the diagnostics were printed.
 	ErrConfig = errors.New("invalid config")
+	// ErrDataDirInUse: another golb agent holds the data_dir lock.
+	ErrDataDirInUse = errors.New("data_dir in use")
 	// ErrScaleBounds: a scale request outside the group's bounds.
 	ErrScaleBounds = errors.New("count outside the group's scale bounds")
 )

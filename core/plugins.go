@@ -171,6 +171,17 @@ func (m *pluginManager) add(name string, c *drivers.Client, info drivers.Info, s
 	m.plugins[name] = &managedPlugin{name: name, settings: settings, client: c, info: info, replaced: make(chan struct{})}
 }
 
+// managed returns the plugin record of driver name.
+func (m *pluginManager) managed(name string) (*managedPlugin, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.plugins[name]
+	if !ok {
+		return nil, false, fmt.Errorf("%w: %s", ErrDriverNotFound, name)
+	}
+	return p, true, nil
+}
+
 // current returns the plugin's live client and a channel closed when it is
 // replaced by a new instance.
 func (m *pluginManager) current(name string) (*drivers.Client, <-chan struct{}, error) {
@@ -256,8 +267,14 @@ func (m *pluginManager) restart(ctx context.Context, p *managedPlugin, onRestart
 			p.mu.Unlock()
 			onRestart(ctx, p.name, c)
 			close(old)
+			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			fp, ferr := c.Fingerprint(fctx)
+			cancel()
+			if ferr != nil {
+				fp = drivers.Fingerprint{Detail: ferr.Error()}
+			}
 			m.setDriverState(p.name, func(d *state.Driver) {
-				d.Running, d.Error, d.PluginPID, d.Restarts = true, "", c.Pid(), restarts
+				d.Running, d.Error, d.PluginPID, d.Restarts, d.Fingerprint = true, "", c.Pid(), restarts, fp
 			})
 			m.logger.Info("driver plugin restarted", "driver", p.name, "attempt", attempt, "pid", c.Pid())
 			return

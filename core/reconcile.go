@@ -8,10 +8,12 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
 
+	"github.com/golb/golb/balancer"
 	"github.com/golb/golb/core/state"
 	"github.com/golb/golb/drivers"
 )
@@ -128,8 +130,8 @@ func (a *Agent) reconcileGroup(ctx context.Context, g *state.Group, all []*state
 			}
 			a.goWork(ctx, func(ctx context.Context) { a.stopWorker(ctx, w.ID, true) })
 		}
-	case g.Failing:
-		return a.clearFailing(g, live)
+	default:
+		return a.settle(g, live)
 	}
 	return time.Time{}
 }
@@ -205,6 +207,7 @@ func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
 		select {
 		case <-replaced:
 			a.destroyQuietly(sctx, w.Driver, w.ID)
+		case <-ctx.Done(): // shutting down: the new instance's List cleanup removes it
 		case <-sctx.Done():
 		}
 		_ = a.store.DeleteWorker(w.ID)
@@ -255,9 +258,16 @@ func (a *Agent) destroyQuietly(ctx context.Context, driver, id string) {
 	}
 }
 
-// clearFailing lifts a group's crash-looping mark once every wanted worker
-// has run for minUptime; until then it returns when to look again.
-func (a *Agent) clearFailing(g *state.Group, live []*state.Worker) time.Time {
+// settle forgets a group's crash streak (and lifts its crash-looping mark)
+// once every wanted worker has run for minUptime; until then it returns when
+// to look again.
+func (a *Agent) settle(g *state.Group, live []*state.Worker) time.Time {
+	a.mu.Lock()
+	_, crashed := a.crashes[g.Name]
+	a.mu.Unlock()
+	if !crashed && !g.Failing {
+		return time.Time{}
+	}
 	var youngest time.Time
 	for _, w := range live {
 		if w.Status != state.StatusRunning {
@@ -273,8 +283,10 @@ func (a *Agent) clearFailing(g *state.Group, live []*state.Worker) time.Time {
 	a.mu.Lock()
 	delete(a.crashes, g.Name)
 	a.mu.Unlock()
-	_ = a.store.UpdateGroup(g.Name, func(g *state.Group) error { g.Failing, g.Reason = false, ""; return nil })
-	a.logger.Info("group recovered", "group", g.Name)
+	if g.Failing {
+		_ = a.store.UpdateGroup(g.Name, func(g *state.Group) error { g.Failing, g.Reason = false, ""; return nil })
+		a.logger.Info("group recovered", "group", g.Name)
+	}
 	return time.Time{}
 }
 
@@ -309,12 +321,18 @@ func (a *Agent) recordCrash(group string, uptime time.Duration, reason string) {
 	}
 }
 
-// superviseAsync watches a running worker until it exits or golb stops.
+// superviseAsync watches a running worker until it exits or golb's traffic
+// stops at shutdown (after the listeners drained: a worker that dies while
+// they drain still leaves the pool).
 func (a *Agent) superviseAsync(ctx context.Context, id, driver, group string) {
+	if a.trafficCtx != nil {
+		ctx = a.trafficCtx
+	}
 	a.goWork(ctx, func(ctx context.Context) { a.supervise(ctx, id, driver, group) })
 }
 
 func (a *Agent) supervise(ctx context.Context, id, driver, group string) {
+	recovered := false
 	for {
 		c, replaced, err := a.plugins.current(driver)
 		if err != nil {
@@ -334,6 +352,14 @@ func (a *Agent) supervise(ctx context.Context, id, driver, group string) {
 				return
 			}
 		case errors.Is(err, drivers.ErrNotFound):
+			// A plugin instance that came up while this worker's Start was
+			// finishing did not recover it: try once from its handle.
+			if !recovered {
+				recovered = true
+				if w, _ := a.store.Worker(nil, id); w != nil && w.Handle != nil && c.Recover(ctx, w.Handle) == nil {
+					continue
+				}
+			}
 			a.workerExited(ctx, id, group, state.StatusLost, drivers.ExitResult{ExitCode: -1, Err: "the driver no longer knows this worker"})
 			return
 		case err != nil:
@@ -385,16 +411,26 @@ func (a *Agent) stopWorker(ctx context.Context, id string, drain bool) {
 	}
 	gs := a.groups[w.Group]
 	if drain {
-		for _, b := range a.byGroup[w.Group] {
-			// Out of the pool now, not when the balancer's feed catches up:
-			// no new request may reach it while it drains.
+		// Out of every pool now, not when the feeds catch up: no new request
+		// may reach it while it drains. Then wait for all of its balancers
+		// at once, under one deadline.
+		bs := a.byGroup[w.Group]
+		for _, b := range bs {
 			b.MarkDown(id)
-			dctx, cancel := context.WithTimeout(ctx, a.drainTimeout(w.Group))
-			if err := b.WaitIdle(dctx, id); err != nil {
-				a.logger.Warn("drain timeout; stopping worker with requests in flight", "worker", id)
-			}
-			cancel()
 		}
+		dctx, cancel := context.WithTimeout(ctx, a.drainTimeout(w.Group))
+		var wg sync.WaitGroup
+		for _, b := range bs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := b.WaitIdle(dctx, id); err != nil && !errors.Is(err, balancer.ErrUnknownBackend) {
+					a.logger.Warn("drain timeout; stopping worker with requests in flight", "worker", id)
+				}
+			}()
+		}
+		wg.Wait()
+		cancel()
 	}
 	timeout := 10 * time.Second
 	signal := "SIGTERM"

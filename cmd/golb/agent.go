@@ -69,8 +69,6 @@ func printDiags(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) 
 		}
 		if d.Subject != nil {
 			fmt.Fprintf(w, "%s:%d:%d: %s: %s\n", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, sev, d.Summary)
-		} else {
-			fmt.Fprintf(w, "%s: %s\n", sev, d.Summary)
 		}
 		_ = tw.WriteDiagnostic(d)
 	}
@@ -136,6 +134,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	pctx, cancel := context.WithTimeout(ctx, time.Minute)
 	diags := agent.Prepare(pctx)
 	cancel()
+	if ctx.Err() != nil { // Ctrl-C while the drivers started
+		agent.Close()
+		return exitOK
+	}
 	printDiags(stderr, files, diags)
 	if diags.HasErrors() {
 		agent.Close()

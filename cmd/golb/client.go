@@ -33,7 +33,10 @@ func call(admin, method, path string, body any, out any) error {
 	}
 	req, err := http.NewRequest(method, "http://"+admin+path, rd)
 	if err != nil {
-		return err
+		return fmt.Errorf("admin API request: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,8 +24,9 @@ func requireDocker(t *testing.T) {
 	if err == nil {
 		return
 	}
-	msg := "no Docker engine reachable: " + strings.TrimSpace(string(out))
-	if slices.Contains(strings.Split(os.Getenv("GOLB_REQUIRE"), ","), "docker") {
+	msg := fmt.Sprintf("no Docker engine reachable through the docker CLI: %v %s", err, strings.TrimSpace(string(out)))
+	required := strings.Split(strings.ReplaceAll(os.Getenv("GOLB_REQUIRE"), " ", ""), ",")
+	if slices.Contains(required, "docker") {
 		t.Fatal(msg + " (GOLB_REQUIRE=docker)")
 	}
 	t.Skip(msg)

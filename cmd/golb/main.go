@@ -1,5 +1,6 @@
-// Command golb runs a fleet of HTTP workers on Docker, containerd or plain
-// processes behind a load balancer, from one HCL file. See `golb help`.
+// Command golb runs a fleet of HTTP workers as plain processes, Docker
+// containers or through external driver plugins, behind a load balancer,
+// from one HCL file. See `golb help`.
 package main
 
 import (
@@ -15,7 +16,7 @@ const (
 	exitUsage = 2 // bad command line
 )
 
-const usage = `golb runs HTTP workers on processes, Docker or containerd behind a load balancer.
+const usage = `golb runs HTTP workers (processes, Docker containers, or any driver plugin) behind a load balancer.
 
 Usage:
   golb run [-v] [FILE]        run the agent in the foreground (no FILE: the embedded default)

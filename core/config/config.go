@@ -139,6 +139,9 @@ type Balancer struct {
 	Name string `hcl:"name,label"`
 	// Group is the group whose workers get the traffic. Required.
 	Group string `hcl:"group"`
+	// Bind is the address the listeners bind. Default "127.0.0.1": loopback
+	// only; "0.0.0.0" serves every interface.
+	Bind string `hcl:"bind,optional"`
 	// Port is the first listener port. Required.
 	Port int `hcl:"port"`
 	// Listeners is how many ports from Port serve (the seed's "pool"). Default 1.

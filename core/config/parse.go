@@ -32,7 +32,7 @@ func Load(path string) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
 		return nil, nil, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot read config file",
-			Detail:   fmt.Sprintf("%v. Give the path of an existing .hcl file, or none for the embedded default.", err),
+			Detail:   fmt.Sprintf("%v. Give the path of an existing .hcl file (golb run without a file uses the embedded default).", err),
 		}}
 	}
 	return Parse(path, src)
@@ -239,6 +239,9 @@ func (v *validator) defaults() {
 		if b.Listeners == nil {
 			b.Listeners = intPtr(1)
 		}
+		if b.Bind == "" {
+			b.Bind = "127.0.0.1"
+		}
 		if b.Policy == "" {
 			b.Policy = "round_robin"
 		}
@@ -427,6 +430,9 @@ func (v *validator) checkBalancer(b *Balancer) {
 			hint = "Define the group it sends traffic to."
 		}
 		v.errorf(attrRange(b.Body, "group"), "Unknown group %q", hint, b.Group)
+	}
+	if net.ParseIP(b.Bind) == nil {
+		v.errorf(attrRange(b.Body, "bind"), "Invalid bind address %q", `Give an IP address: "127.0.0.1" (loopback only, the default) or "0.0.0.0" (every interface).`, b.Bind)
 	}
 	v.port(b.Body, "port", b.Port)
 	if *b.Listeners < 1 || *b.Listeners > 64 {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -384,15 +385,19 @@ func testUnknown(s *suite) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. It
+// picks from 7000-9999, below the kernel's ephemeral range, so that a
+// concurrent test's outgoing connection cannot take it before the worker binds.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	for range 1000 {
+		p := 7000 + rand.IntN(3000)
+		if portFree(p) == nil {
+			return p
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("finding a free port: none in 7000-9999")
+	return 0
 }
 
 func portFree(port int) error {
