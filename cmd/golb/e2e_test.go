@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -501,5 +502,94 @@ func TestOwnCommandGetsItsOwnEnv(t *testing.T) {
 		if err != nil || code != 500 {
 			t.Fatalf("GET hello = %d %q %v; the config's GOLB_FAILURE_RATE=1 must make every request fail", code, body, err)
 		}
+	}
+}
+
+// TestDataDirLock: a second agent on the same data_dir refuses to start
+// instead of adopting (and removing) the first one's workers.
+func TestDataDirLock(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 1, "")
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	p.waitHealthy(1, 20*time.Second)
+	before := workerPIDs(t, dir)
+
+	other := newPorts(t)
+	cfg2 := filepath.Join(dir, "other.hcl")
+	mustWrite(t, cfg2, strings.NewReplacer(
+		strconv.Itoa(pt.admin), strconv.Itoa(other.admin),
+		strconv.Itoa(pt.worker), strconv.Itoa(other.worker),
+		strconv.Itoa(pt.lb), strconv.Itoa(other.lb),
+		`group "hello"`, `group "other"`, `group     = "hello"`, `group     = "other"`,
+	).Replace(mustRead(t, cfg)))
+	out, code := runGolb(t, dir, other.adminAddr(), "run", cfg2)
+	if code != 1 || !strings.Contains(out, "in use by another golb") {
+		t.Fatalf("second agent on the same data_dir: exit %d:\n%s", code, out)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if after := workerPIDs(t, dir); len(after) != 1 || len(p.healthyWorkers()) != 1 {
+		t.Fatalf("the first agent's workers were disturbed: %v -> %v", before, after)
+	}
+}
+
+// TestScaleFromZero: a group whose scale block allows zero workers starts one
+// when requests arrive (they get 503 until it is healthy).
+func TestScaleFromZero(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 1, "")
+	mustWrite(t, cfg, strings.Replace(mustRead(t, cfg), "count  = 1\n", "scale {\n    min = 0\n    max = 2\n  }\n", 1))
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	time.Sleep(1500 * time.Millisecond)
+	if n := len(p.workers()); n != 0 {
+		t.Fatalf("%d workers before any request, want 0", n)
+	}
+	took := eventually(t, 20*time.Second, "a 200 after scaling from zero", func() bool {
+		code, _, err := get("http://127.0.0.1:" + strconv.Itoa(pt.lb) + "/api/v1/hello")
+		return err == nil && code == 200
+	})
+	t.Logf("first 200 %v after the first request to an empty group", took)
+}
+
+// TestAdminRefusesBrowsers: a web page cannot drive the admin API.
+func TestAdminRefusesBrowsers(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 1, "")
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	p.waitHealthy(1, 20*time.Second)
+	url := "http://" + pt.adminAddr() + "/v1/groups/hello/scale"
+	for _, tc := range []struct {
+		name, ctype, origin string
+		want                int
+	}{
+		{"form post from a page", "text/plain", "http://evil.example", 403},
+		{"simple post without json", "text/plain", "", 415},
+		{"json from the CLI", "application/json", "", 200},
+	} {
+		req, _ := http.NewRequest("POST", url, strings.NewReader(`{"count":1}`))
+		req.Header.Set("Content-Type", tc.ctype)
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+	}
+	req, _ := http.NewRequest("GET", "http://"+pt.adminAddr()+"/v1/workers", nil)
+	req.Host = "rebound.example:" + strconv.Itoa(pt.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("request for a DNS name: %d, want 403", resp.StatusCode)
 	}
 }

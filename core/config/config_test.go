@@ -492,3 +492,14 @@ func TestFunctionCallReportedOnce(t *testing.T) {
 		t.Fatalf("got %v, want one Function calls not allowed", errs)
 	}
 }
+
+func TestBalancerBindAddress(t *testing.T) {
+	cfg, _, diags := Parse("b.hcl", []byte("group \"a\" {\n  port = 7000\n}\nbalancer \"w\" {\n  group = \"a\"\n  port  = 7100\n}\n"))
+	if diags.HasErrors() || cfg.Balancers[0].Bind != "127.0.0.1" {
+		t.Fatalf("default bind: %v %v", cfg, diags)
+	}
+	_, _, diags = Parse("b.hcl", []byte("group \"a\" {\n  port = 7000\n}\nbalancer \"w\" {\n  group = \"a\"\n  bind  = \"everywhere\"\n  port  = 7100\n}\n"))
+	if !diags.HasErrors() || diags[0].Subject.Start.Line != 6 {
+		t.Fatalf("bad bind: %v", diags)
+	}
+}
