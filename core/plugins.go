@@ -155,9 +155,8 @@ func (m *pluginManager) configure(ctx context.Context, c *drivers.Client, name s
 	if err != nil {
 		return fmt.Errorf("resolving driver data dir: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating driver data dir: %w", err)
-	}
+	// The driver creates what it needs there when it needs it, so that
+	// `golb validate` and `golb drivers` write nothing.
 	if err := c.SetConfig(ctx, drivers.PluginConfig{DataDir: dir, Settings: settings}); err != nil {
 		return fmt.Errorf("configuring driver %s: %w", name, err)
 	}
