@@ -3,16 +3,11 @@ package core
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math"
 	"net"
 	"sort"
 	"strconv"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
-
-	"github.com/golb/golb/balancer"
 	"github.com/golb/golb/core/state"
 	"github.com/golb/golb/drivers"
 )
@@ -199,103 +194,4 @@ func (a *Agent) recoverAfterPluginCrash(ctx context.Context, driver string, c *d
 			_ = c.Destroy(lctx, h.ID)
 		}
 	}
-}
-
-// feedBalancer keeps a balancer's pool equal to its group's running workers,
-// woken by memdb on every change to them.
-func (a *Agent) feedBalancer(b *balancer.Balancer) func(context.Context) {
-	group := ""
-	for g, bs := range a.byGroup {
-		for _, x := range bs {
-			if x == b {
-				group = g
-			}
-		}
-	}
-	return func(ctx context.Context) {
-		for ctx.Err() == nil {
-			ws := memdb.NewWatchSet()
-			workers, err := a.store.WorkersByGroup(ws, group)
-			if err != nil {
-				a.logger.Error("reading workers for the balancer", "err", err)
-				time.Sleep(time.Second)
-				continue
-			}
-			var pool []balancer.Backend
-			for _, w := range workers {
-				if w.Status == state.StatusRunning && w.Address != "" {
-					pool = append(pool, balancer.Backend{ID: w.ID, Address: w.Address})
-				}
-			}
-			b.SetBackends(pool)
-			_ = ws.WatchCtx(ctx)
-		}
-	}
-}
-
-// autoscaleLoop sets each scaled group's desired count from the in-flight
-// requests its balancers see: ceil(in-flight / target_inflight), within
-// [min, max]. It scales up at once and down only after the lower figure held
-// for scaleDownAfter, so a short lull does not kill warm workers.
-func (a *Agent) autoscaleLoop(ctx context.Context) {
-	const scaleDownAfter = 30 * time.Second
-	lowSince := map[string]time.Time{}
-	lastUnavailable := map[string]uint64{}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, g := range a.cfg.Groups {
-			if g.Scale == nil {
-				continue
-			}
-			var inflight int64
-			var unavailable uint64
-			for _, b := range a.byGroup[g.Name] {
-				inflight += b.InFlight()
-				unavailable += b.Unavailable()
-			}
-			want := int(math.Ceil(float64(inflight) / *g.Scale.TargetInflight))
-			// A group scaled to zero sees no in-flight requests, only 503s:
-			// those are demand too.
-			if unavailable > lastUnavailable[g.Name] {
-				want = max(want, 1)
-			}
-			lastUnavailable[g.Name] = unavailable
-			want = max(g.Scale.Min, min(g.Scale.Max, want))
-			cur, _ := a.store.Group(nil, g.Name)
-			if cur == nil || want == cur.Desired {
-				delete(lowSince, g.Name)
-				continue
-			}
-			if want < cur.Desired {
-				if lowSince[g.Name].IsZero() {
-					lowSince[g.Name] = time.Now()
-				}
-				if time.Since(lowSince[g.Name]) < scaleDownAfter {
-					continue
-				}
-			}
-			delete(lowSince, g.Name)
-			a.logger.Info("autoscaling", "group", g.Name, "in_flight", inflight, "from", cur.Desired, "to", want)
-			_ = a.store.UpdateGroup(g.Name, func(sg *state.Group) error { sg.Desired = want; return nil })
-		}
-	}
-}
-
-// Scale sets a group's desired count: within [scale.min, scale.max] for a
-// group with a scale block (the autoscaler may change it again), anything
-// from 0 to 1000 for the others.
-func (a *Agent) Scale(group string, n int) error {
-	return a.store.UpdateGroup(group, func(g *state.Group) error {
-		if n < g.Min || n > g.Max {
-			return fmt.Errorf("%w: %d is not within [%d, %d]", ErrScaleBounds, n, g.Min, g.Max)
-		}
-		g.Desired = n
-		return nil
-	})
 }

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/golb/golb/balancer"
@@ -477,4 +478,36 @@ func (a *Agent) shutdownBalancers(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+}
+
+// feedBalancer keeps a balancer's pool equal to its group's running workers,
+// woken by memdb on every change to them.
+func (a *Agent) feedBalancer(b *balancer.Balancer) func(context.Context) {
+	group := ""
+	for g, bs := range a.byGroup {
+		for _, x := range bs {
+			if x == b {
+				group = g
+			}
+		}
+	}
+	return func(ctx context.Context) {
+		for ctx.Err() == nil {
+			ws := memdb.NewWatchSet()
+			workers, err := a.store.WorkersByGroup(ws, group)
+			if err != nil {
+				a.logger.Error("reading workers for the balancer", "err", err)
+				time.Sleep(time.Second)
+				continue
+			}
+			var pool []balancer.Backend
+			for _, w := range workers {
+				if w.Status == state.StatusRunning && w.Address != "" {
+					pool = append(pool, balancer.Backend{ID: w.ID, Address: w.Address})
+				}
+			}
+			b.SetBackends(pool)
+			_ = ws.WatchCtx(ctx)
+		}
+	}
 }
