@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golb/golb/core"
+	"github.com/golb/golb/core/config"
 )
 
 // TestDefaultConfigRunsAndStopsClean: `golb run` with no file brings up the
@@ -591,5 +592,26 @@ func TestAdminRefusesBrowsers(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 403 {
 		t.Errorf("request for a DNS name: %d, want 403", resp.StatusCode)
+	}
+}
+
+// TestReadmeConfigReferenceParses keeps the README's config reference valid:
+// the HCL block under "## Configuration" must parse without errors.
+func TestReadmeConfigReferenceParses(t *testing.T) {
+	readme := mustRead(t, "../../README.md")
+	start := strings.Index(readme, "## Configuration")
+	if start < 0 {
+		t.Fatal("README has no Configuration section")
+	}
+	block := readme[start:]
+	open := strings.Index(block, "```hcl\n")
+	end := strings.Index(block[open+7:], "```")
+	if open < 0 || end < 0 {
+		t.Fatal("no hcl block in the Configuration section")
+	}
+	src := strings.ReplaceAll(block[open+7:open+7+end], "…64 hex digits…", strings.Repeat("ab", 32))
+	_, _, diags := config.Parse("README.md", []byte(src))
+	if diags.HasErrors() {
+		t.Fatalf("the README's config reference does not parse:\n%v", diags)
 	}
 }
