@@ -96,10 +96,7 @@ func (a *Agent) adoptDriver(ctx context.Context, driver string) error {
 			// In the background: graceful stops can take a while, and the
 			// workers being kept should serve meanwhile.
 			a.logger.Info("removing worker left from an earlier run", "worker", h.ID, "reason", reason)
-			signal, timeout := "SIGTERM", 10*time.Second
-			if gs != nil {
-				signal, timeout = gs.cfg.StopSignal, gs.cfg.StopTimeoutDur
-			}
+			signal, timeout := a.stopSettings(group)
 			id := h.ID
 			a.goWork(context.WithoutCancel(ctx), func(ctx context.Context) {
 				sctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)

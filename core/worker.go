@@ -1,0 +1,276 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/golb/golb/balancer"
+	"github.com/golb/golb/core/state"
+	"github.com/golb/golb/drivers"
+)
+
+// specFor builds the WorkerSpec of worker w.
+func (a *Agent) specFor(w *state.Worker) drivers.WorkerSpec {
+	gs := a.groups[w.Group]
+	env := map[string]string{"GOLB_WORKER_ID": w.ID}
+	for k, v := range gs.env {
+		env[k] = v
+	}
+	return drivers.WorkerSpec{
+		ID:       w.ID,
+		Group:    w.Group,
+		Port:     w.Port,
+		BindAddr: "127.0.0.1",
+		Env:      env,
+		Labels:   map[string]string{LabelInstance: a.instance, LabelSpec: gs.hash},
+		Config:   gs.config,
+	}
+}
+
+// startTimeout bounds one Start call (an image load can take a while).
+const startTimeout = 2 * time.Minute
+
+func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
+	c, replaced, err := a.plugins.current(w.Driver)
+	if err != nil {
+		_ = a.store.DeleteWorker(w.ID)
+		return
+	}
+	// Start is not cancelled with the agent: a worker started a moment before
+	// shutdown is recorded as running, so that shutdown stops it.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
+	defer cancel()
+	h, err := c.Start(sctx, a.specFor(w))
+	if errors.Is(err, drivers.ErrPluginExited) {
+		// The worker may have started before the plugin died. Once the new
+		// instance runs, remove whatever carries this id; a fresh worker
+		// replaces it. Not the group's fault: no crash is recorded.
+		select {
+		case <-replaced:
+			a.destroyQuietly(sctx, w.Driver, w.ID)
+		case <-ctx.Done(): // shutting down: the new instance's List cleanup removes it
+		case <-sctx.Done():
+		}
+		_ = a.store.DeleteWorker(w.ID)
+		return
+	}
+	if err != nil {
+		if ctx.Err() == nil { // not shutting down
+			a.logger.Error("starting worker failed", "worker", w.ID, "group", w.Group, "driver", w.Driver, "err", err)
+			a.recordCrash(w.Group, 0, err.Error()) // before the delete wakes the reconciler
+		}
+		_ = a.store.DeleteWorker(w.ID)
+		return
+	}
+	details := a.inspectDetails(w.Driver, w.ID)
+	kept := false
+	_, _ = a.store.UpdateWorker(w.ID, func(cur *state.Worker) {
+		if cur.Status == state.StatusPending {
+			cur.Status, cur.Handle, cur.Address, cur.Details = state.StatusRunning, h, h.Address, details
+			kept = true
+		}
+	})
+	if !kept {
+		// Scaled away or shut down while it started.
+		a.logger.Info("worker no longer wanted after it started; removing it", "worker", w.ID)
+		signal, timeout := a.stopSettings(w.Group)
+		_ = a.stopAndDestroy(sctx, w.Driver, w.ID, signal, timeout)
+		_ = a.store.DeleteWorker(w.ID)
+		return
+	}
+	a.logger.Info("worker started", "worker", w.ID, "group", w.Group, "address", h.Address)
+	a.superviseAsync(ctx, w.ID, w.Driver, w.Group)
+}
+
+// stopSettings is how a group's workers are stopped: its stop_signal and
+// stop_timeout, or SIGTERM and 10 s for a group the config no longer has.
+func (a *Agent) stopSettings(group string) (signal string, timeout time.Duration) {
+	if gs := a.groups[group]; gs != nil {
+		return gs.cfg.StopSignal, gs.cfg.StopTimeoutDur
+	}
+	return "SIGTERM", 10 * time.Second
+}
+
+// stopAndDestroy stops a worker with signal and timeout, then destroys it.
+func (a *Agent) stopAndDestroy(ctx context.Context, driver, id, signal string, timeout time.Duration) error {
+	return a.withPlugin(ctx, driver, func(c *drivers.Client) error {
+		if err := c.Stop(ctx, id, signal, timeout); err != nil && !errors.Is(err, drivers.ErrNotFound) {
+			return err
+		}
+		return c.Destroy(ctx, id)
+	})
+}
+
+// destroyQuietly destroys a worker, logging (not returning) a failure.
+func (a *Agent) destroyQuietly(ctx context.Context, driver, id string) {
+	err := a.withPlugin(ctx, driver, func(c *drivers.Client) error { return c.Destroy(ctx, id) })
+	if err != nil {
+		a.logger.Warn("removing worker", "worker", id, "err", err)
+	}
+}
+
+// superviseAsync watches a running worker until it exits or golb's traffic
+// stops at shutdown (after the listeners drained: a worker that dies while
+// they drain still leaves the pool).
+func (a *Agent) superviseAsync(ctx context.Context, id, driver, group string) {
+	if a.trafficCtx != nil {
+		ctx = a.trafficCtx
+	}
+	a.goWork(ctx, func(ctx context.Context) { a.supervise(ctx, id, driver, group) })
+}
+
+func (a *Agent) supervise(ctx context.Context, id, driver, group string) {
+	recovered := false
+	for {
+		c, replaced, err := a.plugins.current(driver)
+		if err != nil {
+			return
+		}
+		res, err := c.Wait(ctx, id)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, drivers.ErrPluginExited):
+			// The plugin crashed; its workers run on. Wait for the new
+			// instance, which recovers this worker, and watch it again.
+			select {
+			case <-replaced:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		case errors.Is(err, drivers.ErrNotFound):
+			// A plugin instance that came up while this worker's Start was
+			// finishing did not recover it: try once from its handle.
+			if !recovered {
+				recovered = true
+				if w, _ := a.store.Worker(nil, id); w != nil && w.Handle != nil && c.Recover(ctx, w.Handle) == nil {
+					continue
+				}
+			}
+			a.workerExited(ctx, id, group, state.StatusLost, drivers.ExitResult{ExitCode: -1, Err: "the driver no longer knows this worker"})
+			return
+		case err != nil:
+			a.logger.Warn("waiting on worker", "worker", id, "err", err)
+			select {
+			case <-time.After(time.Second):
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		a.workerExited(ctx, id, group, state.StatusFailed, res)
+		return
+	}
+}
+
+// workerExited handles a worker that ended on its own (failed) or that its
+// driver no longer knows (lost): out of the pool, cleaned up, forgotten; the
+// reconciler starts a replacement.
+func (a *Agent) workerExited(ctx context.Context, id, group string, status state.WorkerStatus, res drivers.ExitResult) {
+	w, _ := a.store.Worker(nil, id)
+	if w == nil || !w.Status.Live() {
+		return // golb stopped it on purpose
+	}
+	// The backoff first: the status change below wakes the reconciler,
+	// which must already see it.
+	a.recordCrash(group, time.Since(w.StartedAt), res.String())
+	for _, b := range a.byGroup[group] {
+		b.MarkDown(id)
+	}
+	a.store.UpdateWorker(id, func(w *state.Worker) { w.Status, w.Exit = status, &res })
+	a.logger.Warn("worker exited; replacing it", "worker", id, "group", group, "exit", res.String())
+	if c, _, err := a.plugins.current(w.Driver); err == nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		if err := c.Destroy(dctx, id); err != nil {
+			a.logger.Warn("cleaning up exited worker", "worker", id, "err", err)
+		}
+		cancel()
+	}
+	_ = a.store.DeleteWorker(id)
+}
+
+// stopWorker drains (when the balancer still sends it traffic), stops and
+// destroys a worker, then forgets it.
+func (a *Agent) stopWorker(ctx context.Context, id string, drain bool) {
+	w, _ := a.store.Worker(nil, id)
+	if w == nil {
+		return
+	}
+	if drain {
+		// Out of every pool now, not when the feeds catch up: no new request
+		// may reach it while it drains. Then wait for all of its balancers
+		// at once, under one deadline.
+		bs := a.byGroup[w.Group]
+		for _, b := range bs {
+			b.MarkDown(id)
+		}
+		dctx, cancel := context.WithTimeout(ctx, a.drainTimeout(w.Group))
+		var wg sync.WaitGroup
+		for _, b := range bs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := b.WaitIdle(dctx, id); err != nil && !errors.Is(err, balancer.ErrUnknownBackend) {
+					a.logger.Warn("drain timeout; stopping worker with requests in flight", "worker", id)
+				}
+			}()
+		}
+		wg.Wait()
+		cancel()
+	}
+	signal, timeout := a.stopSettings(w.Group)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout+30*time.Second)
+	defer cancel()
+	if err := a.stopAndDestroy(sctx, w.Driver, id, signal, timeout); err != nil {
+		a.logger.Warn("stopping worker", "worker", id, "err", err)
+	}
+	a.store.UpdateWorker(id, func(w *state.Worker) { w.Status = state.StatusStopped })
+	_ = a.store.DeleteWorker(id)
+	a.logger.Info("worker stopped", "worker", id, "group", w.Group)
+}
+
+// withPlugin runs fn with the driver's plugin; if the plugin turns out to have
+// crashed, it waits for the new instance (which recovered the workers) and
+// runs fn once more.
+func (a *Agent) withPlugin(ctx context.Context, driver string, fn func(c *drivers.Client) error) error {
+	for attempt := 0; ; attempt++ {
+		c, replaced, err := a.plugins.current(driver)
+		if err != nil {
+			return err
+		}
+		err = fn(c)
+		if !errors.Is(err, drivers.ErrPluginExited) || attempt > 0 {
+			return err
+		}
+		select {
+		case <-replaced:
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+func (a *Agent) drainTimeout(group string) time.Duration {
+	d := time.Duration(0)
+	for _, b := range a.cfg.Balancers {
+		if b.Group == group {
+			d = max(d, b.DrainTimeoutDur)
+		}
+	}
+	return d
+}
+
+// stopAllWorkers stops every worker in parallel (shutdown).
+func (a *Agent) stopAllWorkers(ctx context.Context) {
+	ws, _ := a.store.Workers(nil)
+	for _, w := range ws {
+		a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status = state.StatusDraining })
+	}
+	for _, w := range ws {
+		a.goWork(ctx, func(ctx context.Context) { a.stopWorker(ctx, w.ID, false) })
+	}
+	a.wg.Wait()
+}
