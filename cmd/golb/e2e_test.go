@@ -615,3 +615,32 @@ func TestReadmeConfigReferenceParses(t *testing.T) {
 		t.Fatalf("the README's config reference does not parse:\n%v", diags)
 	}
 }
+
+// TestCrashLoopBacksOff: a group whose workers die at once is marked
+// crash-looping in `golb status` and is restarted with growing delays, not in
+// a tight loop.
+func TestCrashLoopBacksOff(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 1, "")
+	raw := mustRead(t, cfg)
+	start, end := strings.Index(raw, "  app {"), strings.Index(raw, "  health_check {")
+	mustWrite(t, cfg, raw[:start]+"  config {\n    command = [\"sh\", \"-c\", \"exit 3\"]\n  }\n"+raw[end:])
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	var groups []core.GroupView
+	eventually(t, 30*time.Second, "the group marked crash-looping", func() bool {
+		return getJSON("http://"+pt.adminAddr()+"/v1/groups", &groups) == nil && len(groups) == 1 && groups[0].Failing
+	})
+	out, _ := runGolb(t, dir, pt.adminAddr(), "status")
+	if !strings.Contains(out, "crash-looping") || !strings.Contains(out, "exit code 3") {
+		t.Fatalf("golb status does not show the crash loop:\n%s", out)
+	}
+	// Backing off: over the next 3 s at most a few more attempts, not hundreds.
+	before := strings.Count(p.out.String(), "worker exited; replacing it")
+	time.Sleep(3 * time.Second)
+	after := strings.Count(p.out.String(), "worker exited; replacing it")
+	t.Logf("%d crashes before the mark, %d more in the next 3 s", before, after-before)
+	if after-before > 3 {
+		t.Fatalf("%d restarts in 3 s while backing off", after-before)
+	}
+}
