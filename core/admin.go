@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/golb/golb/core/state"
@@ -68,7 +69,7 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
-	reg.MustRegister(&agentCollector{a: a}, prometheus.NewGoCollector())
+	reg.MustRegister(&agentCollector{a: a}, collectors.NewGoCollector())
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.GroupViews()) })

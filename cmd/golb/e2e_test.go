@@ -29,7 +29,7 @@ func TestDefaultConfigRunsAndStopsClean(t *testing.T) {
 	admin := "127.0.0.1:5040"
 	start := time.Now()
 	p := golb(t, dir, admin, "run")
-	took := eventually(t, 20*time.Second, "3 healthy workers and both listeners answering", func() bool {
+	eventually(t, 20*time.Second, "3 healthy workers and both listeners answering", func() bool {
 		if len(p.healthyWorkers()) != 3 {
 			return false
 		}
@@ -40,7 +40,7 @@ func TestDefaultConfigRunsAndStopsClean(t *testing.T) {
 		}
 		return true
 	})
-	took = time.Since(start)
+	took := time.Since(start)
 	t.Logf("default config: 3 workers and 2 listeners up %v after exec", took)
 	if took > 5*time.Second {
 		t.Errorf("up after %v, want within 5s", took)
