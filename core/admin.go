@@ -54,7 +54,7 @@ type WorkerView struct {
 type DriverView struct {
 	Name     string `json:"name"`
 	Version  string `json:"version"`
-	Healthy  bool   `json:"healthy"`
+	Healthy  bool   `json:"reachable"` // its runtime answers
 	Detail   string `json:"detail"`
 	Running  bool   `json:"running"`
 	PID      int    `json:"pid"`

@@ -391,7 +391,7 @@ func lockDataDir(dir string) (func(), error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		owner, _ := os.ReadFile(path)
 		f.Close()
-		return nil, fmt.Errorf("%w: data_dir %s is in use by another golb (pid %s); stop it, or give this config its own data_dir", ErrDataDirInUse, dir, strings.TrimSpace(string(owner)))
+		return nil, fmt.Errorf("%w: another golb (pid %s) is using %s; stop it, or give this config its own data_dir", ErrDataDirInUse, strings.TrimSpace(string(owner)), dir)
 	}
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

@@ -8,7 +8,7 @@ var (
 	// ErrConfig: the config has errors; the diagnostics were printed.
 	ErrConfig = errors.New("invalid config")
 	// ErrDataDirInUse: another golb agent holds the data_dir lock.
-	ErrDataDirInUse = errors.New("data_dir in use")
+	ErrDataDirInUse = errors.New("data_dir locked")
 	// ErrScaleBounds: a scale request outside the group's bounds.
 	ErrScaleBounds = errors.New("count outside the group's scale bounds")
 )

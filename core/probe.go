@@ -16,7 +16,7 @@ type DriverProbe struct {
 	Name    string `json:"name"`
 	Source  string `json:"source"` // "built-in" or the plugin's path
 	Version string `json:"version"`
-	Healthy bool   `json:"healthy"`
+	Healthy bool   `json:"reachable"`
 	Detail  string `json:"detail"`
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,10 +29,17 @@ func newFlags(name string, stderr io.Writer, help string) *flag.FlagSet {
 	return fs
 }
 
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
 // parseFlags parses args; when it returns ok false, the command exits with
 // code: 0 for -h (help was printed), 2 for bad flags.
 func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
-	err := fs.Parse(args)
+	err := fs.Parse(flagsFirst(fs, args))
 	switch {
 	case err == nil:
 		return exitOK, true
@@ -40,6 +48,41 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
 	default:
 		return exitUsage, false
 	}
+}
+
+// flagsFirst moves flags (and their values) before the positional
+// arguments, so `golb scale web 3 --admin ADDR` works like
+// `golb scale --admin ADDR web 3`. "--" ends the flags as usual.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // Parse reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return append(flags, rest...)
 }
 
 func newLogger(stderr io.Writer, verbose bool) *slog.Logger {
@@ -100,7 +143,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if diags.HasErrors() {
 		return exitError
 	}
-	fmt.Fprintf(stdout, "%s: valid (%d groups, %d balancers)\n", fs.Arg(0), len(cfg.Groups), len(cfg.Balancers))
+	fmt.Fprintf(stdout, "%s: valid (%s, %s)\n", fs.Arg(0), plural(len(cfg.Groups), "group"), plural(len(cfg.Balancers), "balancer"))
 	return exitOK
 }
 
@@ -145,9 +188,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	go func() {
-		// A second signal during shutdown exits at once.
+		// A second signal during shutdown exits at once, leaving the workers
+		// running for the next golb run to adopt.
 		<-ctx.Done()
 		stop()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		<-again
+		logger.Warn("second signal: exiting now; the workers keep running and the next golb run adopts them")
+		os.Exit(130)
 	}()
 	if err := agent.Run(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {

@@ -525,7 +525,7 @@ func TestDataDirLock(t *testing.T) {
 		`group "hello"`, `group "other"`, `group     = "hello"`, `group     = "other"`,
 	).Replace(mustRead(t, cfg)))
 	out, code := runGolb(t, dir, other.adminAddr(), "run", cfg2)
-	if code != 1 || !strings.Contains(out, "in use by another golb") {
+	if code != 1 || !strings.Contains(out, "another golb (pid") {
 		t.Fatalf("second agent on the same data_dir: exit %d:\n%s", code, out)
 	}
 	time.Sleep(500 * time.Millisecond)

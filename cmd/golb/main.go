@@ -19,13 +19,13 @@ const (
 const usage = `golb runs HTTP workers (processes, Docker containers, or any driver plugin) behind a load balancer.
 
 Usage:
-  golb run [-v] [FILE]        run the agent in the foreground (no FILE: the embedded default)
-  golb validate FILE          check a config; exit 1 on any error
-  golb status [--json]        groups and workers of the running agent
-  golb scale GROUP N          set a group's desired worker count
-  golb stats [--json]         per-worker request stats (--json: the seed's JSON)
-  golb drivers [--json] [FILE] each driver found, its version, and whether its runtime is reachable
-  golb version                print the version
+  golb run [-v] [FILE]           run the agent in the foreground (no FILE: the embedded default)
+  golb validate FILE             check a config; exit 1 on any error
+  golb status [--json]           groups and workers of the running agent
+  golb scale GROUP N             set a group's desired worker count
+  golb stats [--json]            per-worker request stats (--json: the seed's JSON)
+  golb drivers [--json] [FILE]   each driver found, its version, and whether its runtime is reachable
+  golb version                   print the version
 
 Client verbs (status, scale, stats) talk to the admin API at --admin ADDR
 (default $GOLB_ADMIN, else 127.0.0.1:5040).
