@@ -342,8 +342,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	spawn(&monitorWG, monCtx, func(ctx context.Context) { a.plugins.monitor(ctx, a.recoverAfterPluginCrash) })
 	spawn(&statsWG, statsCtx, a.agg.Run)
-	for _, b := range a.balancers {
-		spawn(&trafficWG, trafficCtx, a.feedBalancer(b))
+	for group, bs := range a.byGroup {
+		for _, b := range bs {
+			spawn(&trafficWG, trafficCtx, a.feedBalancer(b, group))
+		}
 	}
 	// Adoption stops at Ctrl-C like everything else; what it adopted by then
 	// is stopped with the rest.
@@ -482,15 +484,7 @@ func (a *Agent) shutdownBalancers(ctx context.Context) {
 
 // feedBalancer keeps a balancer's pool equal to its group's running workers,
 // woken by memdb on every change to them.
-func (a *Agent) feedBalancer(b *balancer.Balancer) func(context.Context) {
-	group := ""
-	for g, bs := range a.byGroup {
-		for _, x := range bs {
-			if x == b {
-				group = g
-			}
-		}
-	}
+func (a *Agent) feedBalancer(b *balancer.Balancer, group string) func(context.Context) {
 	return func(ctx context.Context) {
 		for ctx.Err() == nil {
 			ws := memdb.NewWatchSet()
