@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -193,5 +194,32 @@ func TestListRemovesLeftoverRecords(t *testing.T) {
 	}
 	if _, err := os.Stat(rec); !os.IsNotExist(err) {
 		t.Fatalf("leftover record still there: %v", err)
+	}
+}
+
+// TestInstantExitReportsItsCode pins that a worker dying before the driver
+// saw it running still reports how it died, not just "exited at once".
+func TestInstantExitReportsItsCode(t *testing.T) {
+	c := launch(t)
+	defer c.Kill()
+	ctx := context.Background()
+	if err := c.SetConfig(ctx, settings(t)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 { // the race goes either way; both must say "exit code 3"
+		spec := drivers.WorkerSpec{ID: fmt.Sprintf("instant-%d", i), Group: "g", Port: drivertest.FreePort(t), BindAddr: "127.0.0.1",
+			Config: json.RawMessage(`{"command":["sh","-c","exit 3"]}`)}
+		h, err := c.Start(ctx, spec)
+		if err != nil {
+			if !strings.Contains(err.Error(), "exit code 3") {
+				t.Fatalf("Start error %q does not give the exit code", err)
+			}
+			continue
+		}
+		res, err := c.Wait(ctx, h.ID)
+		if err != nil || res.ExitCode != 3 {
+			t.Fatalf("Wait = %+v, %v; want exit code 3", res, err)
+		}
+		_ = c.Destroy(ctx, h.ID)
 	}
 }
