@@ -154,7 +154,7 @@ func TestFailureRateThroughBalancer(t *testing.T) {
 func TestWorkerCrashUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	pt := newPorts(t)
-	cfg := writeStatsConfig(t, dir, pt, 0, "2ms")
+	cfg := writeStatsConfig(t, dir, pt, 0, "1ms")
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
 	p.waitHealthy(3, 20*time.Second)
 	victim := p.healthyWorkers()[1]
