@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"time"
 )
 
@@ -146,6 +147,23 @@ type WorkerSpec struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Config is the group's config block, decoded against Info.ConfigSchema.
 	Config json.RawMessage `json:"config,omitempty"`
+}
+
+// validID is a worker id every runtime can use as a file or container name.
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// Validate checks what every driver relies on: an id usable as a file or
+// container name, and a port. The plugin server calls it before Start, so a
+// driver's Start sees only valid specs; drivers used in-process may call it
+// too.
+func (s WorkerSpec) Validate() error {
+	if !validID.MatchString(s.ID) {
+		return fmt.Errorf("%w: invalid worker id %q: letters, digits, '_', '.' and '-' only", ErrBadConfig, s.ID)
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return fmt.Errorf("%w: invalid port %d for worker %s", ErrBadConfig, s.Port, s.ID)
+	}
+	return nil
 }
 
 // DecodeConfig decodes the spec's config block into v (a pointer to a struct with

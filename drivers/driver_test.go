@@ -68,3 +68,25 @@ func TestHandleRoundTrip(t *testing.T) {
 		t.Fatalf("round trip: %+v", got)
 	}
 }
+
+func TestWorkerSpecValidate(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		port int
+		ok   bool
+	}{
+		{"hello-3f9c2a1b", 6000, true},
+		{"a_b.c", 1, true},
+		{"", 6000, false},
+		{"../x", 6000, false},
+		{"a b", 6000, false},
+		{"-lead", 6000, false},
+		{"ok", 0, false},
+		{"ok", 65536, false},
+	} {
+		err := WorkerSpec{ID: tc.id, Port: tc.port}.Validate()
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrBadConfig)) {
+			t.Errorf("Validate(%q, %d) = %v", tc.id, tc.port, err)
+		}
+	}
+}

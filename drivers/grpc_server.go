@@ -108,7 +108,7 @@ func (s *grpcServer) Start(ctx context.Context, req *proto.StartRequest) (*proto
 	if sp == nil {
 		return nil, status.Error(codes.InvalidArgument, "start: no worker spec")
 	}
-	h, err := s.impl.Start(ctx, WorkerSpec{
+	spec := WorkerSpec{
 		ID:       sp.Id,
 		Group:    sp.Group,
 		Port:     int(sp.Port),
@@ -116,7 +116,11 @@ func (s *grpcServer) Start(ctx context.Context, req *proto.StartRequest) (*proto
 		Env:      sp.Env,
 		Labels:   sp.Labels,
 		Config:   json.RawMessage(sp.ConfigJson),
-	})
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	h, err := s.impl.Start(ctx, spec)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -223,19 +222,13 @@ func (d *Driver) ValidateConfig(ctx context.Context, raw json.RawMessage) ([]dri
 	return diags, nil
 }
 
-// validName is what Docker accepts as a container name (after "golb-").
-var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
 // containerName is the name of a worker's container.
 func containerName(id string) string { return "golb-" + id }
 
 // Start implements drivers.Driver.
 func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.Handle, error) {
-	if !validName.MatchString(spec.ID) {
-		return nil, fmt.Errorf("%w: invalid worker id %q: letters, digits, '_', '.' and '-' only", drivers.ErrBadConfig, spec.ID)
-	}
-	if spec.Port <= 0 || spec.Port > 65535 {
-		return nil, fmt.Errorf("%w: invalid port %d", drivers.ErrBadConfig, spec.Port)
+	if err := spec.Validate(); err != nil { // ids are valid container names too
+		return nil, err
 	}
 	var c groupConfig
 	if err := spec.DecodeConfig(&c); err != nil {

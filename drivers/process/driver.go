@@ -166,11 +166,8 @@ func (d *Driver) logDir() string {
 
 // Start implements drivers.Driver.
 func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.Handle, error) {
-	if spec.ID == "" || strings.ContainsAny(spec.ID, "/\\ ") {
-		return nil, fmt.Errorf("%w: invalid worker id %q", drivers.ErrBadConfig, spec.ID)
-	}
-	if spec.Port <= 0 || spec.Port > 65535 {
-		return nil, fmt.Errorf("%w: invalid port %d", drivers.ErrBadConfig, spec.Port)
+	if err := spec.Validate(); err != nil {
+		return nil, err
 	}
 	var c groupConfig
 	if err := spec.DecodeConfig(&c); err != nil {
