@@ -1,20 +1,15 @@
 package core
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +20,7 @@ import (
 	"github.com/golb/golb/core/state"
 	"github.com/golb/golb/drivers"
 	"github.com/golb/golb/drivers/process"
+	"github.com/golb/golb/internal/testutil"
 	"github.com/golb/golb/workerapp"
 )
 
@@ -88,22 +84,7 @@ func agentMain(path string) int {
 }
 
 // syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // uniq returns base with a random suffix: group names (and so worker ids)
 // that no other test, or other run on this machine, uses.
@@ -113,34 +94,9 @@ func uniq(base string) string {
 	return base + hex.EncodeToString(b[:])
 }
 
-var portCursor atomic.Int64
-
-// freePorts finds n consecutive ports on 127.0.0.1 that can be bound now,
-// each call further on, so that the ranges of one test do not overlap.
-func freePorts(t testing.TB, n int) int {
-	t.Helper()
-	for range 2000 {
-		off := uint64(os.Getpid())*7919 + uint64(portCursor.Add(int64(n+3)))
-		// 21000-31999: below the kernel's ephemeral range (32768+), where
-		// outgoing connections of concurrent load tests take local ports,
-		// and apart from cmd/golb's tests (10000-20999).
-		base := 21000 + int(off%(11000-uint64(n)))
-		ok := true
-		for p := base; p < base+n; p++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range on 127.0.0.1")
-	return 0
-}
+// freePorts finds n consecutive free ports in 21000-31999: core's range,
+// apart from cmd/golb's tests (10000-20999).
+func freePorts(t testing.TB, n int) int { return testutil.PortRange(t, 21000, 32000, n) }
 
 // parseConfig parses src, failing the test on any diagnostic error.
 func parseConfig(t testing.TB, src string) *config.Config {
@@ -304,42 +260,19 @@ func inGroup(ws []*state.Worker, group string, st state.WorkerStatus) []*state.W
 }
 
 // alive reports whether pid runs and is not a zombie.
-func alive(pid int) bool {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(raw, ')')
-	return i > 0 && !strings.HasPrefix(strings.TrimSpace(string(raw[i+1:])), "Z")
-}
+func alive(pid int) bool { return testutil.Alive(pid) }
 
-// workerProcs scans /proc for live processes whose GOLB_WORKER_ID belongs to
-// one of groups (worker ids are GROUP-xxxxxxxx): the ground truth for orphans.
+// workerProcs finds the live processes of workers of groups (worker ids are
+// GROUP-xxxxxxxx).
 func workerProcs(groups ...string) map[int]string {
-	out := map[int]string{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !alive(pid) {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil {
-			continue
-		}
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			id, ok := strings.CutPrefix(string(kv), "GOLB_WORKER_ID=")
-			if !ok {
-				continue
-			}
-			for _, g := range groups {
-				if strings.HasPrefix(id, g+"-") {
-					out[pid] = id
-				}
+	return testutil.WorkerProcs(func(_ int, id string) bool {
+		for _, g := range groups {
+			if strings.HasPrefix(id, g+"-") {
+				return true
 			}
 		}
-	}
-	return out
+		return false
+	})
 }
 
 // waitProcs polls /proc until cond holds for the processes of groups.

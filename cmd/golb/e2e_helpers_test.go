@@ -4,19 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/golb/golb/core"
+	"github.com/golb/golb/internal/testutil"
 )
 
 // TestMain lets the test binary be golb itself (GOLB_E2E_SELF=1): the agent,
@@ -30,22 +28,7 @@ func TestMain(m *testing.M) {
 }
 
 // syncBuffer collects a process's output safely.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // golbProc is a `golb` command run as a subprocess.
 type golbProc struct {
@@ -166,29 +149,9 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 	return 0
 }
 
-// freePorts finds n consecutive free ports on 127.0.0.1.
-func freePorts(t testing.TB, n int) int {
-	t.Helper()
-	// 10000-20999: below the kernel's ephemeral range (32768+), where the
-	// outgoing connections of concurrent load tests take local ports, and
-	// apart from core's tests (21000-31999).
-	for base := 10000 + (os.Getpid()*7)%10000; base+n < 21000; base += n + 7 {
-		ok := true
-		for p := base; p < base+n; p++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
-}
+// freePorts finds n consecutive free ports in 10000-20999: cmd/golb's
+// range, apart from core's tests (21000-31999).
+func freePorts(t testing.TB, n int) int { return testutil.PortRange(t, 10000, 21000, n) }
 
 // ports is a set of free ports for one test's config.
 type ports struct{ worker, lb, admin int }
@@ -239,42 +202,16 @@ func pidOf(w core.WorkerView) int {
 	return n
 }
 
-func alive(pid int) bool {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(raw, ')')
-	return i > 0 && !strings.HasPrefix(strings.TrimSpace(string(raw[i+1:])), "Z")
-}
+func alive(pid int) bool { return testutil.Alive(pid) }
 
-// workerPIDs finds every live process whose environment names one of this
-// test's workers (GOLB_WORKER_ID=hello-… with the test's data dir), by
-// scanning /proc: the ground truth for orphans and duplicates.
+// workerPIDs finds the live processes of this test's workers: those running
+// in the test's directory (process workers inherit golb's working directory).
 func workerPIDs(t *testing.T, dir string) map[int]string {
 	t.Helper()
-	out := map[int]string{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !alive(pid) {
-			continue
-		}
-		cwd, _ := os.Readlink("/proc/" + e.Name() + "/cwd")
-		if cwd != dir {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil {
-			continue
-		}
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			if id, ok := strings.CutPrefix(string(kv), "GOLB_WORKER_ID="); ok {
-				out[pid] = id
-			}
-		}
-	}
-	return out
+	return testutil.WorkerProcs(func(pid int, _ string) bool {
+		cwd, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
+		return cwd == dir
+	})
 }
 
 func get(url string) (int, string, error) {
