@@ -90,3 +90,37 @@ func TestWorkerSpecValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestTracked(t *testing.T) {
+	var tr Tracked[int]
+	if _, err := tr.Get("a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get on empty: %v", err)
+	}
+	if err := tr.Reserve("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Reserve("a"); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("second Reserve of a starting id: %v", err)
+	}
+	tr.Commit("a", 1)
+	if err := tr.Reserve("a"); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("Reserve of a tracked id: %v", err)
+	}
+	if tr.Adopt("a", func() int { t.Fatal("mk ran for a tracked id"); return 0 }) {
+		t.Fatal("Adopt replaced a tracked worker")
+	}
+	if err := tr.Reserve("b"); err != nil {
+		t.Fatal(err)
+	}
+	tr.Release("b")
+	if !tr.Adopt("b", func() int { return 2 }) {
+		t.Fatal("Adopt of a released id failed")
+	}
+	if h, err := tr.Get("b"); err != nil || h != 2 {
+		t.Fatalf("Get b = %d, %v", h, err)
+	}
+	tr.Remove("a")
+	if tr.Has("a") || !tr.Has("b") {
+		t.Fatal("Remove")
+	}
+}

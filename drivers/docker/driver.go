@@ -69,7 +69,7 @@ type Driver struct {
 	mu       sync.Mutex
 	settings settings
 	cli      *client.Client // created on first use from settings
-	workers  map[string]*handle
+	workers  drivers.Tracked[*handle]
 
 	imgMu sync.Mutex // one image build/load at a time
 	img   builtImage // the last worker image ensured
@@ -87,7 +87,6 @@ func New(logger *slog.Logger) *Driver {
 	}
 	return &Driver{
 		logger:    logger,
-		workers:   make(map[string]*handle),
 		portCheck: portFree,
 	}
 }
@@ -248,12 +247,15 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	if err := d.portCheck(hostIP, spec.Port); err != nil {
 		return nil, fmt.Errorf("%w: starting worker %s: %s:%d: %v", drivers.ErrPortInUse, spec.ID, hostIP, spec.Port, err)
 	}
-	d.mu.Lock()
-	_, dup := d.workers[spec.ID]
-	d.mu.Unlock()
-	if dup {
-		return nil, fmt.Errorf("%w: worker %s already exists", drivers.ErrBadConfig, spec.ID)
+	if err := d.workers.Reserve(spec.ID); err != nil {
+		return nil, err
 	}
+	committed := false
+	defer func() {
+		if !committed {
+			d.workers.Release(spec.ID)
+		}
+	}()
 
 	ref := c.Image
 	if ref == "" {
@@ -304,10 +306,8 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		return nil, engineErr(cli, "starting worker "+spec.ID, err)
 	}
 	st := stateFromInspect(ins)
-	h := &handle{id: spec.ID, state: st}
-	d.mu.Lock()
-	d.workers[spec.ID] = h
-	d.mu.Unlock()
+	d.workers.Commit(spec.ID, &handle{id: spec.ID, state: st})
+	committed = true
 	d.logger.Debug("worker started", "worker", spec.ID, "container", shortID(created.ID), "image", ref, "address", st.Address)
 	return st.handle(spec.ID), nil
 }

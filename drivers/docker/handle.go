@@ -25,15 +25,7 @@ type handle struct {
 	state workerState
 }
 
-func (d *Driver) lookup(id string) (*handle, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	h, ok := d.workers[id]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", drivers.ErrNotFound, id)
-	}
-	return h, nil
-}
+func (d *Driver) lookup(id string) (*handle, error) { return d.workers.Get(id) }
 
 // Wait implements drivers.Driver. It asks the engine to wait for the container
 // to stop running, so it works the same for a container re-attached after a
@@ -234,9 +226,7 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	if err := cli.ContainerRemove(ctx, cid, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return engineErr(cli, "destroying worker "+id, err)
 	}
-	d.mu.Lock()
-	delete(d.workers, id)
-	d.mu.Unlock()
+	d.workers.Remove(id)
 	d.logger.Debug("worker destroyed", "worker", id, "container", shortID(cid))
 	return nil
 }
@@ -247,10 +237,7 @@ func (d *Driver) Recover(ctx context.Context, hd *drivers.Handle) error {
 	if hd == nil {
 		return fmt.Errorf("%w: nil handle", drivers.ErrStaleHandle)
 	}
-	d.mu.Lock()
-	_, known := d.workers[hd.ID]
-	d.mu.Unlock()
-	if known {
+	if d.workers.Has(hd.ID) {
 		return nil
 	}
 	st, err := decodeState(hd.StateVersion, hd.State)
@@ -275,10 +262,7 @@ func (d *Driver) Recover(ctx context.Context, hd *drivers.Handle) error {
 		return fmt.Errorf("%w: worker %s (container %s) is no longer running", drivers.ErrStaleHandle, hd.ID, shortID(st.ContainerID))
 	}
 	fresh := stateFromInspect(ins)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, known := d.workers[hd.ID]; !known {
-		d.workers[hd.ID] = &handle{id: hd.ID, state: fresh}
+	if d.workers.Adopt(hd.ID, func() *handle { return &handle{id: hd.ID, state: fresh} }) {
 		d.logger.Debug("worker recovered", "worker", hd.ID, "container", shortID(fresh.ContainerID))
 	}
 	return nil

@@ -63,7 +63,7 @@ type Driver struct {
 	mu       sync.Mutex
 	dataDir  string
 	settings settings
-	workers  map[string]*handle
+	workers  drivers.Tracked[*handle]
 }
 
 // New returns a process driver. Until SetConfig names a data directory it keeps
@@ -75,7 +75,6 @@ func New(logger *slog.Logger) *Driver {
 	return &Driver{
 		logger:  logger,
 		dataDir: filepath.Join(os.TempDir(), "golb-process-driver"),
-		workers: make(map[string]*handle),
 	}
 }
 
@@ -192,12 +191,15 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		return nil, fmt.Errorf("%w: starting worker %s: %s:%d: %v", drivers.ErrPortInUse, spec.ID, bind, spec.Port, err)
 	}
 
-	d.mu.Lock()
-	if _, dup := d.workers[spec.ID]; dup {
-		d.mu.Unlock()
-		return nil, fmt.Errorf("%w: worker %s already exists", drivers.ErrBadConfig, spec.ID)
+	if err := d.workers.Reserve(spec.ID); err != nil {
+		return nil, err
 	}
-	d.mu.Unlock()
+	committed := false
+	defer func() {
+		if !committed {
+			d.workers.Release(spec.ID)
+		}
+	}()
 
 	stdout, stderr, err := proc.OpenLogs(d.logDir(), spec.ID)
 	if err != nil {
@@ -245,10 +247,8 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("starting worker %s: %w", spec.ID, err)
 	}
-	h := newChildHandle(spec.ID, st, cmd)
-	d.mu.Lock()
-	d.workers[spec.ID] = h
-	d.mu.Unlock()
+	d.workers.Commit(spec.ID, newChildHandle(spec.ID, st, cmd))
+	committed = true
 	d.logger.Debug("worker started", "worker", spec.ID, "pid", pid, "address", st.Address)
 	return st.handle(spec.ID), nil
 }

@@ -63,8 +63,7 @@ type Driver struct {
 	mu       sync.Mutex
 	dataDir  string
 	settings settings
-	workers  map[string]*handle
-	starting map[string]struct{} // ids whose Start is under way
+	workers  drivers.Tracked[*handle]
 }
 
 // New returns a bwrap driver. Until SetConfig names a data directory it keeps
@@ -74,10 +73,8 @@ func New(logger *slog.Logger) *Driver {
 		logger = slog.Default()
 	}
 	return &Driver{
-		logger:   logger,
-		dataDir:  filepath.Join(os.TempDir(), "golb-bwrap-driver"),
-		workers:  make(map[string]*handle),
-		starting: make(map[string]struct{}),
+		logger:  logger,
+		dataDir: filepath.Join(os.TempDir(), "golb-bwrap-driver"),
 	}
 }
 
@@ -227,18 +224,14 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	}
 
 	// Reserve the id, so that two concurrent Starts of one id cannot both run.
-	d.mu.Lock()
-	_, dup := d.workers[spec.ID]
-	if _, busy := d.starting[spec.ID]; dup || busy {
-		d.mu.Unlock()
-		return nil, fmt.Errorf("%w: worker %s already exists", drivers.ErrBadConfig, spec.ID)
+	if err := d.workers.Reserve(spec.ID); err != nil {
+		return nil, err
 	}
-	d.starting[spec.ID] = struct{}{}
-	d.mu.Unlock()
+	committed := false
 	defer func() {
-		d.mu.Lock()
-		delete(d.starting, spec.ID)
-		d.mu.Unlock()
+		if !committed {
+			d.workers.Release(spec.ID)
+		}
 	}()
 
 	store := d.store()
@@ -288,10 +281,8 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		_ = os.Remove(status.Name())
 		return nil, fmt.Errorf("starting worker %s: %w", spec.ID, err)
 	}
-	h := newChildHandle(spec.ID, st, sb.cmd)
-	d.mu.Lock()
-	d.workers[spec.ID] = h
-	d.mu.Unlock()
+	d.workers.Commit(spec.ID, newChildHandle(spec.ID, st, sb.cmd))
+	committed = true
 	d.logger.Info("worker started", "worker", spec.ID, "pid", st.PID, "sandbox_pid", st.SandboxPID, "address", st.Address)
 	return st.handle(spec.ID), nil
 }

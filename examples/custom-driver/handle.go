@@ -99,15 +99,7 @@ func readExitCode(path string) (int, bool) {
 	}
 }
 
-func (d *Driver) lookup(id string) (*handle, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	h, ok := d.workers[id]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", drivers.ErrNotFound, id)
-	}
-	return h, nil
-}
+func (d *Driver) lookup(id string) (*handle, error) { return d.workers.Get(id) }
 
 // Wait implements drivers.Driver.
 func (d *Driver) Wait(ctx context.Context, id string) (drivers.ExitResult, error) {
@@ -214,9 +206,7 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 		// Known only from its state file (not recovered yet): kill it too.
 		st.kill()
 	}
-	d.mu.Lock()
-	delete(d.workers, id)
-	d.mu.Unlock()
+	d.workers.Remove(id)
 	if err := store.Remove(id); err != nil {
 		return fmt.Errorf("destroying worker %s: %w", id, err)
 	}
@@ -232,10 +222,7 @@ func (d *Driver) Recover(_ context.Context, hd *drivers.Handle) error {
 	if hd == nil {
 		return fmt.Errorf("%w: nil handle", drivers.ErrStaleHandle)
 	}
-	d.mu.Lock()
-	_, known := d.workers[hd.ID]
-	d.mu.Unlock()
-	if known {
+	if d.workers.Has(hd.ID) {
 		return nil
 	}
 	st, err := decodeState(hd.StateVersion, hd.State)
@@ -255,10 +242,7 @@ func (d *Driver) Recover(_ context.Context, hd *drivers.Handle) error {
 			return fmt.Errorf("recovering worker %s: %w", hd.ID, err)
 		}
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, known := d.workers[hd.ID]; !known {
-		d.workers[hd.ID] = newAdoptedHandle(hd.ID, st, statusFile(store, hd.ID))
+	if d.workers.Adopt(hd.ID, func() *handle { return newAdoptedHandle(hd.ID, st, statusFile(store, hd.ID)) }) {
 		d.logger.Info("worker recovered", "worker", hd.ID, "pid", st.PID, "sandbox_pid", st.SandboxPID)
 	}
 	return nil
