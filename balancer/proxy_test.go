@@ -371,6 +371,14 @@ func TestEjectionExpires(t *testing.T) {
 		t.Fatal("ejected worker got traffic")
 	}
 	waitFor(t, "ejection over", func() bool { return statsOf(t, b, "flaky").Healthy })
+	// The pool is rebuilt by the ejection's timer, a moment after the
+	// period ends: wait for the first request to reach the worker again,
+	// then round robin must share evenly.
+	waitFor(t, "traffic back on the worker", func() bool {
+		get(t, c, baseURL(b)+"/")
+		return flaky.hits.Load() > hits
+	})
+	hits = flaky.hits.Load()
 	for range 4 {
 		get(t, c, baseURL(b)+"/")
 	}
