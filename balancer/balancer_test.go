@@ -203,23 +203,11 @@ func TestNoHealthyWorkersAnswers503JSON(t *testing.T) {
 }
 
 func TestStartPortTakenBindsNothing(t *testing.T) {
-	// Hold port Q, and ask for 3 listeners from Q-2: the third cannot bind.
-	var taken net.Listener
-	var first int
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := ln.Addr().(*net.TCPAddr).Port
-		if q > 1026 && portFree(q-2) && portFree(q-1) {
-			taken, first = ln, q-2
-			break
-		}
-		ln.Close()
-	}
-	if taken == nil {
-		t.Skip("found no free port pair below an ephemeral port")
+	// Hold the third of three free ports, and ask for 3 listeners from the first.
+	first := freePorts(t, 3)
+	taken, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(first+2))
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer taken.Close()
 

@@ -3,14 +3,16 @@ package balancer
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/golb/golb/internal/testutil"
 )
 
 // worker is a real HTTP server on 127.0.0.1 standing in for a golb worker.
@@ -161,17 +163,12 @@ func get(t *testing.T, c *http.Client, url string) (int, string) {
 
 func baseURL(b *Balancer) string { return "http://" + b.Addrs()[0] }
 
-// freeAddr returns a loopback address nobody listens on (bound, then closed).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+// freePorts returns the first of n consecutive loopback ports that nobody
+// listens on, from this package's own range below the ephemeral ports.
+func freePorts(t testing.TB, n int) int { return testutil.PortRange(t, 2000, 5000, n) }
+
+// freeAddr returns a loopback address nobody listens on.
+func freeAddr(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(freePorts(t, 1)) }
 
 // gate blocks handlers until opened.
 type gate struct {

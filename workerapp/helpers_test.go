@@ -5,13 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/golb/golb/internal/testutil"
 )
 
 // quietLogger keeps lifecycle logs out of the test output unless -v.
@@ -36,16 +37,10 @@ func seeded(s *Server, seed uint64) *Server {
 	return s
 }
 
-// freePort returns a port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// freePort returns a port on 127.0.0.1 that was free a moment ago, from
+// this package's own range below the kernel's ephemeral ports, so that no
+// other package's outgoing connection takes it before the test binds it.
+func freePort(t testing.TB) int { return testutil.PortRange(t, 32000, 32760, 1) }
 
 // waitFor polls cond every 5ms until it holds, failing the test after timeout.
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
@@ -87,6 +82,7 @@ func startRun(t *testing.T, s *Server) *running {
 	waitFor(t, "worker healthy on "+r.addr, 20*time.Second, func() bool {
 		select {
 		case err := <-r.done:
+			r.done <- err // for the cleanup, which waits for Run's result
 			t.Fatalf("Run returned before serving: %v", err)
 		default:
 		}
