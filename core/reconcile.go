@@ -90,7 +90,7 @@ func (a *Agent) reconcileGroup(ctx context.Context, g *state.Group, all []*state
 		if !adopted {
 			return time.Now().Add(time.Second) // its earlier workers are not known yet
 		}
-		used := map[int]bool{}
+		used := a.foreignPorts(g.Name)
 		for _, w := range all {
 			used[w.Port] = true
 		}
@@ -141,8 +141,25 @@ func (a *Agent) goWork(ctx context.Context, fn func(context.Context)) {
 	}()
 }
 
-// allocPort returns the lowest port from first that no worker uses and that
-// can be bound on 127.0.0.1 right now.
+// foreignPorts returns the ports the config gives to anything but group's
+// workers: listeners, the admin API and other groups' worker ranges. A group
+// scaled past its own range, or whose range holds another program's port,
+// goes on to the next free port, but never into one of these.
+func (a *Agent) foreignPorts(group string) map[int]bool {
+	out := map[int]bool{}
+	for _, c := range a.cfg.PortClaims() {
+		if c.Group == group {
+			continue
+		}
+		for p := c.First; p <= c.Last; p++ {
+			out[p] = true
+		}
+	}
+	return out
+}
+
+// allocPort returns the lowest port from first that is not in used and
+// that can be bound on 127.0.0.1 right now.
 func allocPort(first int, used map[int]bool) (int, bool) {
 	for p := first; p <= 65535; p++ {
 		if used[p] {

@@ -166,3 +166,27 @@ func TestScale(t *testing.T) {
 		t.Errorf("Scale of an unknown group: %v, want state.ErrNoGroup", err)
 	}
 }
+
+// TestAllocPortPastRangeSkipsClaimedPorts scales a group past its own port
+// range: the next worker skips the ports the config gives to another group,
+// a balancer and the admin API, though none of them is bound.
+func TestAllocPortPastRangeSkipsClaimedPorts(t *testing.T) {
+	p := freePorts(t, 8)
+	cfg := parseConfig(t, header(t.TempDir(), fmt.Sprintf("127.0.0.1:%d", p+5))+
+		groupHCL("a", 2, p, "1ms")+groupHCL("b", 1, p+2, "1ms")+
+		fmt.Sprintf("balancer \"web\" {\n  group = \"a\"\n  port = %d\n  listeners = 2\n}\n", p+3))
+	a := &Agent{cfg: cfg}
+	used := a.foreignPorts("a")
+	for q := p + 2; q <= p+5; q++ {
+		if !used[q] {
+			t.Errorf("foreignPorts(a) lacks %d (claimed by the config)", q)
+		}
+	}
+	if used[p] || used[p+1] {
+		t.Errorf("foreignPorts(a) holds a's own ports %d-%d: %v", p, p+1, used)
+	}
+	used[p], used[p+1] = true, true // a's two workers
+	if got, ok := allocPort(p, used); !ok || got != p+6 {
+		t.Errorf("third worker of a: allocPort = %d, %v; want %d, past b's, the listeners' and the admin port", got, ok, p+6)
+	}
+}

@@ -6,6 +6,7 @@ package config
 
 import (
 	_ "embed"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -211,6 +212,43 @@ func (c *Config) DriversUsed() []string {
 
 // AdminAddress is the admin API address, "" when turned off.
 func (c *Config) AdminAddress() string { return *c.Admin.Address }
+
+// PortClaim is a range of ports one block of the config claims.
+type PortClaim struct {
+	First, Last int
+	Group       string // the group whose workers these are; "" for listeners and the admin API
+	What        string // for messages: `group "hello" workers (6000-6002)`
+	Range       hcl.Range
+}
+
+// PortClaims lists the port ranges the config gives out: each group's
+// worker ports (port … port+MaxCount-1), each balancer's listeners and the
+// admin API. Ranges that validation reports as invalid are left out.
+func (c *Config) PortClaims() []PortClaim {
+	inRange := func(first, last int) bool { return first >= 1 && first <= last && last <= 65535 }
+	var out []PortClaim
+	for _, g := range c.Groups {
+		if n := max(g.MaxCount(), 1); n <= 1000 && inRange(g.Port, g.Port+n-1) {
+			out = append(out, PortClaim{g.Port, g.Port + n - 1, g.Name,
+				fmt.Sprintf("group %q workers (%d-%d)", g.Name, g.Port, g.Port+n-1), attrRange(g.Body, "port")})
+		}
+	}
+	for _, b := range c.Balancers {
+		if b.Listeners == nil {
+			continue
+		}
+		if n := *b.Listeners; n >= 1 && n <= 64 && inRange(b.Port, b.Port+n-1) {
+			out = append(out, PortClaim{b.Port, b.Port + n - 1, "",
+				fmt.Sprintf("balancer %q listeners (%d-%d)", b.Name, b.Port, b.Port+n-1), attrRange(b.Body, "port")})
+		}
+	}
+	if c.Admin != nil && c.Admin.Address != nil {
+		if p, ok := adminPort(c.AdminAddress()); ok && p != 0 {
+			out = append(out, PortClaim{p, p, "", fmt.Sprintf("the admin API (%d)", p), attrRange(c.Admin.Body, "address")})
+		}
+	}
+	return out
+}
 
 // InitialCount is the desired count at start: count, or scale.min.
 func (g *Group) InitialCount() int {

@@ -454,39 +454,15 @@ func (v *validator) checkBalancer(b *Balancer) {
 	b.DrainTimeoutDur = v.duration(b.Body, "drain_timeout", b.DrainTimeout, 0)
 }
 
-// portUse is a range of ports some block claims.
-type portUse struct {
-	first, last int
-	what        string
-	rng         hcl.Range
-}
-
 // checkPorts reports balancer listeners, worker port ranges and the admin
 // address that overlap.
 func (v *validator) checkPorts() {
-	// Ranges already reported as invalid are left out: they would only add
-	// clashes that are not real.
-	inRange := func(first, last int) bool { return first >= 1 && first <= last && last <= 65535 }
-	var uses []portUse
-	for _, g := range v.cfg.Groups {
-		n := max(g.MaxCount(), 1)
-		if n <= 1000 && inRange(g.Port, g.Port+n-1) {
-			uses = append(uses, portUse{g.Port, g.Port + n - 1, fmt.Sprintf("group %q workers (%d-%d)", g.Name, g.Port, g.Port+n-1), attrRange(g.Body, "port")})
-		}
-	}
-	for _, b := range v.cfg.Balancers {
-		if n := *b.Listeners; n >= 1 && n <= 64 && inRange(b.Port, b.Port+n-1) {
-			uses = append(uses, portUse{b.Port, b.Port + n - 1, fmt.Sprintf("balancer %q listeners (%d-%d)", b.Name, b.Port, b.Port+n-1), attrRange(b.Body, "port")})
-		}
-	}
-	if p, ok := adminPort(v.cfg.AdminAddress()); ok && p != 0 {
-		uses = append(uses, portUse{p, p, fmt.Sprintf("the admin API (%d)", p), attrRange(v.cfg.Admin.Body, "address")})
-	}
+	uses := v.cfg.PortClaims()
 	for i := range uses {
 		for j := range i {
 			a, b := uses[i], uses[j]
-			if a.first <= b.last && b.first <= a.last {
-				v.errorf(a.rng, "Port clash between %s and %s", "Move one of them: each worker, listener and the admin API needs its own port.", a.what, b.what)
+			if a.First <= b.Last && b.First <= a.Last {
+				v.errorf(a.Range, "Port clash between %s and %s", "Move one of them: each worker, listener and the admin API needs its own port.", a.What, b.What)
 			}
 		}
 	}
