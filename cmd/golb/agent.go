@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -9,9 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -100,21 +103,59 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, map[string]*hcl.
 	return cfg, files, !diags.HasErrors()
 }
 
-// printDiags prints each diagnostic as a `file:line:column: severity:
-// summary` line (for editors and scripts), then HCL's rendering with the
-// source line and the fix hint.
+// printDiags prints each diagnostic once, compiler style: a
+// `file:line:column: severity: summary` line (for editors and scripts), the
+// offending source line with the span underlined, then the fix hint.
+//
+//	x.hcl:3:13: error: Invalid admin address "127.0.0.1:5040x"
+//	    3 |   address = "127.0.0.1:5040x"
+//	      |             ^^^^^^^^^^^^^^^^^
+//	  Write host:port with a port of 0 to 65535, …
 func printDiags(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) {
-	tw := hcl.NewDiagnosticTextWriter(w, files, 100, false)
 	for _, d := range diags {
 		sev := "error"
 		if d.Severity == hcl.DiagWarning {
 			sev = "warning"
 		}
-		if d.Subject != nil {
-			fmt.Fprintf(w, "%s:%d:%d: %s: %s\n", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, sev, d.Summary)
+		if d.Subject == nil {
+			fmt.Fprintf(w, "golb: %s: %s\n", sev, d.Summary)
+		} else {
+			s := d.Subject
+			fmt.Fprintf(w, "%s:%d:%d: %s: %s\n", s.Filename, s.Start.Line, s.Start.Column, sev, d.Summary)
+			if f := files[s.Filename]; f != nil {
+				writeSourceLine(w, f.Bytes, *s)
+			}
 		}
-		_ = tw.WriteDiagnostic(d)
+		if d.Detail != "" {
+			fmt.Fprintf(w, "  %s\n", d.Detail)
+		}
 	}
+}
+
+// writeSourceLine prints the line where r starts, numbered, and underlines
+// r (up to the end of that line).
+func writeSourceLine(w io.Writer, src []byte, r hcl.Range) {
+	if r.Start.Byte < 0 || r.Start.Byte > len(src) {
+		return
+	}
+	lineStart := bytes.LastIndexByte(src[:r.Start.Byte], '\n') + 1
+	lineEnd := len(src)
+	if i := bytes.IndexByte(src[lineStart:], '\n'); i >= 0 {
+		lineEnd = lineStart + i
+	}
+	line := strings.TrimRight(string(src[lineStart:lineEnd]), "\r")
+	end := min(max(r.End.Byte, r.Start.Byte), lineStart+len(line))
+	// Keep tabs in the indent so the carets line up under the span.
+	pad := []rune(string(src[lineStart:r.Start.Byte]))
+	for i, c := range pad {
+		if c != '\t' {
+			pad[i] = ' '
+		}
+	}
+	marks := max(utf8.RuneCount(src[r.Start.Byte:end]), 1)
+	num := strconv.Itoa(r.Start.Line)
+	gutter := strings.Repeat(" ", len(num))
+	fmt.Fprintf(w, "  %s | %s\n  %s | %s%s\n", num, line, gutter, string(pad), strings.Repeat("^", marks))
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
