@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,6 +153,7 @@ func TestFailureRateThroughBalancer(t *testing.T) {
 // no client-visible error, and leaves the pool after at most one failed
 // attempt.
 func TestWorkerCrashUnderLoad(t *testing.T) {
+	const clients = 4
 	dir := t.TempDir()
 	pt := newPorts(t)
 	cfg := writeStatsConfig(t, dir, pt, 0, "1ms")
@@ -159,53 +161,58 @@ func TestWorkerCrashUnderLoad(t *testing.T) {
 	p.waitHealthy(3, 20*time.Second)
 	victim := p.healthyWorkers()[1]
 
+	// One ticker paces the load at 200 rps, spread over both listeners;
+	// clients goroutines send the requests.
 	var sent, errs atomic.Int64
-	stop := make(chan struct{})
+	jobs := make(chan int)
 	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tick := time.NewTicker(20 * time.Millisecond) // 4 × 50 rps
-			defer tick.Stop()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				code, err := hello(pt.lb + (g+i)%2)
+	for range clients {
+		wg.Go(func() {
+			for i := range jobs {
+				code, err := hello(pt.lb + i%2)
 				sent.Add(1)
 				if err != nil || code != 200 {
 					errs.Add(1)
 					t.Logf("client-visible failure: %d %v", code, err)
 				}
 			}
-		}()
+		})
 	}
-	time.Sleep(time.Second)
-	// Requests already in flight on the victim when it dies fail too (and
-	// are retried): they are not attempts made after its death.
-	var inflight int64
-	for _, w := range p.workers() {
-		if w.ID == victim.ID {
-			inflight = w.InFlight
+	tick := time.NewTicker(5 * time.Millisecond)
+	start := time.Now()
+	killed := false
+	for i := 0; time.Since(start) < 3*time.Second; i++ {
+		<-tick.C
+		if !killed && time.Since(start) >= time.Second {
+			if err := syscall.Kill(pidOf(victim), syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
 		}
+		jobs <- i
 	}
-	if err := syscall.Kill(pidOf(victim), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * time.Second)
-	close(stop)
+	tick.Stop()
+	close(jobs)
 	wg.Wait()
+
 	s := fetchStats(t, pt.lb)
 	victimFailed := s.get("FailedRequests", victim.ID)
-	t.Logf("%d requests sent, %d client-visible errors; failed attempts on the killed worker: %v (%d in flight at the kill)", sent.Load(), errs.Load(), victimFailed, inflight)
+	ejected := regexp.MustCompile(`msg="worker ejected" balancer=web id=` + victim.ID + ` .*consecutive=(\d+)`).FindStringSubmatch(p.out.String())
+	t.Logf("%d requests sent, %d client-visible errors; failed attempts on the killed worker: %v; ejection log: %q",
+		sent.Load(), errs.Load(), victimFailed, ejected)
 	if errs.Load() != 0 {
 		t.Errorf("%d client-visible errors, want 0", errs.Load())
 	}
-	if victimFailed > float64(1+inflight) {
-		t.Errorf("the killed worker had %v failed attempts, want at most 1 after its death (+%d in flight)", victimFailed, inflight)
+	// The first failed attempt takes the worker out of the pool: the
+	// balancer logs its ejection after 1 consecutive failure (unless the
+	// reconciler removed it first). Attempts already under way on it then,
+	// one per client at most, fail too and are retried elsewhere; no
+	// attempt starts on it after that.
+	if ejected != nil && ejected[1] != "1" {
+		t.Errorf("the killed worker was ejected after %s consecutive failures, want 1", ejected[1])
+	}
+	if victimFailed > clients {
+		t.Errorf("the killed worker had %v failed attempts; with %d clients at most %d can have been under way when the first failed", victimFailed, clients, clients)
 	}
 }
 
