@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -53,7 +55,20 @@ type managedPlugin struct {
 	info     drivers.Info
 	replaced chan struct{} // closed when client is replaced by a new instance
 	restarts int
+	probing  bool // a liveness probe is under way
+	silent   int  // liveness probes in a row that got no answer
 }
+
+// A plugin process can be alive but not answering (stopped, deadlocked): its
+// calls would hang and nothing would be restarted. The monitor asks each
+// plugin for its Info every probeInterval; after probeFailures unanswered
+// probes in a row it kills the plugin, and the crash path starts a new
+// instance that recovers the workers, which keep running meanwhile.
+const (
+	probeInterval = time.Second
+	probeTimeout  = 2 * time.Second
+	probeFailures = 2
+)
 
 func newPluginManager(cfg *config.Config, self []string, store *state.Store, logger *slog.Logger, verbose bool) *pluginManager {
 	level := hclog.Info
@@ -215,12 +230,20 @@ func (m *pluginManager) monitor(ctx context.Context, onRestart func(ctx context.
 	done := make(chan string)
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	probe := time.NewTicker(probeInterval)
+	defer probe.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case name := <-done:
 			delete(restarting, name)
+		case <-probe.C:
+			for _, p := range m.all() {
+				if !restarting[p.name] {
+					wg.Go(func() { m.probe(ctx, p) })
+				}
+			}
 		case <-t.C:
 			for _, p := range m.all() {
 				p.mu.Lock()
@@ -240,6 +263,48 @@ func (m *pluginManager) monitor(ctx context.Context, onRestart func(ctx context.
 				}
 			}
 		}
+	}
+}
+
+// probe asks p's plugin for its Info, and kills a plugin that has not
+// answered probeFailures times in a row.
+func (m *pluginManager) probe(ctx context.Context, p *managedPlugin) {
+	p.mu.Lock()
+	c := p.client
+	if p.probing || c.Exited() {
+		p.mu.Unlock()
+		return
+	}
+	p.probing = true
+	p.mu.Unlock()
+
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	_, err := c.Info(pctx)
+	cancel()
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.probing = false
+	switch {
+	case ctx.Err() != nil || p.client != c || errors.Is(err, drivers.ErrPluginExited):
+		return // shutting down, or already replaced, or the crash path has it
+	case err == nil:
+		p.silent = 0
+		return
+	}
+	p.silent++
+	m.logger.Warn("driver plugin did not answer", "driver", p.name, "pid", c.Pid(), "in_a_row", p.silent, "err", err)
+	if p.silent < probeFailures {
+		return
+	}
+	p.silent = 0
+	m.logger.Error("driver plugin not answering; killing it so that a new instance takes over (its workers keep running)",
+		"driver", p.name, "pid", c.Pid(), "unanswered", probeFailures, "timeout", probeTimeout.String())
+	m.setDriverState(p.name, func(d *state.Driver) { d.Error = "plugin not answering" })
+	// SIGKILL, not Kill(): go-plugin's graceful Kill asks the plugin to
+	// shut down first, which a stopped plugin never answers.
+	if pid := c.Pid(); pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 
