@@ -103,8 +103,9 @@ type Config struct {
 	// DialTimeout bounds connecting to a worker. Default 2s.
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for a worker's response headers
-	// once the request is sent. Default 60s. A timeout answers 504 and is
-	// not retried (a slow worker is not a dead one).
+	// once the request is sent. Default 60s. A timeout answers 504, counts
+	// as a failed attempt, and is neither retried nor a reason to eject (a
+	// slow worker is not a dead one).
 	ResponseHeaderTimeout time.Duration
 	// IdleConnTimeout closes idle keep-alive connections to workers.
 	// Default 90s.

@@ -489,3 +489,53 @@ func TestStreamedResponseArrivesInChunks(t *testing.T) {
 		t.Fatalf("after 3 chunks: %v, want EOF", err)
 	}
 }
+
+// TestHungWorkerAnswers504AtResponseHeaderTimeout pins the hung-worker
+// defect: a worker that accepts a request and never answers (a SIGSTOPped
+// process) held the client for the whole default 60 s. The client gets a 504
+// with the JSON body once ResponseHeaderTimeout passes, the attempt counts
+// as failed, and the worker is not ejected (a slow worker is not a dead
+// one). The worker's handler returns only when the balancer gives up on it
+// or after the client has its answer, so a balancer that waited for the
+// worker would fail this test on the client's own timeout.
+func TestHungWorkerAnswers504AtResponseHeaderTimeout(t *testing.T) {
+	answered := newGate()
+	defer answered.open()
+	hung := newWorker(t, "hung", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-answered.ch:
+		case <-r.Context().Done(): // the balancer closed the connection
+		}
+	}))
+	cfg := testConfig()
+	cfg.ResponseHeaderTimeout = 300 * time.Millisecond
+	b := startBalancer(t, cfg, hung)
+
+	start := time.Now()
+	resp, err := testClient().Get(baseURL(b) + "/api/v1/hello")
+	if err != nil {
+		t.Fatalf("GET through a hung worker: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	answered.open()
+	t.Logf("answered %d after %v", resp.StatusCode, took.Round(time.Millisecond))
+
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("status %d, want 504", resp.StatusCode)
+	}
+	if got, want := strings.TrimSpace(string(body)), `{"error":"worker timed out","balancer":"web"}`; got != want {
+		t.Errorf("body %s, want %s", got, want)
+	}
+	if took < cfg.ResponseHeaderTimeout {
+		t.Errorf("answered after %v, before the %v timeout", took, cfg.ResponseHeaderTimeout)
+	}
+	s := statsOf(t, b, "hung")
+	if s.Failed != 1 || s.Success != 0 || hung.hits.Load() != 1 {
+		t.Errorf("counted %d failed, %d succeeded, worker saw %d requests; want 1, 0, 1", s.Failed, s.Success, hung.hits.Load())
+	}
+	if !s.Healthy {
+		t.Error("a worker that timed out once was ejected")
+	}
+}

@@ -158,10 +158,15 @@ type Balancer struct {
 	RetryOn []string `hcl:"retry_on,optional"`
 	// DrainTimeout bounds how long a removed worker may finish in-flight
 	// requests before it is stopped. Default "10s".
-	DrainTimeout string   `hcl:"drain_timeout,optional"`
-	Body         hcl.Body `hcl:",body"`
+	DrainTimeout string `hcl:"drain_timeout,optional"`
+	// ResponseTimeout bounds the wait for a worker's response headers once
+	// the request is sent; past it the client gets a 504 and the attempt
+	// counts as failed (a hung worker, e.g. a SIGSTOPped one). Default
+	// "60s"; must be above 0.
+	ResponseTimeout string   `hcl:"response_timeout,optional"`
+	Body            hcl.Body `hcl:",body"`
 
-	DrainTimeoutDur time.Duration
+	DrainTimeoutDur, ResponseTimeoutDur time.Duration
 }
 
 // Stats configures where per-worker counts go.

@@ -427,6 +427,7 @@ func renderConfig(t *testing.T, c *Config) string {
 		Retries      int      `json:"retries"`
 		RetryOn      []string `json:"retry_on"`
 		DrainTimeout string   `json:"drain_timeout"`
+		RespTimeout  string   `json:"response_timeout"`
 	}
 	out := struct {
 		Filename      string     `json:"filename"`
@@ -475,7 +476,7 @@ func renderConfig(t *testing.T, c *Config) string {
 		out.Groups = append(out.Groups, r)
 	}
 	for _, b := range c.Balancers {
-		out.Balancers = append(out.Balancers, balancer{b.Name, b.Group, b.Port, *b.Listeners, b.Policy, *b.Retries, b.RetryOn, b.DrainTimeoutDur.String()})
+		out.Balancers = append(out.Balancers, balancer{b.Name, b.Group, b.Port, *b.Listeners, b.Policy, *b.Retries, b.RetryOn, b.DrainTimeoutDur.String(), b.ResponseTimeoutDur.String()})
 	}
 	js, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {

@@ -251,6 +251,9 @@ func (v *validator) defaults() {
 		if b.DrainTimeout == "" {
 			b.DrainTimeout = "10s"
 		}
+		if b.ResponseTimeout == "" {
+			b.ResponseTimeout = "60s"
+		}
 	}
 }
 
@@ -452,6 +455,11 @@ func (v *validator) checkBalancer(b *Balancer) {
 		}
 	}
 	b.DrainTimeoutDur = v.duration(b.Body, "drain_timeout", b.DrainTimeout, 0)
+	if d, err := time.ParseDuration(b.ResponseTimeout); err == nil && d <= 0 {
+		v.errorf(attrRange(b.Body, "response_timeout"), "response_timeout must be above 0", `It bounds the wait for a worker's response headers, e.g. "60s" (the default) or "5s".`)
+	} else {
+		b.ResponseTimeoutDur = v.duration(b.Body, "response_timeout", b.ResponseTimeout, 0)
+	}
 }
 
 // checkPorts reports balancer listeners, worker port ranges and the admin

@@ -51,13 +51,14 @@ group "hello" {
 }
 
 balancer "public" {
-  group         = "api"
-  port          = 80
-  listeners     = 4
-  policy        = "p2c"
-  retries       = 0
-  retry_on      = ["5xx", "connect-failure"]
-  drain_timeout = "1m30s"
+  group            = "api"
+  port             = 80
+  listeners        = 4
+  policy           = "p2c"
+  retries          = 0
+  retry_on         = ["5xx", "connect-failure"]
+  drain_timeout    = "1m30s"
+  response_timeout = "5s"
 }
 
 balancer "internal" {
