@@ -232,20 +232,32 @@ type ExitResult struct {
 	Signal   int    `json:"signal,omitempty"`
 	OOM      bool   `json:"oom,omitempty"`
 	Err      string `json:"err,omitempty"`
+	// Output is the worker's last words: the last lines it wrote to stderr
+	// (or to its one log stream, where the runtime keeps one) before it
+	// ended, as TrimOutput makes them. Empty when the driver cannot read them.
+	Output string `json:"output,omitempty"`
 }
 
 // Successful reports whether the worker exited 0 without a signal.
 func (r ExitResult) Successful() bool { return r.ExitCode == 0 && r.Signal == 0 && r.Err == "" }
 
+// String is one line: how the worker ended, then the last line of its
+// Output when there is one, e.g. `exit code 2: golb worker: GOLB_FAILURE_RATE
+// "bogus": not a number`.
 func (r ExitResult) String() string {
+	var s string
 	switch {
 	case r.Err != "":
-		return "error: " + r.Err
+		s = "error: " + r.Err
 	case r.Signal != 0:
-		return fmt.Sprintf("killed by signal %d", r.Signal)
+		s = fmt.Sprintf("killed by signal %d", r.Signal)
 	default:
-		return fmt.Sprintf("exit code %d", r.ExitCode)
+		s = fmt.Sprintf("exit code %d", r.ExitCode)
 	}
+	if line := lastLine(r.Output); line != "" {
+		s += ": " + line
+	}
+	return s
 }
 
 // DialHost is the host to reach a worker bound (or a port published) on

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -238,14 +239,21 @@ func exitToProto(r *ExitResult) *proto.ExitResult {
 	if r == nil {
 		return nil
 	}
-	return &proto.ExitResult{ExitCode: int32(r.ExitCode), Signal: int32(r.Signal), Oom: r.OOM, Err: r.Err}
+	// A proto3 string must be valid UTF-8, or the whole reply fails to marshal.
+	return &proto.ExitResult{
+		ExitCode: int32(r.ExitCode),
+		Signal:   int32(r.Signal),
+		Oom:      r.OOM,
+		Err:      strings.ToValidUTF8(r.Err, "\uFFFD"),
+		Output:   strings.ToValidUTF8(r.Output, "\uFFFD"),
+	}
 }
 
 func exitFromProto(p *proto.ExitResult) *ExitResult {
 	if p == nil {
 		return nil
 	}
-	return &ExitResult{ExitCode: int(p.ExitCode), Signal: int(p.Signal), OOM: p.Oom, Err: p.Err}
+	return &ExitResult{ExitCode: int(p.ExitCode), Signal: int(p.Signal), OOM: p.Oom, Err: p.Err, Output: p.Output}
 }
 
 func unixNano(t time.Time) int64 {

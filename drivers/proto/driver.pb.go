@@ -797,11 +797,14 @@ func (x *Handle) GetState() []byte {
 }
 
 type ExitResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ExitCode      int32                  `protobuf:"varint,1,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Signal        int32                  `protobuf:"varint,2,opt,name=signal,proto3" json:"signal,omitempty"`
-	Oom           bool                   `protobuf:"varint,3,opt,name=oom,proto3" json:"oom,omitempty"`
-	Err           string                 `protobuf:"bytes,4,opt,name=err,proto3" json:"err,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ExitCode int32                  `protobuf:"varint,1,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Signal   int32                  `protobuf:"varint,2,opt,name=signal,proto3" json:"signal,omitempty"`
+	Oom      bool                   `protobuf:"varint,3,opt,name=oom,proto3" json:"oom,omitempty"`
+	Err      string                 `protobuf:"bytes,4,opt,name=err,proto3" json:"err,omitempty"`
+	// The last lines the worker wrote (stderr, or its whole log where the
+	// runtime keeps one stream) before it exited; empty when unknown.
+	Output        string `protobuf:"bytes,5,opt,name=output,proto3" json:"output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -860,6 +863,13 @@ func (x *ExitResult) GetOom() bool {
 func (x *ExitResult) GetErr() string {
 	if x != nil {
 		return x.Err
+	}
+	return ""
+}
+
+func (x *ExitResult) GetOutput() string {
+	if x != nil {
+		return x.Output
 	}
 	return ""
 }
@@ -1584,13 +1594,14 @@ const file_driver_proto_rawDesc = "" +
 	"\x05state\x18\b \x01(\fR\x05state\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"e\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"}\n" +
 	"\n" +
 	"ExitResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\x05R\x06signal\x12\x10\n" +
 	"\x03oom\x18\x03 \x01(\bR\x03oom\x12\x10\n" +
-	"\x03err\x18\x04 \x01(\tR\x03err\"?\n" +
+	"\x03err\x18\x04 \x01(\tR\x03err\x12\x16\n" +
+	"\x06output\x18\x05 \x01(\tR\x06output\"?\n" +
 	"\fStartRequest\x12/\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1b.golb.drivers.v1.WorkerSpecR\x04spec\"@\n" +
 	"\rStartResponse\x12/\n" +
