@@ -443,12 +443,13 @@ func (a *Agent) startBalancers(ctx context.Context) error {
 			Local:        map[string]http.Handler{"/worker/stats": statsHandler},
 			Logger:       a.logger,
 		})
-		if err == nil {
-			err = b.Start(ctx)
-		}
 		if err != nil {
 			a.shutdownBalancers(context.Background())
-			return fmt.Errorf("starting balancer %q: %w", bc.Name, err)
+			return fmt.Errorf("configuring balancer %q: %w", bc.Name, err)
+		}
+		if err := b.Start(ctx); err != nil { // it names the balancer and the address
+			a.shutdownBalancers(context.Background())
+			return err
 		}
 		a.balancers = append(a.balancers, b)
 		a.byGroup[bc.Group] = append(a.byGroup[bc.Group], b)

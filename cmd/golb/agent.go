@@ -64,7 +64,7 @@ func flagsFirst(fs *flag.FlagSet, args []string) []string {
 			rest = append(rest, args[i:]...)
 			break
 		}
-		if len(a) < 2 || a[0] != '-' {
+		if len(a) < 2 || a[0] != '-' || isNumber(a) { // "-1" is a (bad) count, not a flag
 			rest = append(rest, a)
 			continue
 		}
@@ -85,7 +85,15 @@ func flagsFirst(fs *flag.FlagSet, args []string) []string {
 			flags = append(flags, args[i])
 		}
 	}
+	if len(rest) > 0 && len(rest[0]) > 1 && rest[0][0] == '-' && isNumber(rest[0]) {
+		flags = append(flags, "--") // so that Parse leaves "-1" to the command
+	}
 	return append(flags, rest...)
+}
+
+func isNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil
 }
 
 func newLogger(stderr io.Writer, verbose bool) *slog.Logger {
@@ -188,8 +196,12 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// stopSignals make `golb run` drain, stop its workers, flush stats and exit
+// 0; a second one exits at once.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", stderr, "Usage: golb run [-v] [FILE]\n\nRuns the agent in the foreground. Without FILE, the embedded default:\n3 process workers from port 6000 behind 2 listeners from 5050.\nCtrl-C or SIGTERM drains, stops the workers, flushes stats and exits 0.")
+	fs := newFlags("run", stderr, "Usage: golb run [-v] [FILE]\n\nRuns the agent in the foreground. Without FILE, the embedded default:\n3 process workers from port 6000 behind 2 listeners from 5050.\nCtrl-C, SIGTERM or SIGHUP drains, stops the workers, flushes stats and exits 0.\nA second signal exits at once and leaves the workers for the next run to adopt.")
 	verbose := fs.Bool("v", false, "verbose logs (driver plugins' debug output)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -198,6 +210,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
+	// Listen for signals first: a signal that arrives while the config loads
+	// must not be lost, nor (SIGHUP from a closed terminal) kill golb
+	// without a clean shutdown.
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
+	defer stop()
 	logger := newLogger(stderr, *verbose)
 	slog.SetDefault(logger)
 	cfg, files, ok := loadConfig(fs.Arg(0), stderr)
@@ -213,8 +230,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "golb:", err)
 		return exitError
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	pctx, cancel := context.WithTimeout(ctx, time.Minute)
 	diags := agent.Prepare(pctx)
 	cancel()
@@ -234,7 +249,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop()
 		again := make(chan os.Signal, 1)
-		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		signal.Notify(again, stopSignals...)
 		<-again
 		logger.Warn("second signal: exiting now; the workers keep running and the next golb run adopts them")
 		os.Exit(130)

@@ -646,3 +646,25 @@ func TestCrashLoopBacksOff(t *testing.T) {
 		t.Fatalf("%d restarts in 3 s while backing off", after-before)
 	}
 }
+
+// TestSIGHUPShutsDownCleanly: SIGHUP (a closed terminal) killed golb at once,
+// with no drain, no stats flush and the workers left behind. It now shuts
+// down like SIGTERM.
+func TestSIGHUPShutsDownCleanly(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	p := golb(t, dir, pt.adminAddr(), "run", writeConfig(t, dir, pt, 2, ""))
+	p.waitHealthy(2, 20*time.Second)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(60 * time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGHUP, want 0:\n%s", code, p.out.String())
+	}
+	if !strings.Contains(p.out.String(), "golb stopped") {
+		t.Errorf("no clean shutdown logged:\n%s", p.out.String())
+	}
+	if left := workerPIDs(t, dir); len(left) != 0 {
+		t.Fatalf("worker processes left after SIGHUP: %v", left)
+	}
+}

@@ -20,6 +20,8 @@ func TestFlagsFirst(t *testing.T) {
 		{[]string{"a", "--", "--admin", "b"}, []string{"a", "--", "--admin", "b"}},
 		{[]string{"-", "x"}, []string{"-", "x"}},
 		{[]string{"--nope", "x"}, []string{"--nope", "x"}},
+		{[]string{"hello", "-1", "--json"}, []string{"--json", "hello", "-1"}}, // a negative count is an argument
+		{[]string{"-1", "hello"}, []string{"--", "-1", "hello"}},
 	} {
 		if got := flagsFirst(fs, tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("flagsFirst(%q) = %q, want %q", tc.in, got, tc.want)
