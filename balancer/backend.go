@@ -80,12 +80,18 @@ type backend struct {
 	ejectTimer   *time.Timer
 	stopCheck    context.CancelFunc
 
+	// Why the last active check failed, nil once one passes; read by Stats.
+	healthErr atomic.Pointer[string]
+
 	// Active check state, guarded by hmu. gen changes on MarkDown and
-	// re-add, so a check that started before is ignored.
+	// re-add, so a check that started before is ignored. warned is set
+	// once the backend's failing checks were logged at WARN, and cleared
+	// when it becomes healthy: one warning per spell of failing.
 	hmu    sync.Mutex
 	passes int
 	fails  int
 	gen    uint64
+	warned bool
 
 	// WaitIdle support: watched turns true once someone waits, after which
 	// the request that brings inflight to zero closes idleCh.
@@ -169,6 +175,8 @@ func (be *backend) resetHealth(healthy bool) {
 	be.hmu.Lock()
 	be.gen++
 	be.passes, be.fails = 0, 0
+	be.warned = false
+	be.healthErr.Store(nil)
 	be.healthy.Store(healthy)
 	be.hmu.Unlock()
 }

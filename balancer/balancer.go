@@ -67,8 +67,9 @@ type Pool interface {
 	WaitIdle(ctx context.Context, id string) error
 }
 
-// Counters is what core reads: per-worker outcome counts (for the stats
-// sink) and the in-flight total (for the autoscaler).
+// Counters is what core reads: per-worker outcome counts and health (for
+// the stats sink and the admin API) and the in-flight total (for the
+// autoscaler).
 type Counters interface {
 	Stats() []WorkerStats
 	InFlight() int64
@@ -90,6 +91,9 @@ type WorkerStats struct {
 	InFlight   int64
 	Healthy    bool // passes active checks, not ejected, not removed
 	Removed    bool // no longer in the desired set (its counts are kept)
+	// HealthError is why the last active check failed, e.g. "GET /healthz:
+	// 404 Not Found"; empty once a check passes (and when checks are off).
+	HealthError string
 }
 
 // New validates cfg and builds a Balancer. Nothing is bound until Start.
@@ -331,15 +335,20 @@ func (b *Balancer) Stats() []WorkerStats {
 	out := make([]WorkerStats, len(all))
 	for i, be := range all {
 		s, f := be.counts()
+		var herr string
+		if p := be.healthErr.Load(); p != nil {
+			herr = *p
+		}
 		out[i] = WorkerStats{
-			ID:         be.id,
-			Address:    be.address(),
-			Success:    s,
-			Failed:     f,
-			LatencySum: time.Duration(be.latencyNs.Load()),
-			InFlight:   be.inflight.Load(),
-			Healthy:    be.healthy.Load() && !be.removed.Load() && !be.ejected(now),
-			Removed:    be.removed.Load(),
+			ID:          be.id,
+			Address:     be.address(),
+			Success:     s,
+			Failed:      f,
+			LatencySum:  time.Duration(be.latencyNs.Load()),
+			InFlight:    be.inflight.Load(),
+			Healthy:     be.healthy.Load() && !be.removed.Load() && !be.ejected(now),
+			Removed:     be.removed.Load(),
+			HealthError: herr,
 		}
 	}
 	return out

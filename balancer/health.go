@@ -2,9 +2,11 @@ package balancer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -50,7 +52,20 @@ func (b *Balancer) checkLoop(ctx context.Context, be *backend) {
 	}
 }
 
-// checkOnce runs one active check and applies its result.
+// healthEvent is what one check changed, for the log.
+type healthEvent uint8
+
+const (
+	healthSame    healthEvent = iota
+	healthUp                  // became healthy
+	healthDown                // was healthy, failed Fall checks in a row
+	healthFailing             // not healthy, failed Fall checks in a row: warned once
+)
+
+// checkOnce runs one active check and applies its result. A failure's
+// reason is kept for Stats until a check passes. Failing checks are logged
+// at WARN once per spell (when the worker turns unhealthy, or when one that
+// is not healthy fails Fall in a row), otherwise at DEBUG.
 func (b *Balancer) checkOnce(ctx context.Context, be *backend) {
 	be.hmu.Lock()
 	gen := be.gen
@@ -67,57 +82,86 @@ func (b *Balancer) checkOnce(ctx context.Context, be *backend) {
 		be.hmu.Unlock()
 		return // marked down or re-added while the check ran
 	}
-	changed := false
+	event := healthSame
+	fall := b.cfg.Health.Fall
 	if err == nil {
 		be.fails = 0
 		be.passes++
+		be.healthErr.Store(nil)
 		if !be.healthy.Load() && be.passes >= b.cfg.Health.Rise {
 			be.healthy.Store(true)
 			be.everHealthy.Store(true)
-			changed = true
+			be.warned = false
+			event = healthUp
 		}
 	} else {
+		reason := err.Error()
+		be.healthErr.Store(&reason)
 		be.passes = 0
 		be.fails++
-		if be.healthy.Load() && be.fails >= b.cfg.Health.Fall {
+		switch {
+		case be.fails < fall:
+		case be.healthy.Load():
 			be.healthy.Store(false)
-			changed = true
+			be.warned = true
+			event = healthDown
+		case !be.warned:
+			be.warned = true
+			event = healthFailing
 		}
 	}
+	fails := be.fails
 	be.hmu.Unlock()
 
-	if !changed {
-		if err != nil {
-			b.log.Debug("health check failed", "id", be.id, "addr", addr, "err", err)
-		}
-		return
-	}
-	if err == nil {
+	switch event {
+	case healthUp:
 		b.log.Info("worker healthy", "id", be.id, "addr", addr)
-	} else {
-		b.log.Warn("worker unhealthy", "id", be.id, "addr", addr, "err", err)
+		b.rebuild()
+	case healthDown:
+		b.log.Warn("worker unhealthy", "id", be.id, "addr", addr, "reason", err.Error(), "failed_checks", fails)
+		b.rebuild()
+	case healthFailing:
+		b.log.Warn("worker not passing its health check; it gets no traffic until it does",
+			"id", be.id, "addr", addr, "reason", err.Error(), "failed_checks", fails)
+	default:
+		if err != nil {
+			b.log.Debug("health check failed", "id", be.id, "addr", addr, "reason", err.Error())
+		}
 	}
-	b.rebuild()
 }
 
-// probe GETs the health path of addr; a 2xx or 3xx answer within Timeout passes.
+// probe GETs the health path of addr; a 2xx or 3xx answer within Timeout
+// passes. The error is short, since it is shown as the worker's health
+// error: "GET /healthz: 404 Not Found", "GET /healthz: no answer within 1s",
+// "GET /healthz: dial tcp 127.0.0.1:6000: connect: connection refused".
 func (b *Balancer) probe(ctx context.Context, addr string) error {
+	path := b.cfg.Health.Path
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Health.Timeout)
 	defer cancel()
-	url := "http://" + addr + b.cfg.Health.Path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
-		return fmt.Errorf("building health check request for %s: %w", url, err)
+		return fmt.Errorf("GET %s: building the request: %w", path, err)
 	}
 	req.Header.Set("User-Agent", "golb-health-check")
 	resp, err := b.checker.Do(req)
 	if err != nil {
-		return fmt.Errorf("checking %s: %w", url, err)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("GET %s: no answer within %v", path, b.cfg.Health.Timeout)
+		}
+		var ue *url.Error // "Get \"http://…\": " says again what we say
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		var de *dialError // "dialing worker ADDR: " too
+		if errors.As(err, &de) {
+			err = de.err
+		}
+		return fmt.Errorf("GET %s: %w", path, err)
 	}
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-		return fmt.Errorf("checking %s: status %d", url, resp.StatusCode)
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
 	return nil
 }

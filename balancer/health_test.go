@@ -1,11 +1,18 @@
 package balancer
 
 import (
+	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/golb/golb/internal/testutil"
 )
 
 func TestNewWorkerGetsNoTrafficBeforeFirstPassingCheck(t *testing.T) {
@@ -115,4 +122,116 @@ func TestHealthCheckTimeout(t *testing.T) {
 	bal := startBalancer(t, cfg, w)
 	stuck.Store(true) // the worker stops answering checks
 	waitFor(t, "stuck worker unhealthy", func() bool { return healthyCount(bal) == 0 })
+}
+
+// logRecords decodes the JSON log lines in buf whose msg starts with prefix.
+func logRecords(t *testing.T, buf *testutil.SyncBuffer, prefix string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if msg, _ := rec["msg"].(string); strings.HasPrefix(msg, prefix) {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// TestHealthCheckFailureIsExplained pins a defect: a worker whose /healthz
+// answered 404 (it ran some other HTTP server) never got traffic, and the
+// reason was logged only at DEBUG. The reason is now in Stats while the
+// checks fail, a WARN names it once (not once per check), and the WARN of a
+// healthy worker turning unhealthy carries it too.
+func TestHealthCheckFailureIsExplained(t *testing.T) {
+	var logs testutil.SyncBuffer
+	var passing atomic.Bool
+	var checks atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			checks.Add(1)
+			if !passing.Load() {
+				http.NotFound(w, r)
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(other.Close)
+	be := Backend{ID: "other", Address: strings.TrimPrefix(other.URL, "http://")}
+
+	a := newWorker(t, "a", nil)
+	cfg := testConfig()
+	cfg.Health = HealthCheck{Interval: 50 * time.Millisecond, Timeout: 50 * time.Millisecond, Fall: 2}
+	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) // the default level: INFO
+	bal := startBalancer(t, cfg, a)
+	bal.SetBackends([]Backend{a.backend(), be})
+
+	const reason = "GET /healthz: 404 Not Found"
+	waitFor(t, "the 404 reported", func() bool { return statsOf(t, bal, "other").HealthError == reason })
+	n := checks.Load()
+	waitFor(t, "five more failed checks", func() bool { return checks.Load() >= n+5 })
+	if s := statsOf(t, bal, "other"); s.Healthy {
+		t.Fatalf("a worker answering 404 to its checks is healthy: %+v", s)
+	}
+	warns := logRecords(t, &logs, "worker not passing its health check")
+	if len(warns) != 1 {
+		t.Fatalf("%d warnings for a worker failing every check, want 1; logs:\n%s", len(warns), logs.String())
+	}
+	if w := warns[0]; w["level"] != "WARN" || w["id"] != "other" || w["addr"] != be.Address || w["reason"] != reason {
+		t.Errorf("warning %v, want WARN with id other, addr %s, reason %q", w, be.Address, reason)
+	}
+
+	passing.Store(true)
+	waitFor(t, "the worker healthy", func() bool { return statsOf(t, bal, "other").Healthy })
+	if s := statsOf(t, bal, "other"); s.HealthError != "" {
+		t.Errorf("health error %q kept after a passing check", s.HealthError)
+	}
+	passing.Store(false)
+	waitFor(t, "the worker unhealthy", func() bool { return !statsOf(t, bal, "other").Healthy })
+	n = checks.Load()
+	waitFor(t, "five more failed checks", func() bool { return checks.Load() >= n+5 })
+	downs := logRecords(t, &logs, "worker unhealthy")
+	if len(downs) != 1 || downs[0]["level"] != "WARN" || downs[0]["reason"] != reason {
+		t.Errorf("healthy→unhealthy logged as %v, want one WARN with reason %q", downs, reason)
+	}
+	if warns := logRecords(t, &logs, "worker not passing its health check"); len(warns) != 1 {
+		t.Errorf("%d not-passing warnings after the worker turned unhealthy, want still 1", len(warns))
+	}
+	if got := statsOf(t, bal, "other").HealthError; got != reason {
+		t.Errorf("health error %q, want %q", got, reason)
+	}
+}
+
+// TestHealthCheckErrorsAreShort: a refused connection and a check without
+// an answer are reported without the URL noise of net/http's errors.
+func TestHealthCheckErrorsAreShort(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-g.ch:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(stuck.Close)
+	refused := freeAddr(t)
+	cfg := testConfig()
+	cfg.Health = HealthCheck{Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}
+	bal := startBalancer(t, cfg)
+	bal.SetBackends([]Backend{{ID: "stuck", Address: strings.TrimPrefix(stuck.URL, "http://")}, {ID: "refused", Address: refused}})
+	for id, want := range map[string]string{
+		"stuck":   "GET /healthz: no answer within 50ms",
+		"refused": "GET /healthz: dial tcp " + refused + ": connect: connection refused",
+	} {
+		waitFor(t, id+" reported", func() bool { return statsOf(t, bal, id).HealthError != "" })
+		if got := statsOf(t, bal, id).HealthError; got != want {
+			t.Errorf("%s: health error %q, want %q", id, got, want)
+		}
+	}
 }

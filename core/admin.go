@@ -34,12 +34,15 @@ type GroupView struct {
 
 // WorkerView is one row of GET /v1/workers.
 type WorkerView struct {
-	ID            string  `json:"id"`
-	Group         string  `json:"group"`
-	Driver        string  `json:"driver"`
-	Address       string  `json:"address"`
-	Status        string  `json:"status"`
-	Healthy       bool    `json:"healthy"`
+	ID      string `json:"id"`
+	Group   string `json:"group"`
+	Driver  string `json:"driver"`
+	Address string `json:"address"`
+	Status  string `json:"status"`
+	Healthy bool   `json:"healthy"`
+	// HealthError is why the worker's last health check failed, e.g.
+	// "GET /healthz: 404 Not Found"; set only while it is unhealthy.
+	HealthError   string  `json:"health_error,omitempty"`
 	Requests      uint64  `json:"requests"`
 	Failed        uint64  `json:"failed"`
 	MeanLatencyMS float64 `json:"mean_latency_ms"`
@@ -156,6 +159,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // health is what the balancers know of one worker, summed over them.
 type health struct {
 	healthy         bool
+	healthErr       string // the first balancer's reason, if any
 	success, failed uint64
 	latency         time.Duration
 	inflight        int64
@@ -171,6 +175,9 @@ func (a *Agent) health() map[string]*health {
 				out[s.ID] = h
 			}
 			h.healthy = h.healthy || s.Healthy
+			if h.healthErr == "" {
+				h.healthErr = s.HealthError
+			}
 			h.success += s.Success
 			h.failed += s.Failed
 			h.latency += s.LatencySum
@@ -190,6 +197,9 @@ func (a *Agent) WorkerViews() []WorkerView {
 		v.Details = w.Details
 		if h := hs[w.ID]; h != nil {
 			v.Healthy, v.Requests, v.Failed, v.InFlight = h.healthy, h.success+h.failed, h.failed, h.inflight
+			if !v.Healthy {
+				v.HealthError = h.healthErr
+			}
 			if v.Requests > 0 {
 				v.MeanLatencyMS = float64(h.latency.Microseconds()) / 1000 / float64(v.Requests)
 			}

@@ -102,13 +102,13 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	tw.Flush()
 	fmt.Fprintln(stdout)
 	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tGROUP\tDRIVER\tADDRESS\tSTATUS\tHEALTH\tREQUESTS\tFAILED\tMEAN")
+	fmt.Fprintln(tw, "WORKER\tGROUP\tDRIVER\tADDRESS\tSTATUS\tHEALTH\tREQUESTS\tFAILED\tMEAN\tNOTE")
 	for _, w := range workers {
 		health := "unhealthy"
 		if w.Healthy {
 			health = "healthy"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fms\n", w.ID, w.Group, w.Driver, w.Address, w.Status, health, w.Requests, w.Failed, w.MeanLatencyMS)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fms\t%s\n", w.ID, w.Group, w.Driver, w.Address, w.Status, health, w.Requests, w.Failed, w.MeanLatencyMS, w.HealthError)
 	}
 	tw.Flush()
 	return exitOK

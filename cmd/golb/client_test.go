@@ -1,0 +1,49 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// TestStatusShowsHealthError: `golb status` puts an unhealthy worker's
+// health error in the NOTE column of its row, and nothing there for a
+// healthy one.
+func TestStatusShowsHealthError(t *testing.T) {
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/groups":
+			_, _ = w.Write([]byte(`[{"name":"hello","driver":"process","desired":2,"running":2,"healthy":1}]`))
+		case "/v1/workers":
+			_, _ = w.Write([]byte(`[
+{"id":"hello-1","group":"hello","driver":"process","address":"127.0.0.1:6000","status":"running","healthy":true,"requests":77,"failed":7,"mean_latency_ms":12.5},
+{"id":"hello-2","group":"hello","driver":"process","address":"127.0.0.1:6001","status":"running","healthy":false,"health_error":"GET /healthz: 404 Not Found"}]`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer admin.Close()
+	var out, errOut bytes.Buffer
+	if code := cmdStatus([]string{"--admin", strings.TrimPrefix(admin.URL, "http://")}, &out, &errOut); code != exitOK {
+		t.Fatalf("golb status exit %d: %s", code, errOut.String())
+	}
+	t.Logf("\n%s", out.String())
+	rows := map[string][]string{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			rows[f[0]] = f
+		}
+	}
+	if h := rows["WORKER"]; len(h) == 0 || h[len(h)-1] != "NOTE" {
+		t.Fatalf("worker table header %q does not end in NOTE", h)
+	}
+	if got := strings.Join(rows["hello-2"][9:], " "); got != "GET /healthz: 404 Not Found" {
+		t.Errorf("unhealthy worker's NOTE is %q, want its health error", got)
+	}
+	if r := rows["hello-1"]; len(r) != 9 || r[6] != "77" || r[7] != "7" || r[8] != "12.5ms" {
+		t.Errorf("healthy worker's row is %q, want 9 columns with 77 requests, 7 failed, 12.5ms and no NOTE", r)
+	}
+}

@@ -1,0 +1,123 @@
+package core
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golb/golb/balancer"
+	"github.com/golb/golb/core/state"
+	"github.com/golb/golb/core/stats"
+)
+
+// viewAgent is an agent that is never prepared or run, with just what the
+// admin API reads: workers in its store, one started balancer "web" in
+// front of them, and a stats aggregator over a SQLite file holding seed.
+// It serves the admin API and returns the agent and the API's base URL.
+func viewAgent(t *testing.T, workers map[string]http.Handler, seed []stats.Totals) (*testAgent, *balancer.Balancer, string) {
+	t.Helper()
+	ta := crashAgent(t)
+	sink, err := stats.OpenSQLite(filepath.Join(t.TempDir(), "stats.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sink.Close() })
+	if err := sink.Write(context.Background(), seed); err != nil {
+		t.Fatal(err)
+	}
+	if ta.agg, err = stats.NewAggregator(sink, time.Hour, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := balancer.New(balancer.Config{
+		Name:   "web",
+		Port:   freePorts(t, 1),
+		Health: balancer.HealthCheck{Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	ta.balancers = append(ta.balancers, b)
+	ta.agg.AddSource("web", balancerSource(b))
+
+	var bs []balancer.Backend
+	for id, h := range workers {
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		addr := strings.TrimPrefix(srv.URL, "http://")
+		bs = append(bs, balancer.Backend{ID: id, Address: addr})
+		w := &state.Worker{ID: id, Group: "g", Driver: "process", Address: addr, Status: state.StatusRunning, StartedAt: time.Now()}
+		if err := ta.Store().UpsertWorker(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.SetBackends(bs)
+
+	admin := "127.0.0.1:" + strconv.Itoa(freePorts(t, 1))
+	srv, err := ta.serveAdmin(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return ta, b, "http://" + admin
+}
+
+// okWorker answers every path, /healthz included, with 200.
+var okWorker = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
+
+// waitUntil polls cond for up to 15 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestWorkersViewShowsHealthError pins a defect: a worker that never passed
+// its health check (its /healthz answered 404: it ran some other HTTP
+// server) showed only "unhealthy". GET /v1/workers now says why, and only
+// for the unhealthy worker.
+func TestWorkersViewShowsHealthError(t *testing.T) {
+	other := http.NewServeMux()
+	other.Handle("GET /api/v1/hello", okWorker) // /healthz: 404
+	_, _, base := viewAgent(t, map[string]http.Handler{"g-ok": okWorker, "g-other": other}, nil)
+
+	var raw []map[string]any
+	waitUntil(t, "g-ok healthy and g-other's health error", func() bool {
+		raw = nil
+		getJSON(t, base+"/v1/workers", &raw)
+		byID := map[string]map[string]any{}
+		for _, w := range raw {
+			byID[w["id"].(string)] = w
+		}
+		return byID["g-ok"]["healthy"] == true && byID["g-other"]["health_error"] != nil
+	})
+	for _, w := range raw {
+		switch w["id"] {
+		case "g-ok":
+			if _, has := w["health_error"]; has {
+				t.Errorf("healthy worker has a health_error: %v", w)
+			}
+		case "g-other":
+			if w["healthy"] != false || w["health_error"] != "GET /healthz: 404 Not Found" {
+				t.Errorf("worker answering 404 to its checks: %v, want unhealthy with health_error %q", w, "GET /healthz: 404 Not Found")
+			}
+		}
+	}
+}
