@@ -222,15 +222,12 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	pid := cmd.Process.Pid
 	id, err := proc.Identify(pid)
 	if err != nil {
-		// The process exited before we could read its start time: say how,
-		// as a crash after the start would.
+		// The process exited before we could read its start time: say how
+		// and why, as a crash after the start would.
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		how := "exit code " + strconv.Itoa(cmd.ProcessState.ExitCode())
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			how = "killed by " + ws.Signal().String()
-		}
-		return nil, fmt.Errorf("starting worker %s: process exited at once (%s); see %s", spec.ID, how, stderr.Name())
+		res := exitResult(cmd, cmd.Wait())
+		res.Output = proc.ExitOutput(stderr.Name())
+		return nil, fmt.Errorf("starting worker %s: process exited at once (%v); see %s", spec.ID, res, stderr.Name())
 	}
 	st := workerState{
 		Identity:  id,

@@ -22,31 +22,44 @@ type handle struct {
 }
 
 // newChildHandle tracks a process this plugin started: cmd.Wait gives the
-// exact exit status.
+// exact exit status, and the end of its stderr log says why.
 func newChildHandle(id string, st workerState, cmd *exec.Cmd) *handle {
 	h := &handle{id: id, state: st, exit: proc.NewExit()}
 	go func() {
 		err := cmd.Wait()
-		res := drivers.ExitResult{ExitCode: cmd.ProcessState.ExitCode()}
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.Signal = int(ws.Signal())
-			res.ExitCode = -1
-		} else if err != nil && cmd.ProcessState == nil {
-			res.Err = err.Error()
-		}
+		res := exitResult(cmd, err)
+		res.Output = proc.ExitOutput(st.Stderr)
 		h.exit.Finish(res)
 	}()
 	return h
 }
 
+// exitResult reads how a child that cmd.Wait returned for ended.
+func exitResult(cmd *exec.Cmd, err error) drivers.ExitResult {
+	if cmd.ProcessState == nil {
+		msg := "exit status unknown"
+		if err != nil {
+			msg = err.Error()
+		}
+		return drivers.ExitResult{ExitCode: -1, Err: msg}
+	}
+	res := drivers.ExitResult{ExitCode: cmd.ProcessState.ExitCode()}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		res.Signal = int(ws.Signal())
+		res.ExitCode = -1
+	}
+	return res
+}
+
 // newAdoptedHandle tracks a process started by an earlier plugin instance. It is
 // not our child, so its exit status cannot be known: a pidfd (or, on kernels
-// without one, polling /proc) tells when it is gone.
+// without one, polling /proc) tells when it is gone. Its stderr log still
+// says why.
 func newAdoptedHandle(id string, st workerState) *handle {
 	h := &handle{id: id, state: st, exit: proc.NewExit()}
 	go func() {
 		_ = st.Identity.Wait(context.Background())
-		h.exit.Finish(drivers.ExitResult{ExitCode: -1, Err: "exit status unknown: worker was re-attached"})
+		h.exit.Finish(drivers.ExitResult{ExitCode: -1, Err: "exit status unknown: worker was re-attached", Output: proc.ExitOutput(st.Stderr)})
 	}()
 	return h
 }

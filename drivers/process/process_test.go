@@ -198,7 +198,8 @@ func TestListRemovesLeftoverRecords(t *testing.T) {
 }
 
 // TestInstantExitReportsItsCode pins that a worker dying before the driver
-// saw it running still reports how it died, not just "exited at once".
+// saw it running still reports how it died and what it said on stderr, not
+// just "exited at once".
 func TestInstantExitReportsItsCode(t *testing.T) {
 	c := launch(t)
 	defer c.Kill()
@@ -206,20 +207,63 @@ func TestInstantExitReportsItsCode(t *testing.T) {
 	if err := c.SetConfig(ctx, settings(t)); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 5 { // the race goes either way; both must say "exit code 3"
+	for i := range 5 { // the race goes either way; both must say "exit code 3: bad setting"
 		spec := drivers.WorkerSpec{ID: fmt.Sprintf("instant-%d", i), Group: "g", Port: drivertest.FreePort(t), BindAddr: "127.0.0.1",
-			Config: json.RawMessage(`{"command":["sh","-c","exit 3"]}`)}
+			Config: json.RawMessage(`{"command":["sh","-c","echo noise; echo bad setting >&2; exit 3"]}`)}
 		h, err := c.Start(ctx, spec)
 		if err != nil {
-			if !strings.Contains(err.Error(), "exit code 3") {
-				t.Fatalf("Start error %q does not give the exit code", err)
+			if !strings.Contains(err.Error(), "exit code 3: bad setting") {
+				t.Fatalf("Start error %q does not give the exit code and the worker's stderr", err)
 			}
 			continue
 		}
 		res, err := c.Wait(ctx, h.ID)
-		if err != nil || res.ExitCode != 3 {
-			t.Fatalf("Wait = %+v, %v; want exit code 3", res, err)
+		if err != nil || res.ExitCode != 3 || res.Output != "bad setting" {
+			t.Fatalf("Wait = %+v, %v; want exit code 3 with output \"bad setting\" (stderr only)", res, err)
 		}
 		_ = c.Destroy(ctx, h.ID)
 	}
+}
+
+// TestRecoveredWorkerExitReportsStderr: a worker re-attached by a new plugin
+// instance (not its child, so its exit code is unknown) still reports the
+// last lines of its stderr when it dies.
+func TestRecoveredWorkerExitReportsStderr(t *testing.T) {
+	cfg := settings(t)
+	ctx := context.Background()
+	first := launch(t)
+	defer first.Kill()
+	if err := first.SetConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	release := filepath.Join(t.TempDir(), "release")
+	script := `while [ ! -e "$RELEASE" ]; do sleep 0.05; done; echo "fatal: lost my database" >&2; exit 4`
+	raw, _ := json.Marshal(map[string]any{"command": []string{"sh", "-c", script}, "env": map[string]string{"RELEASE": release}})
+	spec := drivers.WorkerSpec{ID: "recovered-dies", Group: "g", Port: drivertest.FreePort(t), BindAddr: "127.0.0.1", Config: raw}
+	h, err := first.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = os.WriteFile(release, nil, 0o644) }()
+	first.Kill()
+
+	second := launch(t)
+	defer second.Kill()
+	if err := second.SetConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Recover(ctx, h); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	defer func() { _ = second.Destroy(ctx, h.ID) }()
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := second.Wait(wctx, h.ID)
+	if err != nil || res.Output != "fatal: lost my database" {
+		t.Fatalf("Wait on a recovered worker = %+v, %v; want its stderr in Output", res, err)
+	}
+	t.Logf("exit: %v", res)
 }
