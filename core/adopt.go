@@ -13,8 +13,9 @@ import (
 )
 
 // adopt finds the workers an earlier golb left running (for this data dir)
-// and re-attaches to those the config still wants. The others are stopped and
-// removed: no orphans, no duplicates. A driver whose List fails (its runtime
+// and re-attaches to those the config still wants. Those of a group whose
+// settings changed serve on until their replacements are healthy (rollOut).
+// The others are stopped and removed: no orphans, no duplicates. A driver whose List fails (its runtime
 // is down) is retried in the background; until it succeeds, its groups start
 // nothing, so a worker that is merely unlisted is never duplicated.
 func (a *Agent) adopt(ctx context.Context) {
@@ -69,18 +70,22 @@ func (a *Agent) adoptDriver(ctx context.Context, driver string) error {
 	}
 	// Oldest first, so a lowered count keeps the longest-running workers.
 	sort.Slice(hs, func(i, j int) bool { return hs[i].StartedAt.Before(hs[j].StartedAt) })
-	kept := map[string]int{}
+	kept, outdated := map[string]int{}, map[string]int{}
 	for _, h := range hs {
 		group := h.Labels[drivers.LabelGroup]
 		gs := a.groups[group]
 		reason := ""
+		stale := false // serves until its replacements are healthy (rollOut)
 		switch {
 		case gs == nil:
 			reason = "its group is no longer in the config"
 		case gs.cfg.Driver != driver:
 			reason = "its group now uses another driver"
 		case h.Labels[LabelSpec] != gs.hash:
-			reason = "its group's settings changed"
+			stale = true
+			if outdated[group] >= gs.cfg.MaxCount() {
+				reason = "its group's settings changed"
+			}
 		case kept[group] >= gs.cfg.MaxCount():
 			reason = "the group wants fewer workers now"
 		}
@@ -107,16 +112,25 @@ func (a *Agent) adoptDriver(ctx context.Context, driver string) error {
 			})
 			continue
 		}
-		kept[group]++
+		if stale {
+			outdated[group]++
+		} else {
+			kept[group]++
+		}
 		w := &state.Worker{
 			ID: h.ID, Group: group, Driver: driver, Port: portOf(h.Address), Address: h.Address,
-			Status: state.StatusRunning, Handle: h, StartedAt: h.StartedAt, Adopted: true,
+			Status: state.StatusRunning, Handle: h, StartedAt: h.StartedAt, Adopted: true, Outdated: stale,
 			Details: a.inspectDetails(driver, h.ID),
 		}
 		if err := a.store.UpsertWorker(w); err != nil {
 			continue
 		}
-		a.logger.Info("adopted worker from an earlier run", "worker", h.ID, "group", group, "address", h.Address)
+		if stale {
+			a.logger.Info("adopted worker from an earlier run; its group's settings changed, so it serves until its replacement is healthy",
+				"worker", h.ID, "group", group, "address", h.Address)
+		} else {
+			a.logger.Info("adopted worker from an earlier run", "worker", h.ID, "group", group, "address", h.Address)
+		}
 		a.superviseAsync(ctx, h.ID, driver, group)
 	}
 	// A scaled group keeps what it adopted (within its bounds), so a restart

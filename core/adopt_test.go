@@ -73,10 +73,10 @@ func crashedAgent(t *testing.T, dir, src, admin string, want int, groups ...stri
 }
 
 // TestAdoptReplacesChangedAndRemovedGroups: after an agent crash, a new agent
-// adopts the workers of an unchanged group (same processes), and removes the
+// adopts the workers of an unchanged group (same processes), replaces the
 // workers of a group whose settings changed (a new app.avg_delay, so another
-// golb.spec label) or that is no longer in the config, starting fresh ones
-// for the changed group. No orphan, no duplicate.
+// golb.spec label) and removes those of a group no longer in the config.
+// No orphan, no duplicate.
 func TestAdoptReplacesChangedAndRemovedGroups(t *testing.T) {
 	kept, changed, removed := uniq("kept"), uniq("chg"), uniq("gone")
 	killProcs(t, kept, changed, removed)
@@ -96,6 +96,11 @@ func TestAdoptReplacesChangedAndRemovedGroups(t *testing.T) {
 	second := header(dir, "") + groupHCL(kept, 1, pk, "1ms") + groupHCL(changed, 2, pc, "2ms")
 	ta := startAgent(t, parseConfig(t, second))
 	ws := ta.waitWorkers(t, 60*time.Second, "1 adopted and 2 new workers running", func(ws []*state.Worker) bool {
+		for _, w := range ws {
+			if w.Outdated {
+				return false // still serving while its replacements start
+			}
+		}
 		return len(inGroup(ws, kept, state.StatusRunning)) == 1 && len(inGroup(ws, changed, state.StatusRunning)) == 2 && len(ws) == 3
 	})
 	for _, w := range ws {
@@ -170,4 +175,106 @@ func TestAdoptRemovesWorkersGracefully(t *testing.T) {
 			t.Errorf("removed worker %s did not stop cleanly (no SIGTERM?); its log:\n%s", id, log)
 		}
 	}
+}
+
+// TestChangedGroupRollsOver: after an agent crash, a group whose settings
+// changed lost all its workers at once (they were removed before any
+// replacement started), and clients got 503 until the new ones were up. Now
+// the old workers serve until their replacements are healthy, and are then
+// stopped: clients see no error once the first answer came.
+func TestChangedGroupRollsOver(t *testing.T) {
+	g := uniq("roll")
+	killProcs(t, g)
+	dir := t.TempDir()
+	port, lb := freePorts(t, 10), freePorts(t, 1)
+	admin := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1))
+	before := crashedAgent(t, dir, header(dir, admin)+groupHCL(g, 2, port, "1ms"), admin, 2, g)
+
+	second := header(dir, "") + groupHCL(g, 2, port, "2ms") + fmt.Sprintf(`
+balancer "web" {
+  group = %q
+  port  = %d
+  drain_timeout = "2s"
+}
+`, g, lb)
+	ta := startAgent(t, parseConfig(t, second))
+
+	// Load from the start until only the 2 new workers are left.
+	done := make(chan struct{})
+	var answers []string // worker id, or the error
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lb)
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			answer := "no answer"
+			if resp, err := httpc.Get(url); err == nil {
+				var body struct{ Message string }
+				_ = jsonDecode(resp, &body)
+				answer = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimPrefix(body.Message, "hello from container: "))
+			}
+			answers = append(answers, answer)
+			if onlyNew(ta, g, values(before)) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	<-done
+
+	old := values(before)
+	fromOld, errsAfterFirst, first := 0, 0, -1
+	for i, a := range answers {
+		code, id, _ := strings.Cut(a, " ")
+		if code == "200" {
+			if first < 0 {
+				first = i
+			}
+			if old[id] {
+				fromOld++
+			}
+		} else if first >= 0 {
+			errsAfterFirst++
+			t.Errorf("answer %d: %q after the first 200", i, a)
+		}
+	}
+	t.Logf("%d requests; first 200 at #%d; %d answered by the old workers; %d errors after the first 200", len(answers), first, fromOld, errsAfterFirst)
+	if first < 0 {
+		t.Fatalf("no 200 at all: %v", answers)
+	}
+	if fromOld == 0 {
+		t.Errorf("the old workers served nothing while their replacements started")
+	}
+	ws, _ := ta.Store().Workers(nil)
+	for _, w := range ws {
+		if w.Outdated || old[w.ID] {
+			t.Errorf("left after the rollover: %s", describe([]*state.Worker{w}))
+		}
+	}
+	for pid, id := range before {
+		if alive(pid) {
+			t.Errorf("old worker %s (pid %d) still runs", id, pid)
+		}
+	}
+}
+
+// onlyNew reports whether group runs 2 workers, none of them old, in the
+// store and as processes.
+func onlyNew(ta *testAgent, group string, old map[string]bool) bool {
+	ws, _ := ta.Store().Workers(nil)
+	ps := workerProcs(group)
+	if len(inGroup(ws, group, state.StatusRunning)) != 2 || len(ws) != 2 || len(ps) != 2 {
+		return false
+	}
+	for _, w := range ws {
+		if old[w.ID] {
+			return false
+		}
+	}
+	for _, id := range ps {
+		if old[id] {
+			return false
+		}
+	}
+	return true
 }

@@ -69,12 +69,72 @@ func (a *Agent) reconcile(ctx context.Context, ws memdb.WatchSet) time.Time {
 }
 
 func (a *Agent) reconcileGroup(ctx context.Context, g *state.Group, all []*state.Worker) time.Time {
-	var live []*state.Worker
+	var live, outdated []*state.Worker
 	for _, w := range all {
-		if w.Group == g.Name && w.Status.Live() {
+		switch {
+		case w.Group != g.Name || !w.Status.Live():
+		case w.Outdated:
+			outdated = append(outdated, w)
+		default:
 			live = append(live, w)
 		}
 	}
+	next := a.rollOut(ctx, g, live, outdated)
+	if t := a.reconcileCount(ctx, g, all, live); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+		next = t
+	}
+	return next
+}
+
+// rollOut stops a group's outdated workers as their replacements become
+// healthy, oldest first, so that the group never serves with fewer than its
+// desired count while it changes over. Replacements that never get healthy
+// (say, the new settings crash) leave the outdated workers serving.
+func (a *Agent) rollOut(ctx context.Context, g *state.Group, live, outdated []*state.Worker) time.Time {
+	if len(outdated) == 0 {
+		return time.Time{}
+	}
+	healthy := 0
+	for _, w := range live {
+		if w.Status == state.StatusRunning && a.serving(g.Name, w.ID) {
+			healthy++
+		}
+	}
+	sort.Slice(outdated, func(i, j int) bool { return outdated[i].StartedAt.Before(outdated[j].StartedAt) })
+	n := min(healthy+len(outdated)-g.Desired, len(outdated))
+	for _, w := range outdated[:max(n, 0)] {
+		if _, err := a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status = state.StatusDraining }); err != nil {
+			continue
+		}
+		a.logger.Info("replacement healthy; stopping the worker with the old settings", "worker", w.ID, "group", g.Name)
+		a.goWork(ctx, func(ctx context.Context) { a.stopWorker(ctx, w.ID, true) })
+	}
+	if n >= len(outdated) {
+		return time.Time{}
+	}
+	return time.Now().Add(100 * time.Millisecond) // health lives in the balancers, not the store
+}
+
+// serving reports whether every balancer of group counts worker id healthy
+// (true for a group no balancer serves).
+func (a *Agent) serving(group, id string) bool {
+	for _, b := range a.byGroup[group] {
+		ok := false
+		for _, s := range b.Stats() {
+			if s.ID == id {
+				ok = s.Healthy
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// reconcileCount starts missing workers and stops extra ones.
+func (a *Agent) reconcileCount(ctx context.Context, g *state.Group, all, live []*state.Worker) time.Time {
 	switch {
 	case len(live) < g.Desired:
 		a.mu.Lock()

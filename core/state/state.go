@@ -59,6 +59,9 @@ type Worker struct {
 	Details map[string]string
 	// Adopted is set for a worker found again after a golb restart.
 	Adopted bool
+	// Outdated marks an adopted worker whose group's settings changed: it
+	// serves until enough replacements are healthy, then it is stopped.
+	Outdated bool
 }
 
 // Driver is what golb knows of one driver plugin.
