@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -42,7 +43,9 @@ type WorkerView struct {
 	Healthy bool   `json:"healthy"`
 	// HealthError is why the worker's last health check failed, e.g.
 	// "GET /healthz: 404 Not Found"; set only while it is unhealthy.
-	HealthError   string  `json:"health_error,omitempty"`
+	HealthError string `json:"health_error,omitempty"`
+	// Requests, Failed and MeanLatencyMS are the stats' figures, across
+	// golb restarts: the same as /worker/stats.
 	Requests      uint64  `json:"requests"`
 	Failed        uint64  `json:"failed"`
 	MeanLatencyMS float64 `json:"mean_latency_ms"`
@@ -156,13 +159,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// health is what the balancers know of one worker, summed over them.
+// health is what the balancers know of one worker right now. Its counts
+// are not here: they come from the stats aggregator, which carries them
+// across golb restarts.
 type health struct {
-	healthy         bool
-	healthErr       string // the first balancer's reason, if any
-	success, failed uint64
-	latency         time.Duration
-	inflight        int64
+	healthy   bool
+	healthErr string // the first balancer's reason, if any
+	inflight  int64
 }
 
 func (a *Agent) health() map[string]*health {
@@ -178,32 +181,52 @@ func (a *Agent) health() map[string]*health {
 			if h.healthErr == "" {
 				h.healthErr = s.HealthError
 			}
-			h.success += s.Success
-			h.failed += s.Failed
-			h.latency += s.LatencySum
 			h.inflight += s.InFlight
 		}
 	}
 	return out
 }
 
-// WorkerViews lists the workers with their health and traffic.
+// totals are the stats aggregator's counts by worker: the same figures as
+// /worker/stats and GET /v1/stats, restarts included.
+func (a *Agent) totals() map[string]stats.Totals {
+	out := map[string]stats.Totals{}
+	if a.agg == nil {
+		return out
+	}
+	for _, t := range a.agg.Snapshot() {
+		out[t.WorkerID] = t
+	}
+	return out
+}
+
+// meanMS is t's mean latency in milliseconds, rounded to the microsecond as
+// the seed's JSON rounds it, or 0 without requests.
+func meanMS(t stats.Totals) float64 {
+	if t.Total() == 0 {
+		return 0
+	}
+	return math.Round(float64(t.LatencySum)/float64(t.Total())/1e3) / 1e3
+}
+
+// WorkerViews lists the workers with their health, in-flight requests (from
+// the balancers) and request counts (from the stats aggregator).
 func (a *Agent) WorkerViews() []WorkerView {
 	ws, _ := a.store.Workers(nil)
 	hs := a.health()
+	ts := a.totals()
 	out := make([]WorkerView, 0, len(ws))
 	for _, w := range ws {
 		v := WorkerView{ID: w.ID, Group: w.Group, Driver: w.Driver, Address: w.Address, Status: string(w.Status), Adopted: w.Adopted, StartedAt: w.StartedAt.Format(time.RFC3339)}
 		v.Details = w.Details
 		if h := hs[w.ID]; h != nil {
-			v.Healthy, v.Requests, v.Failed, v.InFlight = h.healthy, h.success+h.failed, h.failed, h.inflight
+			v.Healthy, v.InFlight = h.healthy, h.inflight
 			if !v.Healthy {
 				v.HealthError = h.healthErr
 			}
-			if v.Requests > 0 {
-				v.MeanLatencyMS = float64(h.latency.Microseconds()) / 1000 / float64(v.Requests)
-			}
 		}
+		t := ts[w.ID]
+		v.Requests, v.Failed, v.MeanLatencyMS = t.Total(), t.Failed, meanMS(t)
 		out = append(out, v)
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -119,5 +120,57 @@ func TestWorkersViewShowsHealthError(t *testing.T) {
 				t.Errorf("worker answering 404 to its checks: %v, want unhealthy with health_error %q", w, "GET /healthz: 404 Not Found")
 			}
 		}
+	}
+}
+
+// TestWorkersViewAgreesWithStats pins a defect: after golb was SIGKILLed and
+// restarted, `golb status` showed 0 requests for adopted workers (it read
+// the balancers, which start from zero) while `golb stats` showed their
+// stored counts. Both now read the stats aggregator: here a worker with 77
+// requests in the stats file serves 3 more, and GET /v1/workers and GET
+// /v1/stats both say 80, with the same failures and mean.
+func TestWorkersViewAgreesWithStats(t *testing.T) {
+	seed := []stats.Totals{{WorkerID: "g-a", Success: 70, Failed: 7, LatencySum: 77 * 12 * time.Millisecond}}
+	ta, b, base := viewAgent(t, map[string]http.Handler{"g-a": okWorker}, seed)
+	waitUntil(t, "g-a healthy", func() bool { return ta.WorkerViews()[0].Healthy })
+	for range 3 {
+		resp, err := httpc.Get("http://" + b.Addrs()[0] + "/api/v1/hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET through the balancer: %s", resp.Status)
+		}
+	}
+
+	var workers []WorkerView
+	getJSON(t, base+"/v1/workers", &workers)
+	var seedJSON map[string][]map[string]json.Number
+	getJSON(t, base+"/v1/stats", &seedJSON)
+	stat := func(section string) json.Number {
+		for _, e := range seedJSON[section] {
+			if n, ok := e["g-a"]; ok {
+				return n
+			}
+		}
+		t.Fatalf("GET /v1/stats has no %s for g-a: %v", section, seedJSON)
+		return ""
+	}
+	if len(workers) != 1 {
+		t.Fatalf("GET /v1/workers: %+v", workers)
+	}
+	w := workers[0]
+	t.Logf("view: %d requests, %d failed, mean %vms; stats: %s, %s, %sms", w.Requests, w.Failed, w.MeanLatencyMS,
+		stat("TotalRequests"), stat("FailedRequests"), stat("AverageResponseTime"))
+	if w.Requests != 80 || stat("TotalRequests") != "80" {
+		t.Errorf("requests: view %d, stats %s; want 80 in both (77 stored + 3 now)", w.Requests, stat("TotalRequests"))
+	}
+	if w.Failed != 7 || stat("FailedRequests") != "7" {
+		t.Errorf("failed: view %d, stats %s; want 7 in both", w.Failed, stat("FailedRequests"))
+	}
+	if mean, _ := stat("AverageResponseTime").Float64(); w.MeanLatencyMS != mean || mean == 0 {
+		t.Errorf("mean: view %vms, stats %vms; want the same, above 0", w.MeanLatencyMS, mean)
 	}
 }
