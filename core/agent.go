@@ -439,9 +439,10 @@ func (a *Agent) startBalancers(ctx context.Context) error {
 			Health: balancer.HealthCheck{
 				Path: hc.Path, Interval: hc.IntervalDur, Timeout: hc.TimeoutDur, Rise: *hc.Rise, Fall: *hc.Fall,
 			},
-			DrainTimeout: drain,
-			Local:        map[string]http.Handler{"/worker/stats": statsHandler},
-			Logger:       a.logger,
+			DrainTimeout:          drain,
+			ResponseHeaderTimeout: bc.ResponseTimeoutDur,
+			Local:                 map[string]http.Handler{"/worker/stats": statsHandler},
+			Logger:                a.logger,
 		})
 		if err != nil {
 			a.shutdownBalancers(context.Background())

@@ -158,3 +158,46 @@ func TestShutdownWhileStartingLeaksNoWorker(t *testing.T) {
 
 // flakyGroup is a config whose group's first `crashes` workers exit at once
 // (exit 3), and the next ones run the built-in worker. Each start appends
+
+// TestResponseTimeoutReachesBalancer: the balancer block's response_timeout
+// bounds the wait for a slow worker: 504, about then, not after the worker's
+// delay.
+func TestResponseTimeoutReachesBalancer(t *testing.T) {
+	g := uniq("slow")
+	killProcs(t, g)
+	port, lb := freePorts(t, 10), freePorts(t, 1)
+	src := header(t.TempDir(), "") + groupHCL(g, 1, port, "6s") + fmt.Sprintf(`
+balancer "web" {
+  group = %q
+  port  = %d
+  response_timeout = "300ms"
+  drain_timeout = "0s"
+}
+`, g, lb)
+	ta := startAgent(t, parseConfig(t, src))
+	ta.waitWorkers(t, 60*time.Second, "1 running worker", func(ws []*state.Worker) bool {
+		return len(inGroup(ws, g, state.StatusRunning)) == 1
+	})
+	url := fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lb)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		start := time.Now()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		took := time.Since(start)
+		if resp.StatusCode == http.StatusGatewayTimeout {
+			t.Logf("504 after %v", took.Round(time.Millisecond))
+			if took >= 3*time.Second {
+				t.Fatalf("504 after %v: the worker's 3-9 s delay, not response_timeout", took)
+			}
+			return
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("status %d after %v, want 504 (503 only until the worker is healthy)", resp.StatusCode, took)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
