@@ -29,7 +29,8 @@ func (d *Driver) lookup(id string) (*handle, error) { return d.workers.Get(id) }
 
 // Wait implements drivers.Driver. It asks the engine to wait for the container
 // to stop running, so it works the same for a container re-attached after a
-// plugin restart.
+// plugin restart. The result carries the end of the container's logs, which
+// go with the container when golb removes it.
 func (d *Driver) Wait(ctx context.Context, id string) (drivers.ExitResult, error) {
 	h, err := d.lookup(id)
 	if err != nil {
@@ -47,10 +48,14 @@ func (d *Driver) Wait(ctx context.Context, id string) (drivers.ExitResult, error
 		return drivers.ExitResult{}, engineErr(cli, "waiting for worker "+id, err)
 	}
 	ins, err := cli.ContainerInspect(ctx, h.state.ContainerID)
+	var res drivers.ExitResult
 	if err != nil || ins.ContainerJSONBase == nil || ins.State == nil {
-		return exitResult(&container.State{ExitCode: code}), nil
+		res = exitResult(&container.State{ExitCode: code})
+	} else {
+		res = exitResult(ins.State)
 	}
-	return exitResult(ins.State), nil
+	res.Output = d.exitOutput(ctx, cli, h.state.ContainerID, ins.Config != nil && ins.Config.Tty)
+	return res, nil
 }
 
 // waitExit blocks until the container is not running and returns its exit code.
@@ -123,6 +128,7 @@ func (d *Driver) Inspect(ctx context.Context, id string) (drivers.Status, error)
 		st.State = drivers.StateRunning
 	case cs.Status == container.StateExited || cs.Status == container.StateDead || cs.Status == container.StateRemoving:
 		res := exitResult(cs)
+		res.Output = d.exitOutput(ctx, cli, h.state.ContainerID, ins.Config != nil && ins.Config.Tty)
 		st.State, st.ExitedAt, st.Exit = drivers.StateExited, parseTime(cs.FinishedAt), &res
 	}
 	return st, nil
