@@ -462,9 +462,12 @@ func (a *Agent) startBalancers(ctx context.Context) error {
 func balancerSource(b *balancer.Balancer) stats.Source {
 	return func() []stats.Count {
 		ws := b.Stats()
-		out := make([]stats.Count, len(ws))
-		for i, w := range ws {
-			out[i] = stats.Count{WorkerID: w.ID, Success: w.Success, Failed: w.Failed, LatencySum: w.LatencySum}
+		out := make([]stats.Count, 0, len(ws))
+		for _, w := range ws {
+			if w.Removed && w.Success+w.Failed == 0 {
+				continue // gone before its first request: not worth a stats row
+			}
+			out = append(out, stats.Count{WorkerID: w.ID, Success: w.Success, Failed: w.Failed, LatencySum: w.LatencySum})
 		}
 		return out
 	}

@@ -156,9 +156,10 @@ func (a *Aggregator) slotLocked(id string) int {
 	return len(a.known) - 1
 }
 
-// Snapshot returns the stored totals plus every source's counts right now, one entry
-// per worker ever seen, in first-seen order. It is exact (no flush lag) and never
-// waits for the sink.
+// Snapshot returns the stored totals plus every source's counts right now, in
+// first-seen order: one entry per worker that has counts, or that a source lists now.
+// A worker gone before its first request (a crash loop makes many) is left out. It is
+// exact (no flush lag) and never waits for the sink.
 func (a *Aggregator) Snapshot() []Totals {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
@@ -173,6 +174,7 @@ func (a *Aggregator) Snapshot() []Totals {
 	defer a.omu.Unlock()
 	out := make([]Totals, len(a.known))
 	copy(out, a.known)
+	listed := make([]bool, len(out))
 	for _, counts := range all {
 		for _, c := range counts {
 			if c.WorkerID == "" {
@@ -182,14 +184,22 @@ func (a *Aggregator) Snapshot() []Totals {
 			if !ok { // first sight: known and out grow together and stay aligned
 				i = a.slotLocked(c.WorkerID)
 				out = append(out, Totals{WorkerID: c.WorkerID})
+				listed = append(listed, false)
 			}
+			listed[i] = true
 			t := &out[i]
 			t.Success += c.Success
 			t.Failed += c.Failed
 			t.LatencySum += c.LatencySum
 		}
 	}
-	return out
+	kept := out[:0]
+	for i, t := range out {
+		if listed[i] || t.Success+t.Failed > 0 {
+			kept = append(kept, t)
+		}
+	}
+	return kept
 }
 
 // Run flushes every interval until ctx ends. Each write runs in its own goroutine; a

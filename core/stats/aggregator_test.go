@@ -422,3 +422,48 @@ func TestEmptyWorkerIDDoesNotBlockFlushes(t *testing.T) {
 		t.Fatalf("file holds %+v, want %+v", got, want)
 	}
 }
+
+// TestWorkerGoneBeforeItsFirstRequestIsForgotten: a crash-looping group added
+// a zero row to /worker/stats and the database for every worker it tried.
+// A worker is listed while a source lists it, and after that only if it has
+// counts; a zero row loaded from the database is not listed either.
+func TestWorkerGoneBeforeItsFirstRequestIsForgotten(t *testing.T) {
+	path := dbPath(t)
+	sink := openTestSink(t, path)
+	if err := sink.Write(context.Background(), []Totals{{WorkerID: "old-zero"}, {WorkerID: "old-busy", Success: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	agg, err := NewAggregator(sink, time.Hour, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newFakeBalancer("idle", "busy")
+	b.hit(1, true, time.Millisecond)
+	agg.AddSource("web", b.source)
+	ids := func() []string {
+		var out []string
+		for _, t := range agg.Snapshot() {
+			out = append(out, t.WorkerID)
+		}
+		return out
+	}
+	if got := ids(); !slices.Equal(got, []string{"old-busy", "idle", "busy"}) {
+		t.Fatalf("while both run: %v, want old-busy (counts), idle (listed), busy", got)
+	}
+	b.workers = b.workers[1:] // idle leaves without a request
+	if got := ids(); !slices.Equal(got, []string{"old-busy", "busy"}) {
+		t.Fatalf("after idle left: %v, want old-busy, busy", got)
+	}
+	if err := agg.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := sink.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range loaded {
+		if l.WorkerID == "idle" {
+			t.Errorf("the idle worker was written to the database: %+v", loaded)
+		}
+	}
+}
