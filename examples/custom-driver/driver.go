@@ -325,17 +325,14 @@ func createStatusFile(path string) (*os.File, error) {
 	return f, nil
 }
 
-// logTail returns the last line of a log, to explain a failed start.
+// logTail returns the last line of a worker's stderr log, to explain a
+// failed start; it reads only the end of the file.
 func logTail(path string) string {
-	raw, err := os.ReadFile(path)
-	if err != nil {
+	out := proc.ExitOutput(path)
+	if out == "" {
 		return ""
 	}
-	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
-	if last := strings.TrimSpace(lines[len(lines)-1]); last != "" {
-		return " (" + last + ")"
-	}
-	return ""
+	return " (" + out[strings.LastIndexByte(out, '\n')+1:] + ")"
 }
 
 var (

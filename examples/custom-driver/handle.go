@@ -29,7 +29,7 @@ type handle struct {
 }
 
 // newChildHandle tracks a sandbox this plugin started: cmd.Wait gives bwrap's
-// exit status, which is the worker's.
+// exit status, which is the worker's, and the end of its stderr log says why.
 func newChildHandle(id string, st workerState, cmd *exec.Cmd) *handle {
 	h := &handle{id: id, state: st, exit: proc.NewExit()}
 	go func() {
@@ -45,6 +45,7 @@ func newChildHandle(id string, st workerState, cmd *exec.Cmd) *handle {
 			res = drivers.ExitResult{ExitCode: -1, Err: err.Error()}
 		}
 		st.reap()
+		res.Output = proc.ExitOutput(st.Stderr)
 		h.exit.Finish(res)
 	}()
 	return h
@@ -58,11 +59,12 @@ func newAdoptedHandle(id string, st workerState, statusFile string) *handle {
 	go func() {
 		_ = st.Identity.Wait(context.Background())
 		st.reap()
+		res := drivers.ExitResult{ExitCode: -1, Err: "exit status unknown: bwrap ended without reporting it"}
 		if code, ok := readExitCode(statusFile); ok {
-			h.exit.Finish(exitResult(code))
-			return
+			res = exitResult(code)
 		}
-		h.exit.Finish(drivers.ExitResult{ExitCode: -1, Err: "exit status unknown: bwrap ended without reporting it"})
+		res.Output = proc.ExitOutput(st.Stderr)
+		h.exit.Finish(res)
 	}()
 	return h
 }

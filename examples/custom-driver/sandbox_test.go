@@ -202,13 +202,14 @@ func hasStray(ns string) bool {
 
 // TestRecoveredWorkerKeepsExitCode: a worker re-attached after a plugin crash
 // is not the new plugin's child, yet its exit code is known, because bwrap
-// writes it to the status file in the data directory.
+// writes it to the status file in the data directory; its last words come
+// from its stderr log.
 func TestRecoveredWorkerKeepsExitCode(t *testing.T) {
 	requireBwrap(t)
 	dataDir := t.TempDir()
 	first := configured(t, dataDir)
 	spec := startWorker(t, first, "survivor", map[string]any{
-		"command": []string{"sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"},
+		"command": []string{"sh", "-c", "trap 'echo leaving with 7 >&2; exit 7' TERM; while :; do sleep 0.1; done"},
 	})
 	if err := syscall.Kill(first.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatalf("killing the plugin: %v", err)
@@ -230,7 +231,7 @@ func TestRecoveredWorkerKeepsExitCode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
-	if res.ExitCode != 7 || res.Err != "" {
-		t.Fatalf("recovered worker's exit = %+v, want exit code 7", res)
+	if res.ExitCode != 7 || res.Err != "" || !strings.HasSuffix(res.Output, "leaving with 7") {
+		t.Fatalf("recovered worker's exit = %v (output %q), want exit code 7 with its stderr line", res, res.Output)
 	}
 }
