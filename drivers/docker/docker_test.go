@@ -169,10 +169,14 @@ func settings(t testing.TB, block map[string]string) drivers.PluginConfig {
 func TestConformance(t *testing.T) {
 	requireDocker(t)
 	drivertest.Run(t, drivertest.Harness{
-		Launch:       func(t *testing.T) *drivers.Client { return launch(t) },
-		Plugin:       settings(t, map[string]string{"worker_binary": staticWorker(t)}),
-		IgnoresTERM:  json.RawMessage(`{"env":{"GOLB_TEST_IGNORE_TERM":"1"}}`),
-		BadConfig:    json.RawMessage(`{"image":"golb-no-such-image:1"}`),
+		Launch:      func(t *testing.T) *drivers.Client { return launch(t) },
+		Plugin:      settings(t, map[string]string{"worker_binary": staticWorker(t)}),
+		IgnoresTERM: json.RawMessage(`{"env":{"GOLB_TEST_IGNORE_TERM":"1"}}`),
+		BadConfig:   json.RawMessage(`{"image":"golb-no-such-image:1"}`),
+		// golb's worker refuses an argument with one line on stderr and
+		// exits 2 at once: the container is gone before Wait is called.
+		Crashing:     json.RawMessage(`{"command":["/golb","worker","--bogus"]}`),
+		CrashOutput:  `golb worker: unexpected argument "--bogus"`,
 		IdentityKey:  "container_id",
 		StartTimeout: 30 * time.Second,
 	})

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -38,6 +39,16 @@ type Harness struct {
 	// BadConfig is a config block Start must reject with drivers.ErrBadConfig
 	// (a missing command or image).
 	BadConfig json.RawMessage
+	// Crashing is the config block of a worker that writes a line holding
+	// CrashOutput to stderr and exits with a non-zero code. It may exit at
+	// once where Start cannot see that (a container); a process-style driver,
+	// whose Start fails for a process gone before it was identified, needs
+	// it to live a moment (e.g. sh -c 'echo … >&2; sleep 1; exit 3'). Nil
+	// skips the exit-output test with a reason.
+	Crashing json.RawMessage
+	// CrashOutput is what the Crashing worker writes, or part of its line;
+	// Wait must report it in ExitResult.Output.
+	CrashOutput string
 	// IdentityKey is the Inspect detail that names the running thing (e.g.
 	// "pid", "container_id"): it must not change across a Recover.
 	IdentityKey string
@@ -69,6 +80,7 @@ func Run(t *testing.T, h Harness) {
 		{"StopKillsAfterTimeout", testStopTimeout},
 		{"RecoverAfterPluginCrash", testRecover},
 		{"StartFailuresLeakNothing", testStartFailures},
+		{"ExitReportsOutput", testExitOutput},
 		{"UnknownWorker", testUnknown},
 	}
 	for _, tc := range tests {
@@ -361,6 +373,44 @@ func testStartFailures(s *suite) {
 	}
 	if left := s.listGroup(d); len(left) != 0 {
 		s.t.Fatalf("failed starts left workers behind: %v", ids(left))
+	}
+}
+
+// testExitOutput: a worker that dies saying why on stderr has its last words
+// in ExitResult.Output (from Wait and from Inspect) and in its one-line
+// String, which is what golb shows as a crash-looping group's reason.
+func testExitOutput(s *suite) {
+	if s.h.Crashing == nil {
+		s.t.Skip("harness has no worker that crashes with a message")
+	}
+	if s.h.CrashOutput == "" {
+		s.t.Fatal("drivertest: Harness.CrashOutput is required with Crashing")
+	}
+	d := s.launch()
+	spec := s.spec("crashing", s.h.Crashing)
+	s.start(d, spec)
+	ctx, cancel := context.WithTimeout(s.ctx(), s.h.StartTimeout+10*time.Second)
+	defer cancel()
+	res, err := d.Wait(ctx, spec.ID)
+	if err != nil {
+		s.t.Fatalf("Wait on a crashing worker: %v", err)
+	}
+	s.t.Logf("exit: %v", res)
+	if res.ExitCode == 0 && res.Signal == 0 {
+		s.t.Fatalf("Wait = %+v, want a non-zero exit", res)
+	}
+	if !strings.Contains(res.Output, s.h.CrashOutput) {
+		s.t.Fatalf("Wait = %+v: Output lacks the worker's last words %q", res, s.h.CrashOutput)
+	}
+	if len(res.Output) > drivers.MaxOutputBytes || strings.Count(res.Output, "\n") >= drivers.MaxOutputLines {
+		s.t.Fatalf("Output of %d bytes, %d lines: want at most %d bytes, %d lines", len(res.Output), strings.Count(res.Output, "\n")+1, drivers.MaxOutputBytes, drivers.MaxOutputLines)
+	}
+	if str := res.String(); !strings.Contains(str, s.h.CrashOutput) || strings.Contains(str, "\n") {
+		s.t.Fatalf("String() = %q: want one line holding %q", str, s.h.CrashOutput)
+	}
+	st, err := d.Inspect(s.ctx(), spec.ID)
+	if err != nil || st.State != drivers.StateExited || st.Exit == nil || !strings.Contains(st.Exit.Output, s.h.CrashOutput) {
+		s.t.Fatalf("Inspect after the crash: %+v (exit %+v), %v; want exited with the same output", st, st.Exit, err)
 	}
 }
 

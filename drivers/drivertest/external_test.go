@@ -89,6 +89,8 @@ func TestExternalDriverBwrap(t *testing.T) {
 		Serving:     cfg(map[string]any{"command": []string{worker}}),
 		IgnoresTERM: cfg(map[string]any{"command": []string{worker}, "env": map[string]string{"GOLB_TEST_IGNORE_TERM": "1"}}),
 		BadConfig:   cfg(map[string]any{"command": []string{"/no/such/program"}}),
+		Crashing:    cfg(map[string]any{"command": []string{"sh", "-c", "echo 'worker: bad setting, giving up' >&2; sleep 1; exit 3"}}),
+		CrashOutput: "worker: bad setting, giving up",
 		IdentityKey: "pid",
 	})
 }

@@ -71,6 +71,8 @@ func TestConformance(t *testing.T) {
 		Plugin:      settings(t),
 		IgnoresTERM: json.RawMessage(`{"env":{"GOLB_TEST_IGNORE_TERM":"1"}}`),
 		BadConfig:   json.RawMessage(`{"command":["/no/such/program"]}`),
+		Crashing:    json.RawMessage(`{"command":["sh","-c","echo on stdout; echo 'worker: bad setting, giving up' >&2; sleep 1; exit 3"]}`),
+		CrashOutput: "worker: bad setting, giving up",
 		IdentityKey: "pid",
 	})
 }

@@ -142,6 +142,11 @@ func config(t testing.TB, v map[string]any) json.RawMessage {
 	return raw
 }
 
+// crashScript is the conformance suite's crashing worker: a line on stdout,
+// its last words on stderr, then exit 3 a moment later (a sandbox gone
+// before Start identified it would fail Start instead).
+const crashScript = "echo on stdout; echo 'worker: bad setting, giving up' >&2; sleep 1; exit 3"
+
 // TestConformance runs golb's driver conformance suite against the real
 // golb-driver-bwrap binary, with the demo worker inside the sandboxes.
 func TestConformance(t *testing.T) {
@@ -152,6 +157,8 @@ func TestConformance(t *testing.T) {
 		Serving:     config(t, map[string]any{"command": []string{worker}}),
 		IgnoresTERM: config(t, map[string]any{"command": []string{worker}, "env": map[string]string{"GOLB_TEST_IGNORE_TERM": "1"}}),
 		BadConfig:   config(t, map[string]any{"command": []string{"/no/such/program"}}),
+		Crashing:    config(t, map[string]any{"command": []string{"sh", "-c", crashScript}}),
+		CrashOutput: "worker: bad setting, giving up",
 		IdentityKey: "pid",
 	})
 }
