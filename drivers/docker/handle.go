@@ -170,7 +170,7 @@ func (d *Driver) Stop(ctx context.Context, id string, signal string, timeout tim
 	if !errors.Is(werr, context.DeadlineExceeded) {
 		return engineErr(cli, "stopping worker "+id, werr)
 	}
-	d.logger.Warn("worker ignored signal, killing it", "worker", id, "signal", sig, "timeout", timeout)
+	d.logger.Warn("worker ignored signal, killing it", "worker", id, "signal", sig, "timeout", timeout.String())
 	if err := kill(ctx, cli, cid, "SIGKILL"); err != nil {
 		return engineErr(cli, "killing worker "+id, err)
 	}

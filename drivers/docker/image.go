@@ -81,7 +81,7 @@ func (d *Driver) workerImage(ctx context.Context) (ref string, loaded bool, err 
 		if ok, err := present(ctx, cli, img.Tag, img.ID); err != nil || !ok {
 			return "", false, fmt.Errorf("loading worker image %s: the engine reports success but does not have image %s (%v)", img.Tag, img.ID, err)
 		}
-		d.logger.Info("worker image loaded", "tag", img.Tag, "id", img.ID, "binary", bin, "dynamic", img.Dynamic, "files", len(img.Files), "took", time.Since(begin))
+		d.logger.Info("worker image loaded", "tag", img.Tag, "id", img.ID, "binary", bin, "dynamic", img.Dynamic, "files", len(img.Files), "took", time.Since(begin).Round(time.Millisecond).String())
 		loaded = true
 	}
 	d.img = builtImage{key: key, id: img.ID, tag: img.Tag}

@@ -221,6 +221,16 @@ func ParseSignal(name string) (syscall.Signal, error) {
 	return 0, fmt.Errorf("%w: unknown signal %q", drivers.ErrBadConfig, name)
 }
 
+// SignalName is sig's name as ParseSignal reads it, e.g. "SIGTERM", for
+// logs: a syscall.Signal logged as is turns into a bare number once a
+// plugin's log crosses JSON. A signal without a name gives its number.
+func SignalName(sig syscall.Signal) string {
+	if name := unix.SignalName(sig); name != "" {
+		return name
+	}
+	return strconv.Itoa(int(sig))
+}
+
 // PortFree returns nil when host:port can be bound right now, and the bind
 // error otherwise.
 func PortFree(host string, port int) error {

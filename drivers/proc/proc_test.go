@@ -476,6 +476,12 @@ func TestParseSignal(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("ParseSignal(%q) = %v, %v; want %v", tc.name, got, err, tc.want)
 		}
+		if back, err := proc.ParseSignal(proc.SignalName(got)); err != nil || back != got {
+			t.Errorf("SignalName(%v) = %q, which ParseSignal reads as %v, %v", got, proc.SignalName(got), back, err)
+		}
+	}
+	if got := proc.SignalName(syscall.SIGTERM); got != "SIGTERM" {
+		t.Errorf("SignalName(SIGTERM) = %q", got)
 	}
 	for _, name := range []string{"SIG", "SIGFOO", "TERMX", "SIGSIGTERM", "9", "-15", " TERM"} {
 		if got, err := proc.ParseSignal(name); !errors.Is(err, drivers.ErrBadConfig) {

@@ -118,7 +118,7 @@ func (d *Driver) Stop(ctx context.Context, id string, signal string, timeout tim
 	case <-h.exit.Done():
 		return nil
 	case <-t.C:
-		d.logger.Warn("worker ignored signal, killing it", "worker", id, "signal", sig, "timeout", timeout)
+		d.logger.Warn("worker ignored signal, killing it", "worker", id, "signal", proc.SignalName(sig), "timeout", timeout.String())
 	case <-ctx.Done():
 		return ctx.Err()
 	}

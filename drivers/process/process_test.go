@@ -1,15 +1,18 @@
 package process_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -268,4 +271,59 @@ func TestRecoveredWorkerExitReportsStderr(t *testing.T) {
 		t.Fatalf("Wait on a recovered worker = %+v, %v; want its stderr in Output", res, err)
 	}
 	t.Logf("exit: %v", res)
+}
+
+// TestStopLogsReadableDuration pins a bug: the plugin logs as JSON, which golb
+// parses back, so a time.Duration logged as is reached golb's log as float
+// nanoseconds (timeout=3e+09). Durations and signals are logged by name.
+func TestStopLogsReadableDuration(t *testing.T) {
+	var logs syncBuffer
+	d := process.New(slog.New(slog.NewJSONHandler(&logs, nil)))
+	ctx := context.Background()
+	if err := d.SetConfig(ctx, settings(t)); err != nil {
+		t.Fatal(err)
+	}
+	spec := drivers.WorkerSpec{ID: "stubborn", Group: "g", Port: drivertest.FreePort(t), BindAddr: "127.0.0.1",
+		Env: map[string]string{"GOLB_TEST_IGNORE_TERM": "1", "GOLB_AVG_DELAY": "1ms"}}
+	h, err := d.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = d.Destroy(ctx, spec.ID) }()
+	drivertest.WaitHTTP(t, "http://"+h.Address+"/healthz", 10*time.Second) // SIGTERM is ignored by now
+	if err := d.Stop(ctx, spec.ID, "SIGTERM", 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(line, "worker ignored signal") {
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if rec == nil {
+		t.Fatalf("no \"worker ignored signal\" record in %s", logs.String())
+	}
+	if rec["timeout"] != "50ms" || rec["signal"] != "SIGTERM" {
+		t.Fatalf("logged timeout=%v signal=%v, want \"50ms\" and \"SIGTERM\"", rec["timeout"], rec["signal"])
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
