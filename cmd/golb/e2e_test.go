@@ -625,7 +625,7 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	cfg := writeConfig(t, dir, pt, 1, "")
 	raw := mustRead(t, cfg)
 	start, end := strings.Index(raw, "  app {"), strings.Index(raw, "  health_check {")
-	mustWrite(t, cfg, raw[:start]+"  config {\n    command = [\"sh\", \"-c\", \"exit 3\"]\n  }\n"+raw[end:])
+	mustWrite(t, cfg, raw[:start]+"  config {\n    command = [\"sh\", \"-c\", \"echo bad setting >&2; exit 3\"]\n  }\n"+raw[end:])
 	p := golb(t, dir, pt.adminAddr(), "run", cfg)
 	var groups []core.GroupView
 	eventually(t, 30*time.Second, "the group marked crash-looping", func() bool {
@@ -633,8 +633,8 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	})
 	out, _ := runGolb(t, dir, pt.adminAddr(), "status")
 	// The worker dies either just after its start or before the driver saw
-	// it running; both ways the reason carries its exit code.
-	if !strings.Contains(out, "crash-looping") || !strings.Contains(out, "exit code 3") {
+	// it running; both ways the reason carries its exit code and last words.
+	if !strings.Contains(out, "crash-looping") || !strings.Contains(out, "exit code 3: bad setting") {
 		t.Fatalf("golb status does not show the crash loop:\n%s", out)
 	}
 	// Backing off: over the next 3 s at most a few more attempts, not hundreds.
