@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/golb/golb/drivers"
 )
@@ -140,6 +142,48 @@ func OpenLogs(dir, id string) (stdout, stderr *os.File, err error) {
 func checkID(id string) error {
 	if id == "" || strings.ContainsAny(id, "/\x00") {
 		return fmt.Errorf("%w: invalid worker id %q", drivers.ErrBadConfig, id)
+	}
+	return nil
+}
+
+// PruneLogs removes the log files (OpenLogs) in dir of all but the newest keep
+// workers that are gone, so that a crash-looping group does not fill the disk.
+// live reports the workers whose logs stay whatever their age.
+func PruneLogs(dir string, keep int, live func(id string) bool) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("pruning worker logs: %w", err)
+	}
+	newest := map[string]time.Time{} // id → its newest log's mtime
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".stdout.log")
+		if !ok {
+			id, ok = strings.CutSuffix(e.Name(), ".stderr.log")
+		}
+		if !ok || live(id) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().After(newest[id]) {
+			newest[id] = fi.ModTime()
+		}
+	}
+	if len(newest) <= keep {
+		return nil
+	}
+	gone := make([]string, 0, len(newest))
+	for id := range newest {
+		gone = append(gone, id)
+	}
+	sort.Slice(gone, func(i, j int) bool { return newest[gone[i]].After(newest[gone[j]]) })
+	for _, id := range gone[keep:] {
+		for _, suffix := range []string{".stdout.log", ".stderr.log"} {
+			if err := os.Remove(filepath.Join(dir, id+suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("pruning worker logs: %w", err)
+			}
+		}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -264,5 +265,46 @@ func TestOpenLogs(t *testing.T) {
 		if err != nil || string(got) != want {
 			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
 		}
+	}
+}
+
+// TestPruneLogsKeepsNewestGoneAndLive: a crash-looping group left two log
+// files per attempt forever. PruneLogs keeps the newest gone workers' logs
+// and every live one's, and touches no other file.
+func TestPruneLogsKeepsNewestGoneAndLive(t *testing.T) {
+	dir := t.TempDir()
+	base := time.Now().Add(-time.Hour)
+	ids := []string{"live", "a", "b", "c", "d"} // oldest first
+	for i, id := range ids {
+		out, errf, err := proc.OpenLogs(dir, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Close()
+		errf.Close()
+		at := base.Add(time.Duration(i) * time.Minute)
+		for _, f := range []string{id + ".stdout.log", id + ".stderr.log"} {
+			if err := os.Chtimes(filepath.Join(dir, f), at, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.PruneLogs(dir, 2, func(id string) bool { return id == "live" }); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	want := []string{"c.stderr.log", "c.stdout.log", "d.stderr.log", "d.stdout.log", "live.stderr.log", "live.stdout.log", "notes.txt"}
+	if !slices.Equal(left, want) {
+		t.Fatalf("left %v, want %v", left, want)
+	}
+	if err := proc.PruneLogs(filepath.Join(dir, "missing"), 2, func(string) bool { return false }); err != nil {
+		t.Errorf("PruneLogs of a missing dir: %v", err)
 	}
 }

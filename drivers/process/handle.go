@@ -131,8 +131,11 @@ func (d *Driver) Stop(ctx context.Context, id string, signal string, timeout tim
 	}
 }
 
-// Destroy implements drivers.Driver. Log files are kept for post-mortems; they
-// are output, not state.
+// keptLogs is how many gone workers' log files Destroy keeps for post-mortems
+// (they are output, not state); older ones are removed.
+const keptLogs = 50
+
+// Destroy implements drivers.Driver.
 func (d *Driver) Destroy(ctx context.Context, id string) error {
 	store := d.store()
 	h, err := d.lookup(id)
@@ -152,6 +155,14 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	d.workers.Remove(id)
 	if err := store.Remove(id); err != nil {
 		return fmt.Errorf("destroying worker %s: %w", id, err)
+	}
+	// A worker still known from its state file alone keeps its logs.
+	known := func(id string) bool {
+		_, err := os.Stat(store.Path(id))
+		return d.workers.Has(id) || err == nil
+	}
+	if err := proc.PruneLogs(d.logDir(), keptLogs, known); err != nil {
+		d.logger.Warn("pruning old worker logs", "err", err)
 	}
 	return nil
 }
