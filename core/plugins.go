@@ -101,6 +101,14 @@ func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...any
 	if level < s.level {
 		return
 	}
+	if msg == "plugin process exited" && level == hclog.Info {
+		// go-plugin says so on every normal stop too; a crash gets golb's
+		// own ERROR ("driver plugin exited; restarting it").
+		level = hclog.Debug
+		if level < s.level {
+			return
+		}
+	}
 	var l slog.Level
 	switch {
 	case level <= hclog.Debug:
