@@ -87,11 +87,13 @@ type backend struct {
 	// re-add, so a check that started before is ignored. warned is set
 	// once the backend's failing checks were logged at WARN, and cleared
 	// when it becomes healthy: one warning per spell of failing.
-	hmu    sync.Mutex
-	passes int
-	fails  int
-	gen    uint64
-	warned bool
+	// failingSince is when the current spell of failed checks began.
+	hmu          sync.Mutex
+	passes       int
+	fails        int
+	gen          uint64
+	warned       bool
+	failingSince time.Time
 
 	// WaitIdle support: watched turns true once someone waits, after which
 	// the request that brings inflight to zero closes idleCh.

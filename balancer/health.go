@@ -65,7 +65,8 @@ const (
 // checkOnce runs one active check and applies its result. A failure's
 // reason is kept for Stats until a check passes. Failing checks are logged
 // at WARN once per spell (when the worker turns unhealthy, or when one that
-// is not healthy fails Fall in a row), otherwise at DEBUG.
+// is not healthy has failed Fall in a row for at least an Interval),
+// otherwise at DEBUG.
 func (b *Balancer) checkOnce(ctx context.Context, be *backend) {
 	be.hmu.Lock()
 	gen := be.gen
@@ -98,6 +99,9 @@ func (b *Balancer) checkOnce(ctx context.Context, be *backend) {
 		reason := err.Error()
 		be.healthErr.Store(&reason)
 		be.passes = 0
+		if be.fails == 0 {
+			be.failingSince = time.Now()
+		}
 		be.fails++
 		switch {
 		case be.fails < fall:
@@ -105,7 +109,9 @@ func (b *Balancer) checkOnce(ctx context.Context, be *backend) {
 			be.healthy.Store(false)
 			be.warned = true
 			event = healthDown
-		case !be.warned:
+		case !be.warned && time.Since(be.failingSince) >= b.cfg.Health.Interval:
+			// Not before a whole Interval of failing: a starting worker
+			// fails its first fast checks as a matter of course.
 			be.warned = true
 			event = healthFailing
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -233,5 +234,34 @@ func TestHealthCheckErrorsAreShort(t *testing.T) {
 		if got := statsOf(t, bal, id).HealthError; got != want {
 			t.Errorf("%s: health error %q, want %q", id, got, want)
 		}
+	}
+}
+
+// TestStartingWorkerIsNotWarnedAbout: every worker started by golb logged
+// "worker not passing its health check", since its first fast checks fail
+// while it is still starting. A worker that passes within its first Interval
+// gets no warning.
+func TestStartingWorkerIsNotWarnedAbout(t *testing.T) {
+	var logs testutil.SyncBuffer
+	addr := freeAddr(t)
+	cfg := testConfig()
+	cfg.Health = HealthCheck{Interval: 2 * time.Second, Timeout: time.Second, Fall: 2}
+	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	bal := startBalancer(t, cfg)
+	bal.SetBackends([]Backend{{ID: "late", Address: addr}})
+	time.Sleep(300 * time.Millisecond) // several refused fast checks
+	if s := statsOf(t, bal, "late"); s.HealthError == "" {
+		t.Fatalf("no failed check recorded before the worker listened: %+v", s)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	waitFor(t, "the late worker healthy", func() bool { return statsOf(t, bal, "late").Healthy })
+	if warns := logRecords(t, &logs, "worker not passing its health check"); len(warns) != 0 {
+		t.Fatalf("a worker healthy within its first interval was warned about: %v", warns)
 	}
 }
