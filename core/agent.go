@@ -251,6 +251,9 @@ func (a *Agent) prepareGroup(ctx context.Context, g *config.Group) hcl.Diagnosti
 	// own program sets its environment in its config block.
 	env := map[string]string{}
 	if g.RunsBuiltinWorker() {
+		if d := appEnvConflict(g, raw); d != nil {
+			return append(diags, d)
+		}
 		env["GOLB_AVG_DELAY"] = g.App.AvgDelayDur.String()
 		env["GOLB_FAILURE_RATE"] = strconv.FormatFloat(*g.App.FailureRate, 'g', -1, 64)
 	}
@@ -266,6 +269,28 @@ func (a *Agent) prepareGroup(ctx context.Context, g *config.Group) hcl.Diagnosti
 
 // rangeOnGroup points diagnostics that have no source position (those of a
 // config block the group does not have) at the group's driver attribute.
+// appEnvConflict reports a built-in worker's config env that sets what the
+// app block sets (golb would override it without a word).
+func appEnvConflict(g *config.Group, raw json.RawMessage) *hcl.Diagnostic {
+	var c struct {
+		Env map[string]string `json:"env"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return nil
+	}
+	for _, k := range []string{"GOLB_AVG_DELAY", "GOLB_FAILURE_RATE"} {
+		if _, ok := c.Env[k]; ok {
+			return &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "env sets " + k + ", which the app block sets for the built-in worker",
+				Detail:   "Set it in app { avg_delay / failure_rate } instead.",
+				Subject:  attrRangeOf(g.Config.Body, "env").Ptr(),
+			}
+		}
+	}
+	return nil
+}
+
 func rangeOnGroup(diags hcl.Diagnostics, g *config.Group) hcl.Diagnostics {
 	for _, d := range diags {
 		if d.Subject == nil || d.Subject.Filename == "" {

@@ -103,7 +103,14 @@ group "fine" {
     env = { A = "b" }
   }
 }
-`, base, base+3, base+6)
+
+group "shadowed" {
+  port = %d
+  config {
+    env = { GOLB_FAILURE_RATE = "bogus" }
+  }
+}
+`, base, base+3, base+6, base+8)
 	diags := prepare(t, src)
 	d := errorAt(t, diags, `program "/nonexistent/golb-test-server" not found`, lineOf(t, src, "command = "))
 	if !strings.HasPrefix(d.Summary, "process driver:") {
@@ -115,8 +122,11 @@ group "fine" {
 			t.Errorf("unknown attribute: detail %q does not list %q", d.Detail, name)
 		}
 	}
-	if n := len(diags.Errs()); n != 2 {
-		t.Errorf("%d errors, want 2 (group \"fine\" is fine): %s", n, diags.Error())
+	// The app block's settings would silently win over the built-in
+	// worker's env: an error, not a surprise.
+	errorAt(t, diags, "env sets GOLB_FAILURE_RATE", lineOf(t, src, "GOLB_FAILURE_RATE = "))
+	if n := len(diags.Errs()); n != 3 {
+		t.Errorf("%d errors, want 3 (group \"fine\" is fine): %s", n, diags.Error())
 	}
 }
 
