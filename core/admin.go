@@ -224,6 +224,10 @@ func (a *Agent) WorkerViews() []WorkerView {
 			if !v.Healthy {
 				v.HealthError = h.healthErr
 			}
+		} else if len(a.byGroup[w.Group]) == 0 {
+			// No balancer checks this group's workers: running is all
+			// golb knows, and all it needs.
+			v.Healthy = w.Status == state.StatusRunning
 		}
 		t := ts[w.ID]
 		v.Requests, v.Failed, v.MeanLatencyMS = t.Total(), t.Failed, meanMS(t)

@@ -174,3 +174,20 @@ func TestWorkersViewAgreesWithStats(t *testing.T) {
 		t.Errorf("mean: view %vms, stats %vms; want the same, above 0", w.MeanLatencyMS, mean)
 	}
 }
+
+// TestUnbalancedGroupIsNotUnhealthy pins a defect: the workers of a group
+// that no balancer serves always showed as unhealthy (nothing checks them),
+// and their group as 0 healthy. Running is what counts for them.
+func TestUnbalancedGroupIsNotUnhealthy(t *testing.T) {
+	ta := crashAgent(t)
+	for id, st := range map[string]state.WorkerStatus{"solo-1": state.StatusRunning, "solo-2": state.StatusPending} {
+		if err := ta.Store().UpsertWorker(&state.Worker{ID: id, Group: "solo", Driver: "process", Status: st, StartedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range ta.WorkerViews() {
+		if want := v.ID == "solo-1"; v.Healthy != want {
+			t.Errorf("%s (%s) healthy = %v, want %v", v.ID, v.Status, v.Healthy, want)
+		}
+	}
+}
