@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"syscall"
 	"time"
 )
 
@@ -254,10 +255,20 @@ func (r ExitResult) String() string {
 	default:
 		s = fmt.Sprintf("exit code %d", r.ExitCode)
 	}
-	if line := lastLine(r.Output); line != "" {
+	if line := lastLine(r.Output); line != "" && !killedFromOutside(r.Signal) {
 		s += ": " + line
 	}
 	return s
+}
+
+// killedFromOutside reports the signals someone else sends to stop a
+// worker: its last log line says nothing about why it ended.
+func killedFromOutside(sig int) bool {
+	switch syscall.Signal(sig) {
+	case syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT:
+		return true
+	}
+	return false
 }
 
 // DialHost is the host to reach a worker bound (or a port published) on

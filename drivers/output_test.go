@@ -42,7 +42,10 @@ func TestExitResultString(t *testing.T) {
 	}{
 		{ExitResult{ExitCode: 2}, "exit code 2"},
 		{ExitResult{ExitCode: 2, Output: "starting\ngolb worker: GOLB_FAILURE_RATE \"bogus\": not a number"}, `exit code 2: golb worker: GOLB_FAILURE_RATE "bogus": not a number`},
-		{ExitResult{ExitCode: -1, Signal: 9, Output: "last words\n"}, "killed by signal 9: last words"},
+		{ExitResult{ExitCode: -1, Signal: 6, Output: "last words\n"}, "killed by signal 6: last words"},
+		// Killed by someone else: its last line is routine, not a reason.
+		{ExitResult{ExitCode: -1, Signal: 9, Output: "worker listening\n"}, "killed by signal 9"},
+		{ExitResult{ExitCode: -1, Signal: 15, Output: "worker listening\n"}, "killed by signal 15"},
 		{ExitResult{ExitCode: -1, Err: "exit status unknown", Output: "  \n"}, "error: exit status unknown"},
 	} {
 		if got := tc.res.String(); got != tc.want {
