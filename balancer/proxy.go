@@ -316,6 +316,12 @@ func (b *Balancer) finish(x *exchange, be *backend, start time.Time) {
 	} else {
 		status = 0
 	}
+	if x.err != nil && x.fail == failCanceled {
+		// The client went away before the worker answered: not the
+		// worker's failure, and no answer to count.
+		be.release()
+		return
+	}
 	be.observe(c, d)
 	be.release()
 	b.passive(be, status, x.err != nil && (x.fail == failNotSent || x.fail == failBroken))

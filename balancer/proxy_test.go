@@ -539,3 +539,31 @@ func TestHungWorkerAnswers504AtResponseHeaderTimeout(t *testing.T) {
 		t.Error("a worker that timed out once was ejected")
 	}
 }
+
+// TestClientGivingUpIsNotAWorkerFailure pins a defect: a request the client
+// abandoned before the worker answered was counted as the worker's failed
+// attempt, in /worker/stats and /metrics alike.
+func TestClientGivingUpIsNotAWorkerFailure(t *testing.T) {
+	slow := newWorker(t, "slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+		_, _ = io.WriteString(w, "late")
+	}))
+	b := startBalancer(t, testConfig(), slow)
+	impatient := &http.Client{Timeout: 100 * time.Millisecond}
+	for range 3 {
+		if resp, err := impatient.Get(baseURL(b) + "/api/v1/hello"); err == nil {
+			resp.Body.Close()
+			t.Fatalf("the impatient client got an answer: %d", resp.StatusCode)
+		}
+	}
+	waitFor(t, "the abandoned attempts to end", func() bool { return statsOf(t, b, "slow").InFlight == 0 })
+	if s := statsOf(t, b, "slow"); s.Failed != 0 || s.Success != 0 {
+		t.Fatalf("after 3 requests the client gave up on: %d failed, %d successful attempts; want none counted", s.Failed, s.Success)
+	}
+	if s := statsOf(t, b, "slow"); !s.Healthy {
+		t.Errorf("the worker is no longer healthy: %+v", s)
+	}
+}
