@@ -3,6 +3,8 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -44,7 +46,7 @@ func DecodeBlock(body hcl.Body, schema []drivers.Attribute, what string) (json.R
 	val, diags := hcldec.Decode(body, spec, nil)
 	for _, d := range diags {
 		if d.Summary == "Unsupported argument" || d.Summary == "Unsupported block type" {
-			d.Detail += fmt.Sprintf(" %s accepts: %s.", what, attrNames(schema))
+			d.Detail += fmt.Sprintf(" %s accepts: %s.", capitalize(what), attrNames(schema))
 		}
 	}
 	if diags.HasErrors() {
@@ -108,4 +110,13 @@ func attrNames(schema []drivers.Attribute) string {
 		s += a.Name
 	}
 	return s
+}
+
+// capitalize upper-cases s's first letter, to start a sentence with it.
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	return string(unicode.ToUpper(r)) + s[n:]
 }

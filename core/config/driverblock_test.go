@@ -115,7 +115,7 @@ func TestDecodeBlockUnknownAttributeListsAccepted(t *testing.T) {
 	if d.Summary != "Unsupported argument" {
 		t.Errorf("summary %q", d.Summary)
 	}
-	if want := "the docker driver's config block accepts: image, cpus, privileged, command, env."; !strings.Contains(d.Detail, want) {
+	if want := "The docker driver's config block accepts: image, cpus, privileged, command, env."; !strings.Contains(d.Detail, want) {
 		t.Errorf("detail %q does not contain %q", d.Detail, want)
 	}
 	if d.Subject == nil || d.Subject.Start.Line != 4 || d.Subject.Start.Column != 5 {
