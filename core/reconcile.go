@@ -94,9 +94,10 @@ func (a *Agent) rollOut(ctx context.Context, g *state.Group, live, outdated []*s
 	if len(outdated) == 0 {
 		return time.Time{}
 	}
+	serving := a.servingIn(g.Name)
 	healthy := 0
 	for _, w := range live {
-		if w.Status == state.StatusRunning && a.serving(g.Name, w.ID) {
+		if w.Status == state.StatusRunning && serving(w.ID) {
 			healthy++
 		}
 	}
@@ -115,22 +116,19 @@ func (a *Agent) rollOut(ctx context.Context, g *state.Group, live, outdated []*s
 	return time.Now().Add(100 * time.Millisecond) // health lives in the balancers, not the store
 }
 
-// serving reports whether every balancer of group counts worker id healthy
-// (true for a group no balancer serves).
-func (a *Agent) serving(group, id string) bool {
-	for _, b := range a.byGroup[group] {
-		ok := false
+// servingIn returns whether every balancer of group counts a worker healthy
+// (true for a group no balancer serves), from one read of each balancer.
+func (a *Agent) servingIn(group string) func(id string) bool {
+	bs := a.byGroup[group]
+	count := map[string]int{}
+	for _, b := range bs {
 		for _, s := range b.Stats() {
-			if s.ID == id {
-				ok = s.Healthy
-				break
+			if s.Healthy {
+				count[s.ID]++
 			}
 		}
-		if !ok {
-			return false
-		}
 	}
-	return true
+	return func(id string) bool { return count[id] == len(bs) }
 }
 
 // reconcileCount starts missing workers and stops extra ones.
