@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -21,38 +20,22 @@ const stateVersion = 1
 // status), so the container id is all Recover needs; the rest is for people
 // reading a handle.
 type workerState struct {
-	Version     int               `json:"version"`
-	ContainerID string            `json:"container_id"`
-	Name        string            `json:"name"`
-	Image       string            `json:"image"`
-	Group       string            `json:"group"`
-	Address     string            `json:"address"`
-	Labels      map[string]string `json:"labels"`
-	StartedAt   time.Time         `json:"started_at"`
+	Version     int    `json:"version"`
+	ContainerID string `json:"container_id"`
+	Name        string `json:"name"`
+	Image       string `json:"image"`
+	drivers.Record
 }
 
 func (s workerState) handle(id string) *drivers.Handle {
 	s.Version = stateVersion
-	blob, _ := json.Marshal(s)
-	return &drivers.Handle{
-		ID:           id,
-		Group:        s.Group,
-		Driver:       Name,
-		Address:      s.Address,
-		Labels:       s.Labels,
-		StartedAt:    s.StartedAt,
-		StateVersion: stateVersion,
-		State:        blob,
-	}
+	return s.Record.Handle(Name, id, stateVersion, s)
 }
 
-func decodeState(version int, blob []byte) (workerState, error) {
-	if version != stateVersion {
-		return workerState{}, fmt.Errorf("%w: docker driver state version %d, want %d", drivers.ErrStaleHandle, version, stateVersion)
-	}
+func decodeState(hd *drivers.Handle) (workerState, error) {
 	var s workerState
-	if err := json.Unmarshal(blob, &s); err != nil {
-		return workerState{}, fmt.Errorf("%w: decoding docker driver state: %v", drivers.ErrStaleHandle, err)
+	if err := drivers.DecodeState(Name, stateVersion, hd, &s); err != nil {
+		return workerState{}, err
 	}
 	if s.ContainerID == "" {
 		return workerState{}, fmt.Errorf("%w: no container id in handle state", drivers.ErrStaleHandle)

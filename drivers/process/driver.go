@@ -230,14 +230,16 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		return nil, fmt.Errorf("starting worker %s: process exited at once (%v); see %s", spec.ID, res, stderr.Name())
 	}
 	st := workerState{
-		Identity:  id,
-		Group:     spec.Group,
-		Address:   net.JoinHostPort(drivers.DialHost(bind), strconv.Itoa(spec.Port)),
-		Labels:    spec.AllLabels(),
-		StartedAt: time.Now().UTC(),
-		Command:   append([]string{path}, argv[1:]...),
-		Stdout:    stdout.Name(),
-		Stderr:    stderr.Name(),
+		Identity: id,
+		Record: drivers.Record{
+			Group:     spec.Group,
+			Address:   net.JoinHostPort(drivers.DialHost(bind), strconv.Itoa(spec.Port)),
+			Labels:    spec.AllLabels(),
+			StartedAt: time.Now().UTC(),
+		},
+		Command: append([]string{path}, argv[1:]...),
+		Stdout:  stdout.Name(),
+		Stderr:  stderr.Name(),
 	}
 	if err := writeState(d.store(), spec.ID, st); err != nil {
 		_ = proc.KillGroup(pid, syscall.SIGKILL)

@@ -175,7 +175,7 @@ func (d *Driver) Recover(_ context.Context, hd *drivers.Handle) error {
 	if d.workers.Has(hd.ID) {
 		return nil
 	}
-	st, err := decodeState(hd.StateVersion, hd.State)
+	st, err := decodeState(hd)
 	if err != nil {
 		return err
 	}

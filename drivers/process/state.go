@@ -1,9 +1,7 @@
 package process
 
 import (
-	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/golb/golb/drivers"
 	"github.com/golb/golb/drivers/proc"
@@ -17,40 +15,25 @@ const stateVersion = 1
 // State of the worker's drivers.Handle and is also kept in
 // data_dir/workers/ID.json, so List finds workers after any crash.
 type workerState struct {
-	Version       int               `json:"version"`
-	proc.Identity                   // pid and start_time: the worker, the leader of its process group
-	Group         string            `json:"group"`
-	Address       string            `json:"address"`
-	Labels        map[string]string `json:"labels"`
-	StartedAt     time.Time         `json:"started_at"`
-	Command       []string          `json:"command"`
-	Stdout        string            `json:"stdout"`
-	Stderr        string            `json:"stderr"`
+	Version       int `json:"version"`
+	proc.Identity     // pid and start_time: the worker, the leader of its process group
+	drivers.Record
+	Command []string `json:"command"`
+	Stdout  string   `json:"stdout"`
+	Stderr  string   `json:"stderr"`
 }
 
 func (s workerState) handle(id string) *drivers.Handle {
 	s.Version = stateVersion
-	blob, _ := json.Marshal(s)
-	return &drivers.Handle{
-		ID:           id,
-		Group:        s.Group,
-		Driver:       Name,
-		Address:      s.Address,
-		Labels:       s.Labels,
-		StartedAt:    s.StartedAt,
-		StateVersion: stateVersion,
-		State:        blob,
-	}
+	return s.Record.Handle(Name, id, stateVersion, s)
 }
 
-func decodeState(version int, blob []byte) (workerState, error) {
+func decodeState(hd *drivers.Handle) (workerState, error) {
 	var s workerState
-	if version == stateVersion {
-		if err := json.Unmarshal(blob, &s); err != nil {
-			return workerState{}, fmt.Errorf("%w: decoding process driver state: %v", drivers.ErrStaleHandle, err)
-		}
+	if err := drivers.DecodeState(Name, stateVersion, hd, &s); err != nil {
+		return workerState{}, err
 	}
-	return s, s.check(version)
+	return s, s.check(stateVersion)
 }
 
 // readState reads worker id's record from its state file.

@@ -266,14 +266,16 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		SandboxPID:       sb.inner.PID,
 		SandboxStartTime: sb.inner.StartTime,
 		PIDNamespace:     sb.info.PIDNamespace,
-		Group:            spec.Group,
-		Address:          net.JoinHostPort(drivers.DialHost(bind), strconv.Itoa(spec.Port)),
-		Labels:           spec.AllLabels(),
-		StartedAt:        time.Now().UTC(),
-		Command:          argv,
-		Binds:            c.Binds,
-		Stdout:           stdout.Name(),
-		Stderr:           stderr.Name(),
+		Record: drivers.Record{
+			Group:     spec.Group,
+			Address:   net.JoinHostPort(drivers.DialHost(bind), strconv.Itoa(spec.Port)),
+			Labels:    spec.AllLabels(),
+			StartedAt: time.Now().UTC(),
+		},
+		Command: argv,
+		Binds:   c.Binds,
+		Stdout:  stdout.Name(),
+		Stderr:  stderr.Name(),
 	}
 	if err := writeState(store, spec.ID, st); err != nil {
 		st.kill()

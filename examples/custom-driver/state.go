@@ -1,13 +1,11 @@
 package bwrap
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/golb/golb/drivers"
 	"github.com/golb/golb/drivers/proc"
@@ -28,44 +26,29 @@ const stateVersion = 1
 // Both are recorded with their start times so that a reused PID is never
 // taken for them.
 type workerState struct {
-	Version          int               `json:"version"`
-	proc.Identity                      // pid and start_time: the outer bwrap
-	SandboxPID       int               `json:"sandbox_pid"`
-	SandboxStartTime uint64            `json:"sandbox_start_time"`
-	PIDNamespace     uint64            `json:"pid_namespace,omitempty"`
-	Group            string            `json:"group"`
-	Address          string            `json:"address"`
-	Labels           map[string]string `json:"labels"`
-	StartedAt        time.Time         `json:"started_at"`
-	Command          []string          `json:"command"`
-	Binds            []string          `json:"binds,omitempty"`
-	Stdout           string            `json:"stdout"`
-	Stderr           string            `json:"stderr"`
+	Version          int    `json:"version"`
+	proc.Identity           // pid and start_time: the outer bwrap
+	SandboxPID       int    `json:"sandbox_pid"`
+	SandboxStartTime uint64 `json:"sandbox_start_time"`
+	PIDNamespace     uint64 `json:"pid_namespace,omitempty"`
+	drivers.Record
+	Command []string `json:"command"`
+	Binds   []string `json:"binds,omitempty"`
+	Stdout  string   `json:"stdout"`
+	Stderr  string   `json:"stderr"`
 }
 
 func (s workerState) handle(id string) *drivers.Handle {
 	s.Version = stateVersion
-	blob, _ := json.Marshal(s)
-	return &drivers.Handle{
-		ID:           id,
-		Group:        s.Group,
-		Driver:       Name,
-		Address:      s.Address,
-		Labels:       s.Labels,
-		StartedAt:    s.StartedAt,
-		StateVersion: stateVersion,
-		State:        blob,
-	}
+	return s.Record.Handle(Name, id, stateVersion, s)
 }
 
-func decodeState(version int, blob []byte) (workerState, error) {
+func decodeState(hd *drivers.Handle) (workerState, error) {
 	var s workerState
-	if version == stateVersion {
-		if err := json.Unmarshal(blob, &s); err != nil {
-			return workerState{}, fmt.Errorf("%w: decoding bwrap driver state: %v", drivers.ErrStaleHandle, err)
-		}
+	if err := drivers.DecodeState(Name, stateVersion, hd, &s); err != nil {
+		return workerState{}, err
 	}
-	return s, s.check(version)
+	return s, s.check(stateVersion)
 }
 
 // readState reads worker id's record from its state file.
