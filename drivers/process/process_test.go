@@ -1,7 +1,6 @@
 package process_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/golb/golb/drivers"
 	"github.com/golb/golb/drivers/drivertest"
 	"github.com/golb/golb/drivers/process"
+	"github.com/golb/golb/internal/testutil"
 	"github.com/golb/golb/workerapp"
 )
 
@@ -277,7 +276,7 @@ func TestRecoveredWorkerExitReportsStderr(t *testing.T) {
 // parses back, so a time.Duration logged as is reached golb's log as float
 // nanoseconds (timeout=3e+09). Durations and signals are logged by name.
 func TestStopLogsReadableDuration(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	d := process.New(slog.New(slog.NewJSONHandler(&logs, nil)))
 	ctx := context.Background()
 	if err := d.SetConfig(ctx, settings(t)); err != nil {
@@ -308,22 +307,4 @@ func TestStopLogsReadableDuration(t *testing.T) {
 	if rec["timeout"] != "50ms" || rec["signal"] != "SIGTERM" {
 		t.Fatalf("logged timeout=%v signal=%v, want \"50ms\" and \"SIGTERM\"", rec["timeout"], rec["signal"])
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
