@@ -95,6 +95,9 @@ type backend struct {
 	warned       bool
 	failingSince time.Time
 
+	// Keep-alive connections to the worker.
+	conns connPool
+
 	// WaitIdle support: watched turns true once someone waits, after which
 	// the request that brings inflight to zero closes idleCh.
 	watched atomic.Bool

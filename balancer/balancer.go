@@ -8,13 +8,10 @@ package balancer
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,8 +24,8 @@ type Balancer struct {
 	cfg      Config
 	log      *slog.Logger
 	sel      selector
-	rp       *httputil.ReverseProxy
-	tr       *http.Transport
+	dialer   net.Dialer
+	tr       *http.Transport // health checks only
 	checker  *http.Client
 	budget   retryBudget
 	retry5xx bool
@@ -40,9 +37,15 @@ type Balancer struct {
 	pool atomic.Pointer[[]*backend] // candidates only; replaced, never mutated
 	all  atomic.Pointer[[]*backend] // every backend ever seen, first-seen order
 
-	retries     atomic.Uint64 // retries granted
-	budgetDeny  atomic.Uint64 // retries refused by the budget
-	unavailable atomic.Uint64 // requests answered 503: no candidate
+	retries      atomic.Uint64 // retries granted
+	budgetDeny   atomic.Uint64 // retries refused by the budget
+	unavailable  atomic.Uint64 // requests answered 503: no candidate
+	clientErrors atomic.Uint64 // requests refused as the client's error (4xx from golb)
+
+	closing atomic.Bool // Shutdown began: no new connections, none kept alive
+	connMu  sync.Mutex
+	conns   map[*clientConn]struct{}
+	connWG  sync.WaitGroup
 
 	mu        sync.Mutex
 	byID      map[string]*backend
@@ -51,7 +54,6 @@ type Balancer struct {
 	started   bool
 	closed    bool
 	listeners []net.Listener
-	servers   []*http.Server
 	serveWG   sync.WaitGroup
 
 	healthCtx  context.Context
@@ -76,9 +78,8 @@ type Counters interface {
 }
 
 var (
-	_ Pool         = (*Balancer)(nil)
-	_ Counters     = (*Balancer)(nil)
-	_ http.Handler = (*Balancer)(nil)
+	_ Pool     = (*Balancer)(nil)
+	_ Counters = (*Balancer)(nil)
 )
 
 // WorkerStats are one backend's cumulative counts since New.
@@ -128,15 +129,9 @@ func New(cfg Config) (*Balancer, error) {
 	b.bodyTimeout = errorBody("worker timed out", cfg.Name)
 	b.bodyFailed = errorBody("worker failed", cfg.Name)
 
-	b.tr = b.newTransport()
-	b.rp = &httputil.ReverseProxy{
-		Rewrite:        b.rewrite,
-		Transport:      roundTripper{b.tr},
-		ModifyResponse: b.modifyResponse,
-		ErrorHandler:   b.proxyError,
-		BufferPool:     bufferPool{},
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	b.dialer = net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	b.conns = make(map[*clientConn]struct{})
+	b.tr = b.newCheckTransport()
 	b.checker = &http.Client{
 		Transport: b.tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -148,14 +143,6 @@ func New(cfg Config) (*Balancer, error) {
 	b.pool.Store(&empty)
 	b.all.Store(&empty)
 	return b, nil
-}
-
-func errorBody(msg, name string) []byte {
-	body, _ := json.Marshal(struct {
-		Error    string `json:"error"`
-		Balancer string `json:"balancer"`
-	}{msg, name})
-	return append(body, '\n')
 }
 
 // Start binds every listener, or none: if one address cannot be bound, the
@@ -190,20 +177,8 @@ func (b *Balancer) Start(ctx context.Context) error {
 	}
 	b.started = true
 	b.listeners = lns
-	errLog := slog.NewLogLogger(b.log.Handler(), slog.LevelDebug)
 	for _, ln := range lns {
-		srv := &http.Server{
-			Handler:           b,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       120 * time.Second,
-			ErrorLog:          errLog,
-		}
-		b.servers = append(b.servers, srv)
-		b.serveWG.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				b.log.Error("listener stopped", "addr", ln.Addr().String(), "err", err)
-			}
-		})
+		b.serveWG.Go(func() { b.serve(ln) })
 		b.log.Info("listening", "addr", ln.Addr().String(), "policy", b.cfg.Policy)
 	}
 	for _, be := range b.members {
@@ -252,12 +227,14 @@ func (b *Balancer) SetBackends(bs []Backend) {
 			fresh = append(fresh, be)
 		case be.removed.Load():
 			be.addr.Store(&d.Address)
+			be.conns.reopen()
 			be.removed.Store(false)
 			fresh = append(fresh, be)
 		case be.address() != d.Address:
 			// Same ID, new address: a different process; check it anew.
 			b.stopCheckLocked(be)
 			be.addr.Store(&d.Address)
+			be.conns.closeIdle(false)
 			fresh = append(fresh, be)
 		}
 		members = append(members, be)
@@ -266,6 +243,7 @@ func (b *Balancer) SetBackends(bs []Backend) {
 		if !want[be.id] {
 			be.removed.Store(true)
 			be.healthy.Store(false)
+			be.conns.closeIdle(true)
 			b.stopCheckLocked(be)
 			if be.ejectTimer != nil {
 				be.ejectTimer.Stop()
@@ -396,9 +374,10 @@ func (b *Balancer) rebuild() {
 	b.rebuildLocked()
 }
 
-// Shutdown stops accepting connections, waits for in-flight requests
-// (bounded by ctx and Config.DrainTimeout; then remaining connections are
-// closed and the context error returned) and stops health checking.
+// Shutdown stops accepting connections, closes idle ones, lets in-flight
+// requests finish (bounded by ctx and Config.DrainTimeout; then remaining
+// connections are closed and the context error returned) and stops
+// health checking.
 func (b *Balancer) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
 	if b.closed {
@@ -406,38 +385,72 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	b.closed = true
-	servers := b.servers
+	b.closing.Store(true)
 	for _, be := range b.byID {
 		if be.ejectTimer != nil {
 			be.ejectTimer.Stop()
 		}
 	}
+	for _, ln := range b.listeners {
+		_ = ln.Close()
+	}
 	b.mu.Unlock()
 
 	b.healthStop()
 	b.healthWG.Wait()
+	b.serveWG.Wait()
 
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.DrainTimeout)
 	defer cancel()
-	errs := make([]error, len(servers))
-	var wg sync.WaitGroup
-	for i, srv := range servers {
-		wg.Go(func() {
-			if err := srv.Shutdown(ctx); err != nil {
-				_ = srv.Close()
-				errs[i] = err
-			}
-		})
-	}
-	wg.Wait()
-	b.serveWG.Wait()
-	b.tr.CloseIdleConnections()
-	for _, err := range errs {
-		if err != nil {
-			b.log.Warn("drain cut short", "inflight", b.InFlight(), "err", err)
-			return fmt.Errorf("draining balancer %q: %w", b.cfg.Name, err)
+	done := make(chan struct{})
+	go func() { b.connWG.Wait(); close(done) }()
+	var err error
+	for tick := time.NewTicker(50 * time.Millisecond); ; {
+		b.closeIdleConns()
+		select {
+		case <-done:
+		case <-tick.C:
+			continue
+		case <-ctx.Done():
+			err = ctx.Err()
+			b.closeAllConns()
 		}
+		tick.Stop()
+		break
+	}
+	for _, be := range b.allBackends() {
+		be.conns.closeIdle(true)
+	}
+	b.tr.CloseIdleConnections()
+	if err != nil {
+		b.log.Warn("drain cut short", "inflight", b.InFlight(), "err", err)
+		return fmt.Errorf("draining balancer %q: %w", b.cfg.Name, err)
 	}
 	b.log.Info("shut down")
 	return nil
 }
+
+// closeIdleConns closes the client connections that wait for a request.
+func (b *Balancer) closeIdleConns() {
+	b.connMu.Lock()
+	defer b.connMu.Unlock()
+	for c := range b.conns {
+		if c.state.CompareAndSwap(connIdle, connClosed) {
+			_ = c.nc.Close()
+		}
+	}
+}
+
+// closeAllConns ends every client connection and its attempt in flight.
+func (b *Balancer) closeAllConns() {
+	b.connMu.Lock()
+	defer b.connMu.Unlock()
+	for c := range b.conns {
+		_ = c.nc.Close()
+		if uc := c.cur.Load(); uc != nil {
+			_ = uc.nc.Close()
+		}
+	}
+}
+
+func (b *Balancer) allBackends() []*backend { return *b.all.Load() }

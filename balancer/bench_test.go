@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 )
 
@@ -91,33 +90,3 @@ func BenchmarkProxy(b *testing.B) {
 	})
 }
 
-// nopWriter is a ResponseWriter that keeps nothing.
-type nopWriter struct{ h http.Header }
-
-func (w *nopWriter) Header() http.Header         { return w.h }
-func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
-func (w *nopWriter) WriteHeader(int)             {}
-
-// BenchmarkProxyHandler calls the balancer's handler directly, with the
-// worker on loopback: the allocations are the balancer's and its
-// transport's alone (no client, no listener).
-func BenchmarkProxyHandler(b *testing.B) {
-	bal := benchBalancer(b, PolicyRoundRobin)
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		r, _ := http.NewRequest(http.MethodGet, "/api/v1/hello", nil)
-		r.RemoteAddr = "127.0.0.1:40000"
-		r.Host = "golb.test"
-		r.RequestURI = r.URL.RequestURI()
-		w := &nopWriter{h: make(http.Header)}
-		for pb.Next() {
-			clear(w.h)
-			bal.ServeHTTP(w, r)
-			if !strings.HasPrefix(w.h.Get("Content-Type"), "text/plain") {
-				b.Errorf("unexpected answer: %v", w.h)
-				return
-			}
-		}
-	})
-}

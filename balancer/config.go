@@ -113,6 +113,25 @@ type Config struct {
 	// MaxIdleConnsPerHost sizes the keep-alive pool per worker. Default 256.
 	MaxIdleConnsPerHost int
 
+	// MaxHeaderBytes bounds a request's head (request line and header
+	// fields). Default 64 KiB. A larger head is answered 431 and the
+	// connection closed.
+	MaxHeaderBytes int
+	// HeaderReadTimeout bounds reading a request head once its first byte
+	// arrived (slowloris). Default 10s; then 408 and the connection closed.
+	HeaderReadTimeout time.Duration
+	// IdleTimeout closes a client's keep-alive connection that sends no
+	// new request for this long. Default 120s.
+	IdleTimeout time.Duration
+	// BodyReadTimeout is the longest pause between two reads of a request
+	// body, and the grace before BodyMinRate applies. Default 10s; then
+	// 408, the connection closed, and no worker charged.
+	BodyReadTimeout time.Duration
+	// BodyMinRate is the average rate, in bytes a second, below which a
+	// request body is cut off once BodyReadTimeout has passed. Default
+	// 1024; negative disables the rate check.
+	BodyMinRate int
+
 	// TrustForwardedHeaders keeps a client's X-Forwarded-For chain and
 	// appends to it. Default false: like Traefik and Caddy, a client's
 	// forwarding headers are replaced, since anyone can forge them.
@@ -202,6 +221,21 @@ func (c Config) withDefaults() Config {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
 	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.HeaderReadTimeout == 0 {
+		c.HeaderReadTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 120 * time.Second
+	}
+	if c.BodyReadTimeout == 0 {
+		c.BodyReadTimeout = 10 * time.Second
+	}
+	if c.BodyMinRate == 0 {
+		c.BodyMinRate = 1024
+	}
 	return c
 }
 
@@ -262,10 +296,16 @@ func (c Config) Validate() error {
 		{"response header timeout", d.ResponseHeaderTimeout},
 		{"idle connection timeout", d.IdleConnTimeout},
 		{"drain timeout", d.DrainTimeout},
+		{"header read timeout", d.HeaderReadTimeout},
+		{"idle timeout", d.IdleTimeout},
+		{"body read timeout", d.BodyReadTimeout},
 	} {
 		if t.v < 0 {
 			return fmt.Errorf("%w: %s %v is negative", ErrInvalidTransport, t.name, t.v)
 		}
+	}
+	if d.MaxHeaderBytes < 1024 || d.MaxHeaderBytes > 1<<20 {
+		return fmt.Errorf("%w: max header bytes %d (must be 1 KiB..1 MiB)", ErrInvalidLimit, c.MaxHeaderBytes)
 	}
 	if d.MaxIdleConnsPerHost < 0 {
 		return fmt.Errorf("%w: max idle connections per host %d is negative", ErrInvalidTransport, c.MaxIdleConnsPerHost)

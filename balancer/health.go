@@ -241,3 +241,15 @@ func (b *Balancer) eject(be *backend, reason string, streak int) {
 		"consecutive", streak, "for", d)
 	b.rebuildLocked()
 }
+
+// newCheckTransport builds the transport of the active health checks: a
+// small keep-alive pool of its own, apart from the proxy's connections.
+func (b *Balancer) newCheckTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:               nil, // never an environment proxy: workers are local
+		DialContext:         b.dialer.DialContext,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     b.cfg.IdleConnTimeout,
+		DisableCompression:  true,
+	}
+}

@@ -3,7 +3,6 @@ package balancer
 import (
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"sync/atomic"
 )
 
@@ -12,7 +11,7 @@ import (
 // empty pool. Implementations keep their state in atomics: Select runs on
 // every request from many goroutines and takes no lock.
 type selector interface {
-	Select(pool []*backend, r *http.Request) *backend
+	Select(pool []*backend) *backend
 }
 
 // newSelector returns the policy called name.
@@ -38,7 +37,7 @@ type roundRobin struct {
 	next atomic.Uint64
 }
 
-func (s *roundRobin) Select(pool []*backend, _ *http.Request) *backend {
+func (s *roundRobin) Select(pool []*backend) *backend {
 	if len(pool) == 0 {
 		return nil
 	}
@@ -51,7 +50,7 @@ func (s *roundRobin) Select(pool []*backend, _ *http.Request) *backend {
 // an idle pool is still spread evenly.
 type leastRequests struct{}
 
-func (leastRequests) Select(pool []*backend, _ *http.Request) *backend {
+func (leastRequests) Select(pool []*backend) *backend {
 	var best *backend
 	var least int64
 	ties := 0
@@ -73,7 +72,7 @@ func (leastRequests) Select(pool []*backend, _ *http.Request) *backend {
 // randomChoice picks a backend uniformly at random.
 type randomChoice struct{}
 
-func (randomChoice) Select(pool []*backend, _ *http.Request) *backend {
+func (randomChoice) Select(pool []*backend) *backend {
 	switch len(pool) {
 	case 0:
 		return nil
@@ -88,7 +87,7 @@ func (randomChoice) Select(pool []*backend, _ *http.Request) *backend {
 // of least_requests at the cost of two loads instead of a scan.
 type powerOfTwo struct{}
 
-func (powerOfTwo) Select(pool []*backend, _ *http.Request) *backend {
+func (powerOfTwo) Select(pool []*backend) *backend {
 	n := len(pool)
 	switch n {
 	case 0:

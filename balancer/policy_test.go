@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 )
 
@@ -26,11 +24,11 @@ func TestNewSelectorUnknownPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatalf("newSelector(%s): %v", p, err)
 		}
-		if got := s.Select(nil, nil); got != nil {
+		if got := s.Select(nil); got != nil {
 			t.Errorf("%s: Select(empty) = %v, want nil", p, got.id)
 		}
 		one := testPool(1)
-		if got := s.Select(one, nil); got != one[0] {
+		if got := s.Select(one); got != one[0] {
 			t.Errorf("%s: Select(one) did not return the only backend", p)
 		}
 	}
@@ -41,7 +39,7 @@ func TestRoundRobinSelectorExact(t *testing.T) {
 	pool := testPool(3)
 	counts := map[*backend]int{}
 	for range 10000 {
-		counts[s.Select(pool, nil)]++
+		counts[s.Select(pool)]++
 	}
 	for _, be := range pool {
 		if n := counts[be]; n != 3333 && n != 3334 {
@@ -59,7 +57,7 @@ func TestLeastRequestsSelectorPicksMinimum(t *testing.T) {
 	pool[3].inflight.Store(1)
 	seen := map[*backend]int{}
 	for range 1000 {
-		seen[s.Select(pool, nil)]++
+		seen[s.Select(pool)]++
 	}
 	if seen[pool[0]]+seen[pool[2]] != 0 {
 		t.Fatalf("picked a busier backend: %v", seen)
@@ -75,7 +73,7 @@ func TestP2CSelectorAvoidsBusierOfTwo(t *testing.T) {
 	pool := testPool(2)
 	pool[0].inflight.Store(10)
 	for range 1000 {
-		if got := s.Select(pool, nil); got != pool[1] {
+		if got := s.Select(pool); got != pool[1] {
 			t.Fatalf("p2c over two backends picked the busier one")
 		}
 	}
@@ -107,7 +105,7 @@ func TestRandomSelectorsSpread(t *testing.T) {
 			}
 			counts := make([]int, len(pool))
 			for range 10000 {
-				counts[idx[s.Select(pool, nil)]]++
+				counts[idx[s.Select(pool)]]++
 			}
 			// 4 degrees of freedom: P(X² > 30) is below 1e-5.
 			if x2 := chiSquare(counts); x2 > 30 || math.IsNaN(x2) {
@@ -119,7 +117,6 @@ func TestRandomSelectorsSpread(t *testing.T) {
 }
 
 func BenchmarkSelect(b *testing.B) {
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	for _, p := range []string{PolicyRoundRobin, PolicyLeastRequests, PolicyRandom, PolicyP2C} {
 		for _, n := range []int{3, 32} {
 			b.Run(fmt.Sprintf("%s/%d", p, n), func(b *testing.B) {
@@ -128,7 +125,7 @@ func BenchmarkSelect(b *testing.B) {
 				b.ReportAllocs()
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if s.Select(pool, r) == nil {
+						if s.Select(pool) == nil {
 							b.Fatal("nil pick")
 						}
 					}

@@ -447,6 +447,10 @@ func (a *Agent) startBalancers(ctx context.Context) error {
 		if drain == 0 {
 			drain = time.Nanosecond
 		}
+		minRate := *bc.BodyMinRate // golb's 0 turns the check off, which the balancer spells negative
+		if minRate == 0 {
+			minRate = -1
+		}
 		var retryOn []string
 		for _, r := range bc.RetryOn {
 			if r != "connect-failure" { // always on
@@ -466,6 +470,11 @@ func (a *Agent) startBalancers(ctx context.Context) error {
 			},
 			DrainTimeout:          drain,
 			ResponseHeaderTimeout: bc.ResponseTimeoutDur,
+			MaxHeaderBytes:        *bc.MaxHeaderBytes,
+			HeaderReadTimeout:     bc.HeaderReadTimeoutDur,
+			IdleTimeout:           bc.IdleTimeoutDur,
+			BodyReadTimeout:       bc.BodyReadTimeoutDur,
+			BodyMinRate:           minRate,
 			Local:                 map[string]http.Handler{"/worker/stats": statsHandler},
 			Logger:                a.logger,
 		})

@@ -163,10 +163,34 @@ type Balancer struct {
 	// the request is sent; past it the client gets a 504 and the attempt
 	// counts as failed (a hung worker, e.g. a SIGSTOPped one). Default
 	// "60s"; must be above 0.
-	ResponseTimeout string   `hcl:"response_timeout,optional"`
-	Body            hcl.Body `hcl:",body"`
+	ResponseTimeout string `hcl:"response_timeout,optional"`
 
-	DrainTimeoutDur, ResponseTimeoutDur time.Duration
+	// The HTTP limits of the listeners, on what clients send. A client that
+	// breaks one gets a 4xx (or its connection closed), and it never counts
+	// against a worker.
+
+	// MaxHeaderBytes caps a request's head: the request line plus the header
+	// block; a larger head is answered 431. Default 65536 (64 KiB); must be
+	// between 1024 and 1048576.
+	MaxHeaderBytes *int `hcl:"max_header_bytes,optional"`
+	// HeaderReadTimeout bounds how long a client may take to send a whole
+	// request head. Default "10s"; must be above 0.
+	HeaderReadTimeout string `hcl:"header_read_timeout,optional"`
+	// IdleTimeout closes a client's keep-alive connection that sends no new
+	// request for this long. Default "120s"; must be above 0.
+	IdleTimeout string `hcl:"idle_timeout,optional"`
+	// BodyReadTimeout is the longest pause between two reads of a request
+	// body, and the grace before BodyMinRate applies. Default "10s"; must be
+	// above 0.
+	BodyReadTimeout string `hcl:"body_read_timeout,optional"`
+	// BodyMinRate is the average, in bytes per second, a request body must
+	// keep up once BodyReadTimeout has passed (slow uploads are cut off).
+	// Default 1024; 0 turns the check off; must not be negative.
+	BodyMinRate *int     `hcl:"body_min_rate,optional"`
+	Body        hcl.Body `hcl:",body"`
+
+	DrainTimeoutDur, ResponseTimeoutDur                      time.Duration
+	HeaderReadTimeoutDur, IdleTimeoutDur, BodyReadTimeoutDur time.Duration
 }
 
 // Stats configures where per-worker counts go.

@@ -428,6 +428,11 @@ func renderConfig(t *testing.T, c *Config) string {
 		RetryOn      []string `json:"retry_on"`
 		DrainTimeout string   `json:"drain_timeout"`
 		RespTimeout  string   `json:"response_timeout"`
+		MaxHeader    int      `json:"max_header_bytes"`
+		HeaderRead   string   `json:"header_read_timeout"`
+		Idle         string   `json:"idle_timeout"`
+		BodyRead     string   `json:"body_read_timeout"`
+		BodyMinRate  int      `json:"body_min_rate"`
 	}
 	out := struct {
 		Filename      string     `json:"filename"`
@@ -476,7 +481,9 @@ func renderConfig(t *testing.T, c *Config) string {
 		out.Groups = append(out.Groups, r)
 	}
 	for _, b := range c.Balancers {
-		out.Balancers = append(out.Balancers, balancer{b.Name, b.Group, b.Port, *b.Listeners, b.Policy, *b.Retries, b.RetryOn, b.DrainTimeoutDur.String(), b.ResponseTimeoutDur.String()})
+		out.Balancers = append(out.Balancers, balancer{b.Name, b.Group, b.Port, *b.Listeners, b.Policy, *b.Retries, b.RetryOn,
+			b.DrainTimeoutDur.String(), b.ResponseTimeoutDur.String(), *b.MaxHeaderBytes, b.HeaderReadTimeoutDur.String(),
+			b.IdleTimeoutDur.String(), b.BodyReadTimeoutDur.String(), *b.BodyMinRate})
 	}
 	js, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {

@@ -128,8 +128,18 @@ func recheck(c *Config) error {
 		if c.Group(b.Group) == nil {
 			return fmt.Errorf("has balancer %q for unknown group %q", b.Name, b.Group)
 		}
-		if b.Listeners == nil || b.Retries == nil || b.Policy == "" {
+		if b.Listeners == nil || b.Retries == nil || b.Policy == "" || b.MaxHeaderBytes == nil || b.BodyMinRate == nil {
 			return fmt.Errorf("has balancer %q without defaults", b.Name)
+		}
+		if n := *b.MaxHeaderBytes; n < 1024 || n > 1<<20 {
+			return fmt.Errorf("has balancer %q with max_header_bytes %d", b.Name, n)
+		}
+		if b.ResponseTimeoutDur <= 0 || b.HeaderReadTimeoutDur <= 0 || b.IdleTimeoutDur <= 0 || b.BodyReadTimeoutDur <= 0 || b.DrainTimeoutDur < 0 {
+			return fmt.Errorf("has balancer %q with timeouts response %v, header read %v, idle %v, body read %v, drain %v",
+				b.Name, b.ResponseTimeoutDur, b.HeaderReadTimeoutDur, b.IdleTimeoutDur, b.BodyReadTimeoutDur, b.DrainTimeoutDur)
+		}
+		if *b.BodyMinRate < 0 {
+			return fmt.Errorf("has balancer %q with body_min_rate %d", b.Name, *b.BodyMinRate)
 		}
 		last := b.Port + *b.Listeners - 1
 		if b.Port < 1 || *b.Listeners < 1 || last > 65535 {

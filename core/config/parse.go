@@ -254,6 +254,21 @@ func (v *validator) defaults() {
 		if b.ResponseTimeout == "" {
 			b.ResponseTimeout = "60s"
 		}
+		if b.MaxHeaderBytes == nil {
+			b.MaxHeaderBytes = intPtr(64 << 10)
+		}
+		if b.HeaderReadTimeout == "" {
+			b.HeaderReadTimeout = "10s"
+		}
+		if b.IdleTimeout == "" {
+			b.IdleTimeout = "120s"
+		}
+		if b.BodyReadTimeout == "" {
+			b.BodyReadTimeout = "10s"
+		}
+		if b.BodyMinRate == nil {
+			b.BodyMinRate = intPtr(1024)
+		}
 	}
 }
 
@@ -455,11 +470,35 @@ func (v *validator) checkBalancer(b *Balancer) {
 		}
 	}
 	b.DrainTimeoutDur = v.duration(b.Body, "drain_timeout", b.DrainTimeout, 0)
-	if d, err := time.ParseDuration(b.ResponseTimeout); err == nil && d <= 0 {
-		v.errorf(attrRange(b.Body, "response_timeout"), "response_timeout must be above 0", `It bounds the wait for a worker's response headers, e.g. "60s" (the default) or "5s".`)
-	} else {
-		b.ResponseTimeoutDur = v.duration(b.Body, "response_timeout", b.ResponseTimeout, 0)
+	b.ResponseTimeoutDur = v.positive(b.Body, "response_timeout", b.ResponseTimeout, `It bounds the wait for a worker's response headers, e.g. "60s" (the default) or "5s".`)
+
+	if n := *b.MaxHeaderBytes; n < minHeaderBytes {
+		v.errorf(attrRange(b.Body, "max_header_bytes"), "max_header_bytes must be between %d and %d", "Raise it to 1024 or more; 65536 (the default) fits any browser's request line and headers.", minHeaderBytes, maxHeaderBytes)
+	} else if n > maxHeaderBytes {
+		v.errorf(attrRange(b.Body, "max_header_bytes"), "max_header_bytes must be between %d and %d", "Lower it to 1048576 (1 MiB) or less: the balancer holds each request's line and headers in memory.", minHeaderBytes, maxHeaderBytes)
 	}
+	b.HeaderReadTimeoutDur = v.positive(b.Body, "header_read_timeout", b.HeaderReadTimeout, `It bounds how long a client may take to send a request's line and headers, e.g. "10s" (the default).`)
+	b.IdleTimeoutDur = v.positive(b.Body, "idle_timeout", b.IdleTimeout, `It closes a client's keep-alive connection that sends no new request, e.g. "120s" (the default).`)
+	b.BodyReadTimeoutDur = v.positive(b.Body, "body_read_timeout", b.BodyReadTimeout, `It bounds the pause between two reads of a request body, e.g. "10s" (the default).`)
+	if *b.BodyMinRate < 0 {
+		v.errorf(attrRange(b.Body, "body_min_rate"), "body_min_rate must be 0 or more", "It is the bytes per second a body must average after body_read_timeout: 1024 by default, 0 for off.")
+	}
+}
+
+// The bounds of a balancer's max_header_bytes.
+const (
+	minHeaderBytes = 1 << 10
+	maxHeaderBytes = 1 << 20
+)
+
+// positive parses a duration attribute that must be above 0; hint says what
+// it bounds. A value of 0 or below is reported and gives 0.
+func (v *validator) positive(body hcl.Body, name, val, hint string) time.Duration {
+	if d, err := time.ParseDuration(val); err == nil && d <= 0 {
+		v.errorf(attrRange(body, name), "%s must be above 0", hint, name)
+		return 0
+	}
+	return v.duration(body, name, val, 0)
 }
 
 // checkPorts reports balancer listeners, worker port ranges and the admin

@@ -59,6 +59,12 @@ balancer "public" {
   retry_on         = ["5xx", "connect-failure"]
   drain_timeout    = "1m30s"
   response_timeout = "5s"
+
+  max_header_bytes    = 16384
+  header_read_timeout = "3s"
+  idle_timeout        = "30s"
+  body_read_timeout   = "2500ms"
+  body_min_rate       = 4096
 }
 
 balancer "internal" {

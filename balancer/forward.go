@@ -1,0 +1,630 @@
+package balancer
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/golb/golb/balancer/h1"
+)
+
+// This file forwards one request: it sends the head golb built (and the
+// body, framed anew) to the worker pick chose, reads the worker's answer
+// and relays it, streaming, to the client. Which side failed decides what
+// is counted: a client's broken body is answered 400 and charged to
+// no worker; a worker's broken answer is its failed attempt.
+
+// reqInfo is what forwarding needs of the request once its head has been
+// turned into the worker's head (the parsed head's slices point into the
+// client's buffer, which the body then reuses).
+type reqInfo struct {
+	method     string // interned for the common methods
+	isHEAD     bool
+	minor      int
+	close      bool
+	upgrade    bool
+	expect100  bool
+	body       h1.BodyKind
+	length     int64
+	headLen    int  // the worker's head: c.out[:headLen]
+	bodyInHead bool // the whole body follows the head in c.out
+	bodyLeft   bool // the client's body was not read to its end
+}
+
+// maxInlineBody is the largest body sent in one write with the head (and
+// re-sent on a fresh connection when a pooled one turns out closed).
+const maxInlineBody = 16 << 10
+
+// watchAfter is how long a worker may take to answer before golb starts
+// watching the client connection for a hang-up (so that the attempt of a
+// client that gave up is abandoned, not waited for).
+const watchAfter = 20 * time.Millisecond
+
+// handle serves the request whose head is in c.head and reports whether
+// the connection stays open for another.
+func (c *clientConn) handle() bool {
+	b := c.b
+	h := &c.head
+	if string(h.Method) == "CONNECT" {
+		c.b.clientErrors.Add(1)
+		c.answer(405, "CONNECT is not supported", true)
+		return false
+	}
+	c.isHEAD = string(h.Method) == "HEAD"
+	target, host, ok := c.originForm(h)
+	if !ok {
+		c.fail(errBadTarget)
+		return false
+	}
+	if b.local != nil {
+		if lh, ok := b.local[string(pathOf(target))]; ok {
+			return c.serveLocal(lh, target, host)
+		}
+	}
+	r := reqInfo{
+		method:    methodName(h.Method),
+		isHEAD:    c.isHEAD,
+		minor:     h.Minor,
+		close:     h.Close,
+		upgrade:   h.Upgrade,
+		expect100: h.Expect100,
+		body:      h.Body,
+		length:    h.ContentLength,
+	}
+	c.out = b.requestHead(c.out[:0], h, target, host, c.ip)
+	r.headLen = len(c.out)
+	c.rd.Discard(c.headLen)
+	c.rd.Shrink()
+	if r.body == h1.BodyLength && r.length <= maxInlineBody && int64(c.rd.Len()) >= r.length {
+		c.out = append(c.out, c.rd.Buffered()[:r.length]...)
+		c.rd.Discard(int(r.length))
+		r.bodyInHead = true
+	} else if r.body != h1.BodyNone {
+		r.bodyLeft = true
+	}
+	return c.proxy(&r)
+}
+
+// proxy runs the attempts of one request, retrying on another worker as
+// mayRetry allows, and reports whether the connection stays open.
+func (c *clientConn) proxy(r *reqInfo) bool {
+	b := c.b
+	start := time.Now()
+	b.budget.request(start)
+	x := exchange{
+		idempotent: isIdempotent(r.method),
+		noBody:     r.body == h1.BodyNone,
+	}
+	x.tried = x.triedBuf[:0]
+	for {
+		be := b.pick(&x)
+		if be == nil {
+			return c.answerNoBackend(&x, r)
+		}
+		retry, keep := c.attempt(&x, r, be, start)
+		if !retry {
+			return keep
+		}
+		b.log.Debug("retrying", "id", be.id, "status", x.status, "err", x.err, "tries", x.tries)
+		start = time.Now()
+	}
+}
+
+// attempt forwards the request to be, which pick counted in flight, and
+// relays the answer unless it is retried.
+func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Time) (retry, keep bool) {
+	b := c.b
+	x.be = be
+	x.tries++
+	x.tried = append(x.tried, be)
+	x.status, x.fail, x.err = 0, failNone, nil
+
+	var uc *upstream
+	var err error
+	if r.bodyLeft {
+		// A streamed body cannot be sent again: never risk it on a
+		// pooled connection the worker may have closed meanwhile.
+		uc, err = b.dial(be)
+	} else {
+		uc, err = b.getConn(be)
+	}
+	if err != nil {
+		return c.failed(x, r, be, start, failNotSent, err)
+	}
+	c.cur.Store(uc)
+	defer c.cur.Store(nil)
+
+	for fresh := false; ; fresh = true {
+		_, err = uc.nc.Write(c.out)
+		var early bool // the worker failed while taking the body: it may have answered
+		if r.body != h1.BodyNone {
+			x.bodySent = true
+		}
+		if err == nil && r.bodyLeft {
+			var clientErr error
+			clientErr, err = c.sendBody(uc, r)
+			if clientErr != nil {
+				b.closeConn(uc)
+				be.release()
+				return false, c.clientBodyFailed(clientErr)
+			}
+			early = err != nil
+		}
+		if err == nil || early {
+			err = c.readResponse(uc, r)
+		}
+		if err == nil {
+			break
+		}
+		b.closeConn(uc)
+		if c.watch.gone {
+			return c.failed(x, r, be, start, failCanceled, err)
+		}
+		if uc.reused && !fresh && uc.rd.Len() == 0 && !isTimeout(err) && !r.bodyLeft {
+			// A pooled connection the worker closed while idle: the
+			// request never reached it. Once more on a new one.
+			if uc, err = b.dial(be); err != nil {
+				return c.failed(x, r, be, start, failNotSent, err)
+			}
+			c.cur.Store(uc)
+			continue
+		}
+		kind := failBroken
+		var he *h1.Error
+		switch {
+		case isTimeout(err):
+			kind = failTimeout
+		case errors.As(err, &he):
+			kind = failProxy
+		}
+		return c.failed(x, r, be, start, kind, err)
+	}
+	return c.relay(x, r, be, uc, start)
+}
+
+// sendBody streams the client's body to the worker, re-framed: with its
+// Content-Length, or chunked anew. clientErr is the client's fault (a
+// broken or stalled body), err the worker's (a failed write).
+func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
+	if r.expect100 {
+		if _, err := c.nc.Write(continue100); err != nil {
+			return err, nil
+		}
+	}
+	bt := c.bodyTimer()
+	if r.body == h1.BodyLength {
+		left := r.length
+		for left > 0 {
+			if c.rd.Len() == 0 {
+				if err := c.fillBody(&bt); err != nil {
+					return err, nil
+				}
+			}
+			p := c.rd.Buffered()
+			if int64(len(p)) > left {
+				p = p[:left]
+			}
+			if _, err := uc.nc.Write(p); err != nil {
+				return nil, err
+			}
+			c.rd.Discard(len(p))
+			bt.read += int64(len(p))
+			left -= int64(len(p))
+		}
+		r.bodyLeft = false
+		return nil, nil
+	}
+	var ch h1.Chunked
+	ch.MaxTrailer = c.b.cfg.MaxHeaderBytes
+	for {
+		data, trailer, err := ch.Step(&c.rd)
+		switch {
+		case err == h1.ErrNeedMore:
+			if err := c.fillBody(&bt); err != nil {
+				return err, nil
+			}
+			continue
+		case err != nil:
+			return err, nil
+		case ch.Done():
+			out := append(c.out[r.headLen:r.headLen], "0\r\n"...)
+			out = append(out, trailer...)
+			out = append(out, "\r\n"...)
+			c.out = c.out[:r.headLen]
+			r.bodyLeft = false
+			if _, err := uc.nc.Write(out); err != nil {
+				return nil, err
+			}
+			return nil, nil
+		}
+		bt.read += int64(len(data))
+		out := strconv.AppendInt(c.out[r.headLen:r.headLen], int64(len(data)), 16)
+		out = append(out, "\r\n"...)
+		out = append(out, data...)
+		out = append(out, "\r\n"...)
+		if _, err := uc.nc.Write(out); err != nil {
+			return nil, err
+		}
+	}
+}
+
+var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// bodyTimer bounds reading a request body: each read waits at most
+// BodyReadTimeout, and once that grace has passed the body must have come
+// at BodyMinRate bytes a second on average (so a client that trickles a
+// byte every few seconds cannot hold two connections for ever).
+type bodyTimer struct {
+	start time.Time
+	read  int64
+}
+
+func (c *clientConn) bodyTimer() bodyTimer { return bodyTimer{start: time.Now()} }
+
+func (c *clientConn) fillBody(bt *bodyTimer) error {
+	cfg := &c.b.cfg
+	d := time.Now().Add(cfg.BodyReadTimeout)
+	if cfg.BodyMinRate > 0 {
+		byRate := bt.start.Add(cfg.BodyReadTimeout + time.Duration(float64(bt.read)/float64(cfg.BodyMinRate)*float64(time.Second)))
+		if byRate.Before(d) {
+			d = byRate
+		}
+	}
+	c.setReadDeadline(d)
+	_, err := c.rd.Fill(2 * h1.BufSize)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// clientBodyFailed answers a request whose body the client broke off,
+// stalled or framed wrongly; nothing is counted against the worker.
+func (c *clientConn) clientBodyFailed(err error) bool {
+	var he *h1.Error
+	switch {
+	case errors.As(err, &he):
+		c.fail(err)
+	case isTimeout(err):
+		c.b.clientErrors.Add(1)
+		c.answer(408, "request body not received in time", true)
+	default:
+		c.b.clientErrors.Add(1) // the client went away mid-body: no one to answer
+		c.b.log.Debug("client body broke off", "client", c.ip, "err", err)
+	}
+	return false
+}
+
+// readResponse reads the worker's response head into uc.head, relaying
+// interim 1xx answers. After watchAfter it watches the client: a client
+// that hangs up ends the wait (c.watch.gone).
+func (c *clientConn) readResponse(uc *upstream, r *reqInfo) error {
+	b := c.b
+	now := time.Now()
+	deadline := now.Add(b.cfg.ResponseHeaderTimeout)
+	first := now.Add(watchAfter)
+	if first.After(deadline) || c.rd.Len() > 0 {
+		first = deadline // pipelined bytes wait in the buffer: nothing to watch
+	}
+	_ = uc.nc.SetReadDeadline(first)
+	c.watch.gone = false
+	if c.rd.Len() == 0 {
+		c.rd.Release() // a waiting connection holds no buffer
+	}
+	defer c.watch.stop(c)
+	resume := 0
+	max := max(b.cfg.MaxHeaderBytes, 64<<10)
+	for {
+		if uc.rd.Len() > 0 {
+			end, next, err := h1.ScanHead(uc.rd.Buffered(), resume)
+			if err != nil {
+				return errBadResponse
+			}
+			if end > 0 {
+				if err := h1.ParseResponse(uc.rd.Buffered()[:end], &uc.head); err != nil {
+					return errBadResponse
+				}
+				uc.headLen = end
+				if s := uc.head.Status; s < 200 && s != 101 {
+					c.relayInterim(uc, r)
+					resume = 0
+					continue
+				}
+				return nil
+			}
+			resume = next
+		}
+		if _, err := uc.rd.Fill(max); err != nil {
+			if errors.Is(err, h1.ErrBufferFull) {
+				return errBadResponse
+			}
+			if isTimeout(err) && !c.watch.on && time.Now().Before(deadline) {
+				c.watch.start(c, uc)
+				_ = uc.nc.SetReadDeadline(deadline)
+				continue
+			}
+			return err
+		}
+	}
+}
+
+var errBadResponse = &h1.Error{Status: 502, Msg: "malformed response from worker"}
+var errBadTarget = &h1.Error{Status: 400, Msg: "malformed request target"}
+
+// relayInterim passes a 1xx answer (103 Early Hints, say) on to an
+// HTTP/1.1 client and drops it for an HTTP/1.0 one.
+func (c *clientConn) relayInterim(uc *upstream, r *reqInfo) {
+	if r.minor == 1 && uc.head.Status != 100 {
+		out := responseHead(c.out[r.headLen:r.headLen], &uc.head, frameNone, 1, false, false)
+		_, _ = c.nc.Write(out)
+		c.out = c.out[:r.headLen]
+	}
+	uc.rd.Discard(uc.headLen)
+}
+
+// relay answers the client with the worker's response in uc.head and its
+// body, unless it is a 5xx to retry; it counts the attempt.
+func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, start time.Time) (retry, keep bool) {
+	b := c.b
+	rh := &uc.head
+	x.status = rh.Status
+	body := rh.ResponseBody(r.isHEAD)
+	if rh.Status == 101 {
+		if !r.upgrade {
+			b.closeConn(uc)
+			return c.failed(x, r, be, start, failProxy, errBadResponse)
+		}
+		be.observe(class1xx, time.Since(start))
+		be.release()
+		b.passive(be, rh.Status, false)
+		c.splice(uc, r)
+		return false, false
+	}
+	if rh.Status >= 500 && b.retry5xx && b.mayRetry(x, fail5xx) {
+		// Drain a little so the connection can be reused.
+		if c.discardBody(uc, body) && !rh.Close {
+			b.putConn(be, uc)
+		} else {
+			b.closeConn(uc)
+		}
+		be.observe(class5xx, time.Since(start))
+		be.release()
+		b.passive(be, rh.Status, false)
+		x.retry = true
+		return true, false
+	}
+
+	framing := frameNone
+	switch body {
+	case h1.BodyLength:
+		framing = frameLength
+	case h1.BodyChunked:
+		framing = frameChunked
+		if r.minor == 0 {
+			framing = frameClose
+		}
+	case h1.BodyToClose:
+		framing = frameClose
+	}
+	closing := r.close || r.bodyLeft || framing == frameClose || b.closing.Load()
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(c.nc)
+	_, _ = bw.Write(responseHead(c.out[r.headLen:r.headLen], rh, framing, r.minor, closing, false))
+	c.out = c.out[:r.headLen]
+	uc.rd.Discard(uc.headLen)
+	werr, cerr := c.copyBody(bw, uc, body, framing)
+	if cerr == nil {
+		cerr = bw.Flush()
+	}
+	bw.Reset(nil)
+	writerPool.Put(bw)
+
+	reuse := body != h1.BodyToClose && !rh.Close // the worker keeps the connection
+	if werr != nil {
+		b.closeConn(uc)
+		be.observe(classError, time.Since(start))
+		be.release()
+		b.passive(be, 0, true)
+		b.log.Warn("worker answer broke off", "id", be.id, "addr", be.address(), "err", werr)
+		return false, false
+	}
+	be.observe(classOf(rh.Status), time.Since(start))
+	be.release()
+	b.passive(be, rh.Status, false)
+	if cerr != nil || !reuse {
+		b.closeConn(uc) // after a client that stopped reading, the body may be unread
+		return false, cerr == nil && !closing
+	}
+	b.putConn(be, uc)
+	return false, !closing
+}
+
+// copyBody relays the worker's body to the client as framing says. werr is
+// the worker's failure (its body broke off or was framed wrongly), cerr
+// the client's (it stopped reading).
+func (c *clientConn) copyBody(bw *bufio.Writer, uc *upstream, body h1.BodyKind, framing respFraming) (werr, cerr error) {
+	cleared := false
+	fill := func() error {
+		if !cleared {
+			cleared = true
+			_ = uc.nc.SetReadDeadline(time.Time{})
+		}
+		_, err := uc.rd.Fill(2 * h1.BufSize)
+		return err
+	}
+	switch body {
+	case h1.BodyLength:
+		left := uc.head.ContentLength
+		for left > 0 {
+			if uc.rd.Len() == 0 {
+				if err := bw.Flush(); err != nil {
+					return nil, err
+				}
+				if err := fill(); err != nil {
+					return err, nil
+				}
+			}
+			p := uc.rd.Buffered()
+			if int64(len(p)) > left {
+				p = p[:left]
+			}
+			if _, err := bw.Write(p); err != nil {
+				return nil, err
+			}
+			uc.rd.Discard(len(p))
+			left -= int64(len(p))
+		}
+	case h1.BodyChunked:
+		var ch h1.Chunked
+		for {
+			data, trailer, err := ch.Step(&uc.rd)
+			switch {
+			case err == h1.ErrNeedMore:
+				if err := bw.Flush(); err != nil {
+					return nil, err
+				}
+				if err := fill(); err != nil {
+					return err, nil
+				}
+				continue
+			case err != nil:
+				return err, nil
+			case ch.Done():
+				if framing == frameChunked {
+					_, _ = bw.WriteString("0\r\n")
+					_, _ = bw.Write(trailer)
+					_, cerr = bw.WriteString("\r\n")
+				}
+				return nil, cerr
+			}
+			if framing == frameChunked {
+				var hex [16]byte
+				_, _ = bw.Write(strconv.AppendInt(hex[:0], int64(len(data)), 16))
+				_, _ = bw.WriteString("\r\n")
+				_, _ = bw.Write(data)
+				_, cerr = bw.WriteString("\r\n")
+			} else {
+				_, cerr = bw.Write(data)
+			}
+			if cerr != nil {
+				return nil, cerr
+			}
+		}
+	case h1.BodyToClose:
+		for {
+			if p := uc.rd.Buffered(); len(p) > 0 {
+				if _, err := bw.Write(p); err != nil {
+					return nil, err
+				}
+				uc.rd.Discard(len(p))
+			}
+			if err := bw.Flush(); err != nil {
+				return nil, err
+			}
+			if err := fill(); err != nil {
+				if err == io.EOF {
+					return nil, nil
+				}
+				return err, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// discardBody reads and drops up to 64 KiB of a body, reporting whether it
+// ended within that.
+func (c *clientConn) discardBody(uc *upstream, body h1.BodyKind) bool {
+	uc.rd.Discard(uc.headLen)
+	_ = uc.nc.SetReadDeadline(time.Now().Add(time.Second))
+	budget := 64 << 10
+	switch body {
+	case h1.BodyNone:
+		return true
+	case h1.BodyLength:
+		left := uc.head.ContentLength
+		for left > 0 && budget > 0 {
+			if uc.rd.Len() == 0 {
+				if _, err := uc.rd.Fill(h1.BufSize); err != nil {
+					return false
+				}
+			}
+			n := min(int64(uc.rd.Len()), left)
+			uc.rd.Discard(int(n))
+			left -= n
+			budget -= int(n)
+		}
+		return left == 0
+	case h1.BodyChunked:
+		var ch h1.Chunked
+		for budget > 0 {
+			data, _, err := ch.Step(&uc.rd)
+			switch {
+			case err == h1.ErrNeedMore:
+				if _, err := uc.rd.Fill(2 * h1.BufSize); err != nil {
+					return false
+				}
+			case err != nil:
+				return false
+			case ch.Done():
+				return true
+			}
+			budget -= len(data)
+		}
+	}
+	return false
+}
+
+// failed ends an attempt that got no usable answer: it counts it (unless
+// the client went away first), updates passive health, and either grants
+// a retry or answers the client.
+func (c *clientConn) failed(x *exchange, r *reqInfo, be *backend, start time.Time, kind failKind, err error) (retry, keep bool) {
+	b := c.b
+	x.fail, x.err = kind, err
+	if kind == failCanceled {
+		be.release()
+		b.log.Debug("client went away", "id", be.id, "err", err)
+		return false, false
+	}
+	be.observe(classError, time.Since(start))
+	be.release()
+	b.passive(be, 0, kind == failNotSent || kind == failBroken)
+	if b.mayRetry(x, kind) {
+		x.retry = true
+		return true, false
+	}
+	return false, c.answerFailure(x, r)
+}
+
+// answerNoBackend answers when pick found no worker: 503 if none was ever
+// available, else the failure of the last attempt.
+func (c *clientConn) answerNoBackend(x *exchange, r *reqInfo) bool {
+	b := c.b
+	switch {
+	case x.tries == 0:
+		b.unavailable.Add(1)
+		c.writeAnswer(503, b.bodyUnavailable, r.close || r.bodyLeft || b.closing.Load())
+		return !(r.close || r.bodyLeft)
+	case x.err != nil:
+		return c.answerFailure(x, r)
+	}
+	// a 5xx was dropped for a retry, then the pool emptied
+	c.writeAnswer(502, b.bodyFailed, true)
+	return false
+}
+
+// answerFailure answers a transport error that is not retried.
+func (c *clientConn) answerFailure(x *exchange, r *reqInfo) bool {
+	b := c.b
+	b.log.Warn("proxy error", "id", x.be.id, "addr", x.be.address(), "tries", x.tries, "err", x.err)
+	closing := r.close || r.bodyLeft || b.closing.Load()
+	switch x.fail {
+	case failTimeout:
+		c.writeAnswer(504, b.bodyTimeout, closing)
+	default:
+		c.writeAnswer(502, b.bodyUnreachable, closing)
+	}
+	return !closing
+}

@@ -1,0 +1,489 @@
+package h1
+
+import (
+	"bytes"
+)
+
+// Header is one header field as it arrived, both slices pointing into the
+// reader's buffer. Value has its surrounding whitespace trimmed.
+type Header struct {
+	Name, Value []byte
+}
+
+// BodyKind is how a message's body is delimited (RFC 9112 §6.3).
+type BodyKind uint8
+
+const (
+	BodyNone    BodyKind = iota // no body
+	BodyLength                  // Content-Length bytes
+	BodyChunked                 // chunked transfer coding
+	BodyToClose                 // until the connection closes (responses only)
+)
+
+// Head is what the proxy needs of a message head. Parse functions fill
+// it in place; its Headers slice is reused across messages, so a
+// connection that keeps one Head parses without allocating.
+type Head struct {
+	// Request line, or the response's status line.
+	Method, Target []byte // requests
+	Status         int    // responses
+	Reason         []byte // responses
+	Minor          int    // HTTP/1.Minor: 0 or 1
+
+	Headers []Header
+
+	// Framing and connection management, derived from the headers.
+	Body          BodyKind
+	ContentLength int64 // with BodyLength
+	Close         bool  // Connection: close, or HTTP/1.0 without keep-alive
+	Upgrade       bool  // Connection: upgrade with an Upgrade header
+	Expect100     bool  // Expect: 100-continue
+	ConnTokens    bool  // Connection names other headers, which are hop-by-hop
+	Host          []byte
+	Connection    [][]byte // Connection header values, for ConnTokens
+	connBuf       [2][]byte
+}
+
+func (h *Head) reset() {
+	*h = Head{Headers: h.Headers[:0]}
+	h.Connection = h.connBuf[:0]
+}
+
+// ScanHead looks for the end of a head in buf, resuming at from (0, or
+// the resume offset a previous call returned for the same bytes). It
+// returns end > 0, the length of the head including its blank line, once
+// the head is complete; else the offset to resume from when more bytes
+// have arrived. Leading blank lines (RFC 9112 §2.2) are part of the head
+// and skipped by the parsers. A line ending in a bare LF is an error: such
+// a line is how two parsers come to disagree about where a message ends.
+func ScanHead(buf []byte, from int) (end, resume int, err error) {
+	i := from
+	for {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			return 0, i, nil
+		}
+		j += i
+		if j == 0 || buf[j-1] != '\r' {
+			return 0, 0, errBareLF
+		}
+		// A line of just CRLF ends the head, unless nothing came before it.
+		if j == 1 || (j >= 3 && buf[j-2] == '\n') {
+			if onlyBlankLines(buf[:j+1]) {
+				i = j + 1
+				continue
+			}
+			return j + 1, 0, nil
+		}
+		i = j + 1
+	}
+}
+
+func onlyBlankLines(p []byte) bool {
+	for i := 0; i+1 < len(p); i += 2 {
+		if p[i] != '\r' || p[i+1] != '\n' {
+			return false
+		}
+	}
+	return len(p)%2 == 0
+}
+
+// ParseRequest parses a complete request head (as ScanHead delimited it)
+// into h and applies RFC 9112's framing rules. Every error is an *Error
+// carrying the status to answer; the connection must then be closed.
+func ParseRequest(head []byte, h *Head) error {
+	h.reset()
+	head = skipBlankLines(head)
+	line, rest := cutLine(head)
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		return errRequestLine
+	}
+	h.Method = line[:sp1]
+	if !isToken(h.Method) {
+		return errRequestLine
+	}
+	line = line[sp1+1:]
+	sp2 := bytes.IndexByte(line, ' ')
+	if sp2 <= 0 {
+		return errRequestLine
+	}
+	h.Target, line = line[:sp2], line[sp2+1:]
+	for _, c := range h.Target {
+		if c <= ' ' || c == 0x7f {
+			return errRequestLine
+		}
+	}
+	minor, err := parseVersion(line)
+	if err != nil {
+		return err
+	}
+	h.Minor = minor
+	if err := parseHeaders(rest, h, true); err != nil {
+		return err
+	}
+	return h.requestFraming()
+}
+
+// ParseResponse parses a complete response head into h. The body's
+// framing also depends on the request (HEAD has none): see ResponseBody.
+func ParseResponse(head []byte, h *Head) error {
+	h.reset()
+	head = skipBlankLines(head)
+	line, rest := cutLine(head)
+	if len(line) < 12 || line[8] != ' ' {
+		return errStatusLine
+	}
+	minor, err := parseVersion(line[:8])
+	if err != nil {
+		return errStatusLine
+	}
+	h.Minor = minor
+	s := line[9:12]
+	if !isDigit(s[0]) || !isDigit(s[1]) || !isDigit(s[2]) || (len(line) > 12 && line[12] != ' ') {
+		return errStatusLine
+	}
+	h.Status = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')
+	if h.Status < 100 {
+		return errStatusLine
+	}
+	if len(line) > 13 {
+		h.Reason = line[13:]
+		if !isFieldValue(h.Reason) {
+			return errStatusLine
+		}
+	}
+	if err := parseHeaders(rest, h, false); err != nil {
+		return err
+	}
+	return h.responseFraming()
+}
+
+func skipBlankLines(p []byte) []byte {
+	for len(p) >= 2 && p[0] == '\r' && p[1] == '\n' {
+		p = p[2:]
+	}
+	return p
+}
+
+// cutLine splits off the first CRLF-terminated line (ScanHead checked the
+// endings).
+func cutLine(p []byte) (line, rest []byte) {
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
+		return p, nil
+	}
+	return p[:i-1], p[i+1:]
+}
+
+func parseVersion(v []byte) (minor int, err error) {
+	if len(v) != 8 || string(v[:7]) != "HTTP/1." {
+		if len(v) == 8 && string(v[:5]) == "HTTP/" && isDigit(v[5]) && v[6] == '.' && isDigit(v[7]) {
+			return 0, errVersion
+		}
+		return 0, errRequestLine
+	}
+	switch v[7] {
+	case '0':
+		return 0, nil
+	case '1':
+		return 1, nil
+	}
+	return 0, errVersion
+}
+
+// parseHeaders parses header lines up to the blank line. Lines were
+// checked for CRLF endings by ScanHead.
+func parseHeaders(p []byte, h *Head, isRequest bool) error {
+	var sawCL, sawTE, sawHost bool
+	var te teState
+	for len(p) > 0 {
+		line, rest := cutLine(p)
+		p = rest
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return errObsFold
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return errHeaderLine
+		}
+		name := line[:colon]
+		if !isToken(name) {
+			return errHeaderName
+		}
+		value := trimOWS(line[colon+1:])
+		if !isFieldValue(value) {
+			return errHeaderValue
+		}
+		h.Headers = append(h.Headers, Header{Name: name, Value: value})
+
+		switch {
+		case EqualFold(name, "content-length"):
+			if sawCL {
+				return errDupLength
+			}
+			sawCL = true
+			n, ok := parseLength(value)
+			if !ok {
+				return errBadLength
+			}
+			h.ContentLength = n
+		case EqualFold(name, "transfer-encoding"):
+			sawTE = true
+			if err := te.add(value); err != nil {
+				return err
+			}
+		case EqualFold(name, "connection"):
+			h.Connection = append(h.Connection, value)
+		case EqualFold(name, "host"):
+			if sawHost && isRequest {
+				return errDupHost
+			}
+			sawHost = true
+			h.Host = value
+		case EqualFold(name, "expect"):
+			if EqualFold(value, "100-continue") {
+				h.Expect100 = true
+			}
+		case EqualFold(name, "upgrade"):
+			h.Upgrade = true // confirmed by a Connection: upgrade below
+		}
+	}
+	upgrade := h.Upgrade
+	h.Upgrade = false
+	var sawClose, sawKeepAlive bool
+	for _, v := range h.Connection {
+		for len(v) > 0 {
+			var tok []byte
+			tok, v = nextListItem(v)
+			switch {
+			case len(tok) == 0:
+			case EqualFold(tok, "close"):
+				sawClose = true
+			case EqualFold(tok, "keep-alive"):
+				sawKeepAlive = true
+			case EqualFold(tok, "upgrade"):
+				h.Upgrade = upgrade
+			default:
+				h.ConnTokens = true
+			}
+		}
+	}
+	h.Close = sawClose || h.Minor == 0 && !sawKeepAlive
+	switch {
+	case sawTE && sawCL:
+		return errLengthAndChunked
+	case sawTE:
+		if isRequest && h.Minor == 0 {
+			return errChunked10
+		}
+		if err := te.finish(isRequest); err != nil {
+			return err
+		}
+		if te.lastChunked {
+			h.Body = BodyChunked
+		} else {
+			h.Body = BodyToClose
+		}
+	case sawCL:
+		h.Body = BodyLength
+	}
+	if isRequest && h.Minor == 1 && !sawHost {
+		return errNoHost
+	}
+	return nil
+}
+
+// teState follows a Transfer-Encoding list across header lines: chunked
+// must come last and only once; for requests it must be the only coding
+// (golb does not decode others, RFC 9112 §6.1 lets it answer 501).
+type teState struct {
+	codings, chunkeds int
+	lastChunked       bool
+}
+
+func (t *teState) add(v []byte) error {
+	for len(v) > 0 {
+		var tok []byte
+		tok, v = nextListItem(v)
+		if len(tok) == 0 {
+			continue
+		}
+		if !isToken(tok) {
+			return errBadTE
+		}
+		t.codings++
+		t.lastChunked = EqualFold(tok, "chunked")
+		if t.lastChunked {
+			t.chunkeds++
+		}
+	}
+	return nil
+}
+
+func (t *teState) finish(isRequest bool) error {
+	switch {
+	case t.codings == 0 || t.chunkeds > 1 || t.chunkeds == 1 && !t.lastChunked:
+		return errBadTE
+	case isRequest && !t.lastChunked:
+		return errBadTE // the request's length cannot be known
+	case isRequest && t.codings > 1:
+		return errUnsupportedTE
+	}
+	return nil
+}
+
+func (h *Head) requestFraming() error {
+	if h.Body == BodyLength && h.ContentLength == 0 {
+		h.Body = BodyNone
+	}
+	return nil
+}
+
+func (h *Head) responseFraming() error { return nil }
+
+// ResponseBody is how the body of a response to a request with the given
+// method is delimited (RFC 9112 §6.3 rules 1–7).
+func (h *Head) ResponseBody(head bool) BodyKind {
+	if head || h.Status < 200 || h.Status == 204 || h.Status == 304 {
+		return BodyNone
+	}
+	if h.Body == BodyNone {
+		return BodyToClose
+	}
+	return h.Body
+}
+
+// Names reports whether Connection lists name (a hop-by-hop header).
+func (h *Head) Names(name []byte) bool {
+	for _, v := range h.Connection {
+		for len(v) > 0 {
+			var tok []byte
+			tok, v = nextListItem(v)
+			if len(tok) == len(name) && equalFoldBytes(tok, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// nextListItem returns the first comma-separated element of v, trimmed,
+// and the rest.
+func nextListItem(v []byte) (item, rest []byte) {
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		return trimOWS(v[:i]), v[i+1:]
+	}
+	return trimOWS(v), nil
+}
+
+func containsToken(v []byte, tok string) bool {
+	for len(v) > 0 {
+		var t []byte
+		t, v = nextListItem(v)
+		if EqualFold(t, tok) {
+			return true
+		}
+	}
+	return false
+}
+
+func trimOWS(v []byte) []byte {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// EqualFold reports whether b equals the lower-case ASCII string s,
+// ignoring ASCII case.
+func EqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func equalFoldBytes(a, b []byte) bool {
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// tchar per RFC 9110 §5.6.2.
+var tokenTable = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func isToken(p []byte) bool {
+	if len(p) == 0 {
+		return false
+	}
+	for _, c := range p {
+		if !tokenTable[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// isFieldValue: VCHAR, obs-text, SP and HTAB; no other control byte.
+func isFieldValue(p []byte) bool {
+	for _, c := range p {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

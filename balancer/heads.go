@@ -1,0 +1,190 @@
+package balancer
+
+import (
+	"strconv"
+
+	"github.com/golb/golb/balancer/h1"
+)
+
+// This file writes the heads golb sends: the request to a worker and the
+// response to a client. Both copy the fields that arrived, as bytes, minus
+// the hop-by-hop ones (RFC 9110 §7.6.1), and add golb's own: the
+// forwarding headers and Via on the way in, Via on the way out, and the
+// framing of the body as golb sends it.
+
+// hopByHop reports whether a header concerns one connection only and is
+// never forwarded. The framing headers are among them: golb frames each
+// body it sends itself.
+func hopByHop(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return h1.EqualFold(name, "te")
+	case 7:
+		return h1.EqualFold(name, "trailer") || h1.EqualFold(name, "upgrade")
+	case 10:
+		return h1.EqualFold(name, "connection") || h1.EqualFold(name, "keep-alive")
+	case 14:
+		return h1.EqualFold(name, "content-length")
+	case 16:
+		return h1.EqualFold(name, "proxy-connection")
+	case 17:
+		return h1.EqualFold(name, "transfer-encoding")
+	case 18:
+		return h1.EqualFold(name, "proxy-authenticate")
+	case 19:
+		return h1.EqualFold(name, "proxy-authorization")
+	}
+	return false
+}
+
+// forwardedHeader reports the client's own forwarding headers, which golb
+// replaces (or, trusting them, extends) and never passes on as they came.
+func forwardedHeader(name []byte) (xff, other bool) {
+	switch len(name) {
+	case 9:
+		return false, h1.EqualFold(name, "forwarded")
+	case 15:
+		return h1.EqualFold(name, "x-forwarded-for"), false
+	case 16:
+		return false, h1.EqualFold(name, "x-forwarded-host")
+	case 17:
+		return false, h1.EqualFold(name, "x-forwarded-proto")
+	}
+	return false, false
+}
+
+// requestHead appends the head golb sends a worker for the client request
+// h: the request line (target in origin form), the client's end-to-end
+// fields, X-Forwarded-For/Host/Proto, Via, and the body's framing.
+func (b *Balancer) requestHead(out []byte, h *h1.Head, target, host []byte, clientIP string) []byte {
+	out = append(out, h.Method...)
+	out = append(out, ' ')
+	out = append(out, target...)
+	out = append(out, " HTTP/1.1\r\nHost: "...)
+	out = append(out, host...)
+	out = append(out, "\r\n"...)
+	xffAt := -1
+	for i := range h.Headers {
+		f := &h.Headers[i]
+		if hopByHop(f.Name) || h1.EqualFold(f.Name, "host") || h1.EqualFold(f.Name, "expect") {
+			continue
+		}
+		if h.ConnTokens && h.Names(f.Name) {
+			continue
+		}
+		if xff, other := forwardedHeader(f.Name); xff || other {
+			if xff && b.cfg.TrustForwardedHeaders && xffAt < 0 {
+				xffAt = i
+			}
+			continue
+		}
+		out = appendField(out, f.Name, f.Value) // Via too: this hop's comes last
+	}
+	out = append(out, "X-Forwarded-For: "...)
+	if xffAt >= 0 {
+		for i := xffAt; i < len(h.Headers); i++ {
+			if f := &h.Headers[i]; h1.EqualFold(f.Name, "x-forwarded-for") {
+				out = append(out, f.Value...)
+				out = append(out, ", "...)
+			}
+		}
+	}
+	out = append(out, clientIP...)
+	out = append(out, "\r\nX-Forwarded-Host: "...)
+	out = append(out, host...)
+	out = append(out, "\r\nX-Forwarded-Proto: http\r\n"...)
+	out = appendVia(out, h.Minor)
+	if h.Upgrade {
+		for i := range h.Headers {
+			if f := &h.Headers[i]; h1.EqualFold(f.Name, "upgrade") {
+				out = appendField(out, f.Name, f.Value)
+			}
+		}
+		out = append(out, "Connection: Upgrade\r\n"...)
+	}
+	switch h.Body {
+	case h1.BodyLength:
+		out = append(out, "Content-Length: "...)
+		out = strconv.AppendInt(out, h.ContentLength, 10)
+		out = append(out, "\r\n"...)
+	case h1.BodyChunked:
+		out = append(out, "Transfer-Encoding: chunked\r\n"...)
+	}
+	return append(out, "\r\n"...)
+}
+
+// appendVia adds this hop to Via (RFC 9110 §7.6.3) as a field line of its
+// own after the ones that arrived, which is the same list.
+func appendVia(out []byte, minor int) []byte {
+	if minor == 0 {
+		return append(out, "Via: 1.0 golb\r\n"...)
+	}
+	return append(out, "Via: 1.1 golb\r\n"...)
+}
+
+func appendField(out, name, value []byte) []byte {
+	out = append(out, name...)
+	out = append(out, ": "...)
+	out = append(out, value...)
+	return append(out, "\r\n"...)
+}
+
+// respFraming is how golb delimits a response body it sends a client.
+type respFraming uint8
+
+const (
+	frameNone    respFraming = iota // no body (HEAD, 1xx, 204, 304)
+	frameLength                     // Content-Length
+	frameChunked                    // chunked (re-encoded from the worker's chunks)
+	frameClose                      // until golb closes the connection
+)
+
+// responseHead appends the head golb sends the client for the worker's
+// response r: its status line and end-to-end fields, Via, the framing, and
+// Connection: close when golb closes the client connection after it (or
+// keep-alive for an HTTP/1.0 client that keeps it).
+func responseHead(out []byte, r *h1.Head, framing respFraming, clientMinor int, closing, upgrade bool) []byte {
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(r.Status), 10)
+	out = append(out, ' ')
+	out = append(out, r.Reason...)
+	out = append(out, "\r\n"...)
+	for i := range r.Headers {
+		f := &r.Headers[i]
+		if hopByHop(f.Name) {
+			if upgrade && len(f.Name) == 7 && h1.EqualFold(f.Name, "upgrade") {
+				out = appendField(out, f.Name, f.Value)
+			}
+			continue
+		}
+		if r.ConnTokens && r.Names(f.Name) {
+			continue
+		}
+		out = appendField(out, f.Name, f.Value)
+	}
+	out = appendVia(out, r.Minor)
+	switch framing {
+	case frameLength:
+		out = append(out, "Content-Length: "...)
+		out = strconv.AppendInt(out, r.ContentLength, 10)
+		out = append(out, "\r\n"...)
+	case frameChunked:
+		out = append(out, "Transfer-Encoding: chunked\r\n"...)
+	case frameNone:
+		// A HEAD answer or a 304 keeps the length the worker announced.
+		if r.Body == h1.BodyLength && r.Status >= 200 {
+			out = append(out, "Content-Length: "...)
+			out = strconv.AppendInt(out, r.ContentLength, 10)
+			out = append(out, "\r\n"...)
+		}
+	}
+	switch {
+	case upgrade:
+		out = append(out, "Connection: Upgrade\r\n"...)
+	case closing:
+		out = append(out, "Connection: close\r\n"...)
+	case clientMinor == 0:
+		out = append(out, "Connection: keep-alive\r\n"...)
+	}
+	return append(out, "\r\n"...)
+}

@@ -1,0 +1,193 @@
+package balancer
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+
+	"github.com/golb/golb/balancer/h1"
+)
+
+// originForm returns the request's target in origin form and the host it
+// names: an absolute-form target ("http://host/path", RFC 9112 §3.2.2)
+// gives its own authority, which then replaces Host. Either way the
+// request goes to a worker: golb never forwards anywhere else.
+func (c *clientConn) originForm(h *h1.Head) (target, host []byte, ok bool) {
+	t := h.Target
+	host = h.Host
+	switch {
+	case t[0] == '/':
+	case len(t) == 1 && t[0] == '*':
+		if string(h.Method) != "OPTIONS" {
+			return nil, nil, false
+		}
+	default:
+		i := bytes.Index(t, []byte("://"))
+		if i <= 0 || !(h1.EqualFold(t[:i], "http") || h1.EqualFold(t[:i], "https")) {
+			return nil, nil, false
+		}
+		rest := t[i+3:]
+		j := bytes.IndexAny(rest, "/?")
+		if j < 0 {
+			host, t = rest, []byte("/")
+		} else {
+			host, t = rest[:j], rest[j:]
+			if t[0] == '?' {
+				t = append([]byte("/"), t...)
+			}
+		}
+		if len(host) == 0 {
+			return nil, nil, false
+		}
+	}
+	if len(host) == 0 { // HTTP/1.0 without Host: name the listener
+		host = []byte(c.nc.LocalAddr().String())
+	}
+	return t, host, true
+}
+
+// pathOf is target without its query.
+func pathOf(target []byte) []byte {
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		return target[:i]
+	}
+	return target
+}
+
+// methodName returns the method as a string without allocating for the
+// common ones.
+func methodName(m []byte) string {
+	switch string(m) {
+	case "GET":
+		return http.MethodGet
+	case "HEAD":
+		return http.MethodHead
+	case "POST":
+		return http.MethodPost
+	case "PUT":
+		return http.MethodPut
+	case "DELETE":
+		return http.MethodDelete
+	case "OPTIONS":
+		return http.MethodOptions
+	case "PATCH":
+		return http.MethodPatch
+	}
+	return string(m)
+}
+
+// serveLocal answers a request for one of Config.Local's paths with its
+// http.Handler (golb's own /worker/stats). It is neither proxied nor
+// counted; any body is read and dropped.
+func (c *clientConn) serveLocal(lh http.Handler, target, host []byte) bool {
+	h := &c.head
+	req, err := http.NewRequest(string(h.Method), "http://"+string(host)+string(target), http.NoBody)
+	if err != nil {
+		c.fail(errBadTarget)
+		return false
+	}
+	req.Host = string(host)
+	req.RequestURI = string(target)
+	req.RemoteAddr = c.nc.RemoteAddr().String()
+	req.Proto, req.ProtoMinor = "HTTP/1."+strconv.Itoa(h.Minor), h.Minor
+	for _, f := range h.Headers {
+		req.Header.Add(string(f.Name), string(f.Value))
+	}
+	closing := h.Close || c.b.closing.Load()
+	minor, body, length := h.Minor, h.Body, h.ContentLength
+	c.rd.Discard(c.headLen)
+	if body != h1.BodyNone {
+		if err := c.dropBody(body, length); err != nil {
+			return c.clientBodyFailed(err)
+		}
+	}
+	w := &localWriter{h: make(http.Header), status: http.StatusOK}
+	lh.ServeHTTP(w, req)
+
+	out := append(c.out[:0], "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(w.status), 10)
+	out = append(out, ' ')
+	out = append(out, http.StatusText(w.status)...)
+	out = append(out, "\r\n"...)
+	w.h.Del("Content-Length")
+	w.h.Del("Connection")
+	w.h.Del("Transfer-Encoding")
+	for k, vs := range w.h {
+		for _, v := range vs {
+			out = append(out, k...)
+			out = append(out, ": "...)
+			out = append(out, v...)
+			out = append(out, "\r\n"...)
+		}
+	}
+	out = append(out, "Content-Length: "...)
+	out = strconv.AppendInt(out, int64(w.body.Len()), 10)
+	switch {
+	case closing:
+		out = append(out, "\r\nConnection: close"...)
+	case minor == 0:
+		out = append(out, "\r\nConnection: keep-alive"...)
+	}
+	out = append(out, "\r\n\r\n"...)
+	if !c.isHEAD {
+		out = append(out, w.body.Bytes()...)
+	}
+	c.out = out
+	if _, err := c.nc.Write(out); err != nil {
+		return false
+	}
+	return !closing
+}
+
+// dropBody reads a request body to its end, under the body timeouts.
+func (c *clientConn) dropBody(body h1.BodyKind, length int64) error {
+	bt := c.bodyTimer()
+	if body == h1.BodyLength {
+		for length > 0 {
+			if c.rd.Len() == 0 {
+				if err := c.fillBody(&bt); err != nil {
+					return err
+				}
+			}
+			n := min(int64(c.rd.Len()), length)
+			c.rd.Discard(int(n))
+			length -= n
+			bt.read += n
+		}
+		return nil
+	}
+	var ch h1.Chunked
+	ch.MaxTrailer = c.b.cfg.MaxHeaderBytes
+	for !ch.Done() {
+		data, _, err := ch.Step(&c.rd)
+		if err == h1.ErrNeedMore {
+			err = c.fillBody(&bt)
+		}
+		if err != nil {
+			return err
+		}
+		bt.read += int64(len(data))
+	}
+	return nil
+}
+
+// localWriter collects a local handler's answer.
+type localWriter struct {
+	h      http.Header
+	status int
+	wrote  bool
+	body   bytes.Buffer
+}
+
+func (w *localWriter) Header() http.Header { return w.h }
+
+func (w *localWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+}
+
+func (w *localWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	return w.body.Write(p)
+}

@@ -1,0 +1,275 @@
+package balancer
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/golb/golb/balancer/h1"
+)
+
+// This file is the client side of the engine: accepting connections,
+// reading request heads under the idle and header timeouts, answering
+// golb's own errors, and closing connections on shutdown. Each client
+// connection is served by one goroutine, request after request; nothing
+// is allocated per request on the way.
+
+// Connection states, for Shutdown: an idle connection is closed at once, an
+// active one finishes its request first.
+const (
+	connIdle int32 = iota
+	connActive
+	connClosed
+)
+
+// clientConn is one client connection and its per-request scratch space,
+// reused request after request.
+type clientConn struct {
+	b            *Balancer
+	nc           net.Conn
+	rd           h1.Reader
+	head         h1.Head
+	ip           string // the client's address, for X-Forwarded-For
+	state        atomic.Int32
+	out          []byte // the request head for the worker, then scratch
+	rdDeadline   time.Time // the client connection's read deadline
+	headLen      int  // of the request head in rd
+	served       bool // a request was served: the idle timeout applies
+	isHEAD       bool // the current request is a HEAD
+
+	cur   atomic.Pointer[upstream] // the attempt's worker connection, for a forced shutdown
+	watch watcher
+}
+
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, h1.BufSize) }}
+
+func (b *Balancer) serve(ln net.Listener) {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if b.closing.Load() {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of descriptors, say: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				b.log.Warn("accept failed; retrying", "addr", ln.Addr().String(), "err", err, "in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			b.log.Error("listener stopped", "addr", ln.Addr().String(), "err", err)
+			return
+		}
+		delay = 0
+		c := &clientConn{b: b, nc: nc}
+		c.rd.Reset(nc)
+		if !b.track(c, true) {
+			_ = nc.Close()
+			return
+		}
+		go c.serve()
+	}
+}
+
+// track adds c to (or removes it from) the connections Shutdown waits for.
+// It refuses a new connection once shutdown began.
+func (b *Balancer) track(c *clientConn, add bool) bool {
+	b.connMu.Lock()
+	defer b.connMu.Unlock()
+	if add {
+		if b.closing.Load() {
+			return false
+		}
+		b.conns[c] = struct{}{}
+		b.connWG.Add(1)
+		return true
+	}
+	delete(b.conns, c)
+	b.connWG.Done()
+	return true
+}
+
+func (c *clientConn) serve() {
+	defer c.close()
+	if host, _, err := net.SplitHostPort(c.nc.RemoteAddr().String()); err == nil {
+		c.ip = host
+	}
+	// A new connection must send its first request within the header
+	// timeout; later ones may idle for the idle timeout.
+	c.setReadDeadline(time.Now().Add(c.b.cfg.HeaderReadTimeout))
+	for {
+		if !c.readHead() {
+			return
+		}
+		c.served = true
+		if !c.handle() {
+			return
+		}
+		if !c.state.CompareAndSwap(connActive, connIdle) || c.b.closing.Load() {
+			return
+		}
+	}
+}
+
+func (c *clientConn) setReadDeadline(t time.Time) {
+	c.rdDeadline = t
+	_ = c.nc.SetReadDeadline(t)
+}
+
+func (c *clientConn) close() {
+	c.state.Store(connClosed)
+	_ = c.nc.Close()
+	c.rd.Reset(nil)
+	c.b.track(c, false)
+}
+
+// readHead waits (idle timeout) for the next request and reads its head
+// (header timeout, size limit) into c.head. It answers a broken or
+// oversized head itself and reports false when the connection is done.
+func (c *clientConn) readHead() bool {
+	b := c.b
+	max := b.cfg.MaxHeaderBytes
+	if c.rd.Len() == 0 {
+		// Deadlines cost a timer update each: the idle one is moved only
+		// once it is half a second stale, so it may fire that much late.
+		if c.served {
+			want := time.Now().Add(b.cfg.IdleTimeout)
+			if d := c.rdDeadline.Sub(want); d < 0 || d > time.Second {
+				c.setReadDeadline(want.Add(time.Second / 2))
+			}
+		}
+		_, err := c.rd.Fill(max)
+		if err != nil {
+			return false // idle timeout, or the client closed: nothing to answer
+		}
+	}
+	if !c.state.CompareAndSwap(connIdle, connActive) {
+		return false // Shutdown closed it meanwhile
+	}
+	c.isHEAD = false
+	resume := 0
+	timed := false
+	for {
+		end, next, err := h1.ScanHead(c.rd.Buffered(), resume)
+		if err != nil {
+			c.fail(err)
+			return false
+		}
+		if end > 0 {
+			if end > max {
+				c.fail(h1.ErrHeadTooLarge)
+				return false
+			}
+			if err := h1.ParseRequest(c.rd.Buffered()[:end], &c.head); err != nil {
+				c.fail(err)
+				return false
+			}
+			c.headLen = end
+			return true
+		}
+		resume = next
+		if c.rd.Len() >= max {
+			c.fail(h1.ErrHeadTooLarge)
+			return false
+		}
+		if !timed {
+			timed = true
+			c.setReadDeadline(time.Now().Add(b.cfg.HeaderReadTimeout))
+		}
+		if _, err := c.rd.Fill(max + 4); err != nil {
+			switch {
+			case errors.Is(err, h1.ErrBufferFull):
+				c.fail(h1.ErrHeadTooLarge)
+			case isTimeout(err):
+				c.answer(408, "request head not received in time", true)
+			}
+			return false
+		}
+	}
+}
+
+// fail answers a framing error with its status and closes the connection
+// (after an error, where the next request begins is unknown).
+func (c *clientConn) fail(err error) {
+	status, msg := 400, err.Error()
+	var he *h1.Error
+	if errors.As(err, &he) {
+		status, msg = he.Status, he.Msg
+	}
+	c.b.clientErrors.Add(1)
+	c.b.log.Debug("bad request", "client", c.ip, "status", status, "err", msg)
+	c.answer(status, msg, true)
+}
+
+// answer writes one of golb's own JSON answers.
+func (c *clientConn) answer(status int, msg string, closing bool) {
+	c.writeAnswer(status, errorBody(msg, c.b.cfg.Name), closing)
+}
+
+func (c *clientConn) writeAnswer(status int, body []byte, closing bool) {
+	out := c.out[:0]
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(status), 10)
+	out = append(out, ' ')
+	out = append(out, statusText(status)...)
+	out = append(out, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	out = strconv.AppendInt(out, int64(len(body)), 10)
+	out = append(out, "\r\n"...)
+	if status == 503 {
+		out = append(out, "Retry-After: 1\r\n"...)
+	}
+	if closing {
+		out = append(out, "Connection: close\r\n"...)
+	} else if c.head.Minor == 0 {
+		out = append(out, "Connection: keep-alive\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	if !c.isHEAD {
+		out = append(out, body...)
+	}
+	c.out = out
+	_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, _ = c.nc.Write(out)
+	_ = c.nc.SetWriteDeadline(time.Time{})
+	if closing {
+		// Let the answer reach a client still sending, instead of a reset.
+		if tc, ok := c.nc.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+	}
+}
+
+// statusText is the reason phrase of the statuses golb answers itself.
+func statusText(code int) string {
+	switch code {
+	case 400:
+		return "Bad Request"
+	case 405:
+		return "Method Not Allowed"
+	case 408:
+		return "Request Timeout"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 501:
+		return "Not Implemented"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Gateway Timeout"
+	case 505:
+		return "HTTP Version Not Supported"
+	}
+	return "Error"
+}

@@ -1,0 +1,122 @@
+package balancer
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/golb/golb/balancer/h1"
+)
+
+// upstream is one keep-alive connection to a worker. Its read buffer goes
+// back to the shared pool whenever the connection is idle.
+type upstream struct {
+	nc      net.Conn
+	rd      h1.Reader
+	idleAt  time.Time
+	reused  bool // taken from the idle pool: it may have been closed by the worker meanwhile
+	head    h1.Head
+	headLen int
+}
+
+// connPool is a backend's idle connections, newest last (reusing the
+// newest keeps the others idle long enough to time out).
+type connPool struct {
+	mu     sync.Mutex
+	idle   []*upstream
+	closed bool // the backend was removed: nothing goes back into the pool
+}
+
+// dialError tags a failed dial: the request was certainly not sent.
+type dialError struct {
+	addr string
+	err  error
+}
+
+func (e *dialError) Error() string { return "dialing worker " + e.addr + ": " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// getConn returns an idle connection to be, or dials a new one.
+func (b *Balancer) getConn(be *backend) (*upstream, error) {
+	p := &be.conns
+	p.mu.Lock()
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		uc := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		if time.Since(uc.idleAt) < b.cfg.IdleConnTimeout {
+			p.mu.Unlock()
+			uc.reused = true
+			return uc, nil
+		}
+		_ = uc.nc.Close()
+	}
+	p.mu.Unlock()
+	return b.dial(be)
+}
+
+func (b *Balancer) dial(be *backend) (*upstream, error) {
+	addr := be.address()
+	nc, err := b.dialer.Dial("tcp", addr)
+	if err != nil {
+		return nil, &dialError{addr: addr, err: err}
+	}
+	uc := &upstream{nc: nc}
+	uc.rd.Reset(nc)
+	return uc, nil
+}
+
+// putConn returns a connection whose last exchange ended cleanly to the
+// idle pool, or closes it when the pool is full or closed.
+func (b *Balancer) putConn(be *backend, uc *upstream) {
+	if uc.rd.Len() > 0 { // the worker sent more than its answer
+		b.closeConn(uc)
+		return
+	}
+	uc.rd.Release()
+	uc.idleAt = time.Now()
+	p := &be.conns
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= b.cfg.MaxIdleConnsPerHost {
+		p.mu.Unlock()
+		b.closeConn(uc)
+		return
+	}
+	p.idle = append(p.idle, uc)
+	p.mu.Unlock()
+}
+
+func (b *Balancer) closeConn(uc *upstream) {
+	_ = uc.nc.Close()
+	uc.rd.Reset(nil)
+}
+
+// closeIdle closes every idle connection of be; with final, the pool stays
+// closed (be was removed, or the balancer shut down).
+func (p *connPool) closeIdle(final bool) {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	if final {
+		p.closed = true
+	}
+	p.mu.Unlock()
+	for _, uc := range idle {
+		_ = uc.nc.Close()
+		uc.rd.Reset(nil)
+	}
+}
+
+// reopen lets a re-added backend pool connections again.
+func (p *connPool) reopen() {
+	p.mu.Lock()
+	p.closed = false
+	p.mu.Unlock()
+}
+
+// isTimeout reports a deadline that passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
