@@ -118,7 +118,8 @@ type Config struct {
 	// connection closed.
 	MaxHeaderBytes int
 	// HeaderReadTimeout bounds reading a request head once its first byte
-	// arrived (slowloris). Default 10s; then 408 and the connection closed.
+	// arrived (slowloris), and a new connection's wait for its first
+	// request. Default 10s; then 408 (or, with nothing received, a close).
 	HeaderReadTimeout time.Duration
 	// IdleTimeout closes a client's keep-alive connection that sends no
 	// new request for this long. Default 120s.

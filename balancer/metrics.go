@@ -21,6 +21,7 @@ import (
 //	golb_retries_total{balancer}
 //	golb_retries_denied_total{balancer}               retries refused by the budget
 //	golb_unavailable_total{balancer}                  503s: no healthy worker
+//	golb_client_errors_total{balancer}                requests refused as the client's fault (400, 405, 408, 431, ...)
 func (b *Balancer) Collector() prometheus.Collector {
 	c := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, prometheus.Labels{"balancer": b.cfg.Name})
@@ -37,6 +38,7 @@ func (b *Balancer) Collector() prometheus.Collector {
 		retries:     c("golb_retries_total", "Retries granted."),
 		denied:      c("golb_retries_denied_total", "Retries refused by the retry budget."),
 		unavailable: c("golb_unavailable_total", "Requests answered 503 because no worker was healthy."),
+		clientErrs:  c("golb_client_errors_total", "Requests refused as the client's own error (malformed, too large, too slow)."),
 	}
 }
 
@@ -44,13 +46,13 @@ type collector struct {
 	b *Balancer
 
 	requests, errors, duration, inflight, wInflight, healthy *prometheus.Desc
-	ejections, retries, denied, unavailable                  *prometheus.Desc
+	ejections, retries, denied, unavailable, clientErrs      *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.requests, c.errors, c.duration, c.inflight, c.wInflight, c.healthy,
-		c.ejections, c.retries, c.denied, c.unavailable,
+		c.ejections, c.retries, c.denied, c.unavailable, c.clientErrs,
 	} {
 		ch <- d
 	}
@@ -93,6 +95,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(b.retries.Load()))
 	ch <- prometheus.MustNewConstMetric(c.denied, prometheus.CounterValue, float64(b.budgetDeny.Load()))
 	ch <- prometheus.MustNewConstMetric(c.unavailable, prometheus.CounterValue, float64(b.unavailable.Load()))
+	ch <- prometheus.MustNewConstMetric(c.clientErrs, prometheus.CounterValue, float64(b.clientErrors.Load()))
 }
 
 var _ prometheus.Collector = (*collector)(nil)

@@ -30,17 +30,17 @@ const (
 // clientConn is one client connection and its per-request scratch space,
 // reused request after request.
 type clientConn struct {
-	b            *Balancer
-	nc           net.Conn
-	rd           h1.Reader
-	head         h1.Head
-	ip           string // the client's address, for X-Forwarded-For
-	state        atomic.Int32
-	out          []byte // the request head for the worker, then scratch
-	rdDeadline   time.Time // the client connection's read deadline
-	headLen      int  // of the request head in rd
-	served       bool // a request was served: the idle timeout applies
-	isHEAD       bool // the current request is a HEAD
+	b          *Balancer
+	nc         net.Conn
+	rd         h1.Reader
+	head       h1.Head
+	ip         string // the client's address, for X-Forwarded-For
+	state      atomic.Int32
+	out        []byte    // the request head for the worker, then scratch
+	rdDeadline time.Time // the client connection's read deadline
+	headLen    int       // of the request head in rd
+	served     bool      // a request was served: the idle timeout applies
+	isHEAD     bool      // the current request is a HEAD
 
 	cur   atomic.Pointer[upstream] // the attempt's worker connection, for a forced shutdown
 	watch watcher
