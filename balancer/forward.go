@@ -93,17 +93,18 @@ func (c *clientConn) proxy(r *reqInfo) bool {
 	b := c.b
 	start := time.Now()
 	b.budget.request(start)
-	x := exchange{
+	x := &c.x
+	*x = exchange{
 		idempotent: isIdempotent(r.method),
 		noBody:     r.body == h1.BodyNone,
 	}
 	x.tried = x.triedBuf[:0]
 	for {
-		be := b.pick(&x)
+		be := b.pick(x)
 		if be == nil {
-			return c.answerNoBackend(&x, r)
+			return c.answerNoBackend(x, r)
 		}
-		retry, keep := c.attempt(&x, r, be, start)
+		retry, keep := c.attempt(x, r, be, start)
 		if !retry {
 			return keep
 		}
@@ -229,10 +230,10 @@ func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
 		case err != nil:
 			return err, nil
 		case ch.Done():
-			out := append(c.out[r.headLen:r.headLen], "0\r\n"...)
+			out := append(c.scratch[:0], "0\r\n"...)
 			out = append(out, trailer...)
 			out = append(out, "\r\n"...)
-			c.out = c.out[:r.headLen]
+			c.scratch = out
 			r.bodyLeft = false
 			if _, err := uc.nc.Write(out); err != nil {
 				return nil, err
@@ -240,10 +241,11 @@ func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
 			return nil, nil
 		}
 		bt.read += int64(len(data))
-		out := strconv.AppendInt(c.out[r.headLen:r.headLen], int64(len(data)), 16)
+		out := strconv.AppendInt(c.scratch[:0], int64(len(data)), 16)
 		out = append(out, "\r\n"...)
 		out = append(out, data...)
 		out = append(out, "\r\n"...)
+		c.scratch = out
 		if _, err := uc.nc.Write(out); err != nil {
 			return nil, err
 		}
@@ -357,9 +359,9 @@ var errBadTarget = &h1.Error{Status: 400, Msg: "malformed request target"}
 // HTTP/1.1 client and drops it for an HTTP/1.0 one.
 func (c *clientConn) relayInterim(uc *upstream, r *reqInfo) {
 	if r.minor == 1 && uc.head.Status != 100 {
-		out := responseHead(c.out[r.headLen:r.headLen], &uc.head, frameNone, 1, false, false)
+		out := responseHead(c.scratch[:0], &uc.head, frameNone, 1, false, false)
+		c.scratch = out
 		_, _ = c.nc.Write(out)
-		c.out = c.out[:r.headLen]
 	}
 	uc.rd.Discard(uc.headLen)
 }
@@ -411,8 +413,8 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 	closing := r.close || r.bodyLeft || framing == frameClose || b.closing.Load()
 	bw := writerPool.Get().(*bufio.Writer)
 	bw.Reset(c.nc)
-	_, _ = bw.Write(responseHead(c.out[r.headLen:r.headLen], rh, framing, r.minor, closing, false))
-	c.out = c.out[:r.headLen]
+	c.scratch = responseHead(c.scratch[:0], rh, framing, r.minor, closing, false)
+	_, _ = bw.Write(c.scratch)
 	uc.rd.Discard(uc.headLen)
 	werr, cerr := c.copyBody(bw, uc, body, framing)
 	if cerr == nil {

@@ -36,7 +36,9 @@ type clientConn struct {
 	head       h1.Head
 	ip         string // the client's address, for X-Forwarded-For
 	state      atomic.Int32
-	out        []byte    // the request head for the worker, then scratch
+	out        []byte // the request head for the worker (and a small body)
+	scratch    []byte // response heads and chunk framing
+	x          exchange
 	rdDeadline time.Time // the client connection's read deadline
 	headLen    int       // of the request head in rd
 	served     bool      // a request was served: the idle timeout applies

@@ -55,8 +55,8 @@ func (w *watcher) stop(c *clientConn) {
 // both ways until either side closes.
 func (c *clientConn) splice(uc *upstream, r *reqInfo) {
 	defer c.b.closeConn(uc)
-	out := responseHead(c.out[r.headLen:r.headLen], &uc.head, frameNone, r.minor, false, true)
-	c.out = c.out[:r.headLen]
+	out := responseHead(c.scratch[:0], &uc.head, frameNone, r.minor, false, true)
+	c.scratch = out
 	uc.rd.Discard(uc.headLen)
 	_ = c.nc.SetDeadline(time.Time{})
 	_ = uc.nc.SetDeadline(time.Time{})
