@@ -15,7 +15,9 @@ import (
 // the processor to another thread on most requests: measured on one core,
 // 0.26 context switches per proxied request against HAProxy's 0.07, and
 // about 8 µs more CPU per request. The calls never block, so the runtime
-// need not know of them.
+// need not know of them. recvfrom and sendto (with MSG_NOSIGNAL: a closed
+// peer is an EPIPE error, not a signal) skip the file layer of read and
+// write.
 type rawIO struct {
 	rc      syscall.RawConn
 	p       []byte
@@ -39,7 +41,7 @@ func newRawIO(nc net.Conn) io.ReadWriter {
 	r := &rawIO{rc: rc}
 	r.readFn = func(fd uintptr) bool {
 		for {
-			n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.p))), uintptr(len(r.p)))
+			n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.p))), uintptr(len(r.p)), 0, 0, 0)
 			switch e {
 			case syscall.EINTR:
 				continue
@@ -52,7 +54,7 @@ func newRawIO(nc net.Conn) io.ReadWriter {
 	}
 	r.writeFn = func(fd uintptr) bool {
 		for len(r.p) > 0 {
-			n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.p))), uintptr(len(r.p)))
+			n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.p))), uintptr(len(r.p)), syscall.MSG_NOSIGNAL, 0, 0)
 			switch e {
 			case 0:
 				r.n += int(n)
