@@ -37,9 +37,9 @@ type reqInfo struct {
 // re-sent on a fresh connection when a pooled one turns out closed).
 const maxInlineBody = 16 << 10
 
-// watchAfter is how long a worker may take to answer before golb starts
-// watching the client connection for a hang-up (so that the attempt of a
-// client that gave up is abandoned, not waited for).
+// watchAfter is how long a worker may take to answer before golb first
+// checks that its client is still there (so that the attempt of a client
+// that gave up is abandoned, not waited for).
 const watchAfter = 20 * time.Millisecond
 
 // handle serves the request whose head is in c.head and reports whether
@@ -160,7 +160,7 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 			break
 		}
 		b.closeConn(uc)
-		if c.watch.gone {
+		if err == errClientGone {
 			return c.failed(x, r, be, start, failCanceled, err)
 		}
 		if uc.reused && !fresh && uc.rd.Len() == 0 && !isTimeout(err) && !r.bodyLeft {
@@ -300,22 +300,23 @@ func (c *clientConn) clientBodyFailed(err error) bool {
 }
 
 // readResponse reads the worker's response head into uc.head, relaying
-// interim 1xx answers. After watchAfter it watches the client: a client
-// that hangs up ends the wait (c.watch.gone).
+// interim 1xx answers. A worker slow to answer does not hold a read
+// buffer, and its client is checked now and then (after watchAfter, then
+// at doubling intervals up to a second): a client that hung up ends the
+// wait with errClientGone, so that its attempt is abandoned, not counted.
 func (c *clientConn) readResponse(uc *upstream, r *reqInfo) error {
 	b := c.b
 	now := time.Now()
 	deadline := now.Add(b.cfg.ResponseHeaderTimeout)
-	first := now.Add(watchAfter)
-	if first.After(deadline) || c.rd.Len() > 0 {
-		first = deadline // pipelined bytes wait in the buffer: nothing to watch
+	every := watchAfter
+	next := now.Add(every)
+	if next.After(deadline) {
+		next = deadline
 	}
-	_ = uc.nc.SetReadDeadline(first)
-	c.watch.gone = false
+	_ = uc.nc.SetReadDeadline(next)
 	if c.rd.Len() == 0 {
 		c.rd.Release() // a waiting connection holds no buffer
 	}
-	defer c.watch.stop(c)
 	resume := 0
 	max := max(b.cfg.MaxHeaderBytes, 64<<10)
 	for {
@@ -338,19 +339,36 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo) error {
 			}
 			resume = next
 		}
-		if _, err := uc.rd.Fill(max); err != nil {
+		_, err := uc.rd.Fill(max)
+		for err != nil && isTimeout(err) && uc.rd.Len() == 0 {
+			now := time.Now()
+			if !now.Before(deadline) {
+				return err
+			}
+			if peerClosed(c.io) {
+				return errClientGone
+			}
+			uc.rd.Release()
+			every = min(2*every, time.Second)
+			if next = now.Add(every); next.After(deadline) {
+				next = deadline
+			}
+			_ = uc.nc.SetReadDeadline(next)
+			if err = waitReadable(uc.io); err == nil {
+				_, err = uc.rd.Fill(max)
+			}
+		}
+		if err != nil {
 			if errors.Is(err, h1.ErrBufferFull) {
 				return errBadResponse
-			}
-			if isTimeout(err) && !c.watch.on && time.Now().Before(deadline) {
-				c.watch.start(c, uc)
-				_ = uc.nc.SetReadDeadline(deadline)
-				continue
 			}
 			return err
 		}
 	}
 }
+
+// errClientGone ends an attempt whose client hung up while it waited.
+var errClientGone = errors.New("the client went away")
 
 var errBadResponse = &h1.Error{Status: 502, Msg: "malformed response from worker"}
 var errBadTarget = &h1.Error{Status: 400, Msg: "malformed request target"}

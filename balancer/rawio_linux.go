@@ -25,6 +25,8 @@ type rawIO struct {
 	errno   syscall.Errno
 	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
+	peekFn  func(fd uintptr) bool
+	peek    [1]byte
 }
 
 // newRawIO returns a reader and writer for nc: a rawIO for a TCP
@@ -70,6 +72,14 @@ func newRawIO(nc net.Conn) io.ReadWriter {
 		}
 		return true
 	}
+	r.peekFn = func(fd uintptr) bool {
+		for {
+			_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.peek[0])), 1, syscall.MSG_PEEK, 0, 0)
+			if e != syscall.EINTR {
+				return e != syscall.EAGAIN
+			}
+		}
+	}
 	return r
 }
 
@@ -103,4 +113,32 @@ func (r *rawIO) Write(p []byte) (int, error) {
 		return n, &net.OpError{Op: "write", Net: "tcp", Err: r.errno}
 	}
 	return n, nil
+}
+
+// peerClosed reports whether the peer of rw (a rawIO) has closed or reset
+// the connection, without consuming any byte it sent: a one-byte
+// MSG_PEEK that does not wait.
+func peerClosed(rw io.ReadWriter) bool {
+	r, ok := rw.(*rawIO)
+	if !ok {
+		return false
+	}
+	closed := false
+	_ = r.rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		closed = e == 0 && n == 0 || e != 0 && e != syscall.EAGAIN && e != syscall.EINTR
+	})
+	return closed
+}
+
+// waitReadable blocks until rw (a rawIO) has bytes to read, its peer
+// closed, or its read deadline passed, without holding a buffer. For any
+// other reader it returns at once.
+func waitReadable(rw io.ReadWriter) error {
+	r, ok := rw.(*rawIO)
+	if !ok {
+		return nil
+	}
+	return r.rc.Read(r.peekFn)
 }

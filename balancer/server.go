@@ -46,8 +46,7 @@ type clientConn struct {
 	served     bool      // a request was served: the idle timeout applies
 	isHEAD     bool      // the current request is a HEAD
 
-	cur   atomic.Pointer[upstream] // the attempt's worker connection, for a forced shutdown
-	watch watcher
+	cur atomic.Pointer[upstream] // the attempt's worker connection, for a forced shutdown
 }
 
 var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, h1.BufSize) }}
