@@ -95,8 +95,9 @@ type backend struct {
 	warned       bool
 	failingSince time.Time
 
-	// Keep-alive connections to the worker.
+	// Keep-alive connections to the worker, and the dials under way.
 	conns connPool
+	dials chan struct{}
 
 	// WaitIdle support: watched turns true once someone waits, after which
 	// the request that brings inflight to zero closes idleCh.
@@ -106,7 +107,7 @@ type backend struct {
 }
 
 func newBackend(id, addr string) *backend {
-	be := &backend{id: id}
+	be := &backend{id: id, dials: make(chan struct{}, maxDials)}
 	be.addr.Store(&addr)
 	return be
 }

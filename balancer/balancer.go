@@ -45,6 +45,7 @@ type Balancer struct {
 	closing atomic.Bool // Shutdown began: no new connections, none kept alive
 	connMu  sync.Mutex
 	conns   map[*clientConn]struct{}
+	open    atomic.Int64 // len(conns), read without the lock
 	connWG  sync.WaitGroup
 
 	mu        sync.Mutex

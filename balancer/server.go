@@ -96,8 +96,10 @@ func (b *Balancer) track(c *clientConn, add bool) bool {
 		}
 		b.conns[c] = struct{}{}
 		b.connWG.Add(1)
+		b.open.Add(1)
 		return true
 	}
+	b.open.Add(-1)
 	delete(b.conns, c)
 	b.connWG.Done()
 	return true
@@ -150,6 +152,12 @@ func (c *clientConn) readHead() bool {
 			want := time.Now().Add(b.cfg.IdleTimeout)
 			if d := c.rdDeadline.Sub(want); d < 0 || d > time.Second {
 				c.setReadDeadline(want.Add(time.Second / 2))
+			}
+		}
+		if b.busy() {
+			c.rd.Release()
+			if err := waitReadable(c.io); err != nil {
+				return false
 			}
 		}
 		_, err := c.rd.Fill(max)
