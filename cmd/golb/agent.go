@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -210,6 +211,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
+	tuneGC()
 	// Listen for signals first: a signal that arrives while the config loads
 	// must not be lost, nor (SIGHUP from a closed terminal) kill golb
 	// without a clean shutdown.
@@ -262,4 +264,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// tuneGC collects garbage sooner than Go's default (GOGC=25, not 100)
+// unless $GOGC says otherwise. The proxy allocates nothing per request, so
+// this costs no CPU on the request path; it keeps the garbage of a burst of
+// new connections from doubling the agent's memory (5,000 connections:
+// 85 MiB peak RSS at 100, 72 MiB at 25, go run ./bench -workloads conns).
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
+	}
 }
