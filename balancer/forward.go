@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/golb/golb/balancer/h1"
@@ -35,11 +36,13 @@ type reqInfo struct {
 
 // busyConns is the number of open client connections above which a
 // connection waits for its next bytes without holding a read buffer.
-const busyConns = 512
+var busyConns atomic.Int64 // tests lower it
+
+func init() { busyConns.Store(512) }
 
 // busy reports whether the balancer holds more than busyConns client
 // connections.
-func (b *Balancer) busy() bool { return b.open.Load() > busyConns }
+func (b *Balancer) busy() bool { return b.open.Load() > busyConns.Load() }
 
 // maxInlineBody is the largest body sent in one write with the head (and
 // re-sent on a fresh connection when a pooled one turns out closed).

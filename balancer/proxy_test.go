@@ -567,3 +567,39 @@ func TestClientGivingUpIsNotAWorkerFailure(t *testing.T) {
 		t.Errorf("the worker is no longer healthy: %+v", s)
 	}
 }
+
+// TestBusyBalancerWaitsWithoutBuffers runs requests with the balancer in
+// its many-connections mode, where a connection waits for the client's
+// next request and for the worker's answer before taking a read buffer:
+// fast and slow answers, keep-alive and a client that gives up all behave
+// as in the normal mode.
+func TestBusyBalancerWaitsWithoutBuffers(t *testing.T) {
+	old := busyConns.Swap(0)
+	t.Cleanup(func() { busyConns.Store(old) })
+	slow := newWorker(t, "slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-time.After(300 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ok "+r.URL.Path)
+	}))
+	b := startBalancer(t, testConfig(), slow)
+	c := testClient()
+	for _, p := range []string{"/fast", "/slow", "/fast", "/slow"} {
+		if code, body := get(t, c, baseURL(b)+p); code != http.StatusOK || body != "ok "+p {
+			t.Fatalf("GET %s: %d %q", p, code, body)
+		}
+	}
+	impatient := &http.Client{Timeout: 100 * time.Millisecond}
+	if resp, err := impatient.Get(baseURL(b) + "/slow"); err == nil {
+		resp.Body.Close()
+		t.Fatal("the impatient client got an answer")
+	}
+	waitFor(t, "the abandoned attempt to end", func() bool { return statsOf(t, b, "slow").InFlight == 0 })
+	if s := statsOf(t, b, "slow"); s.Success != 4 || s.Failed != 0 {
+		t.Fatalf("counts %+v, want 4 successful attempts and the abandoned one not counted", s)
+	}
+}
