@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Policy names accepted in Config.Policy.
+// Policy names accepted in Config.Policy (Policies lists them).
 const (
 	PolicyRoundRobin    = "round_robin"
 	PolicyLeastRequests = "least_requests"
@@ -69,9 +69,8 @@ type Config struct {
 	// nginx's proxy_next_upstream error does).
 	Retries int
 	// RetryOn widens retries: "5xx" also retries 5xx answers, only for
-	// idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) and only when the
-	// request has no body or a replayable one (GetBody). A body a worker may
-	// have received is never replayed.
+	// idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) without a body.
+	// A body a worker may have received is never sent again.
 	RetryOn []string
 	// RetryBudget caps retries at this fraction of requests over a sliding
 	// 10s window. Default 0.2; must be in (0, 1].
@@ -108,7 +107,7 @@ type Config struct {
 	// slow worker is not a dead one).
 	ResponseHeaderTimeout time.Duration
 	// IdleConnTimeout closes idle keep-alive connections to workers.
-	// Default 90s.
+	// Default 30s (below the built-in worker's 60 s keep-alive).
 	IdleConnTimeout time.Duration
 	// MaxIdleConnsPerHost sizes the keep-alive pool per worker. Default 256.
 	MaxIdleConnsPerHost int

@@ -3,6 +3,7 @@ package balancer
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 )
 
@@ -14,20 +15,35 @@ type selector interface {
 	Select(pool []*backend) *backend
 }
 
+// policies are the selection policies by name: the one list that
+// Validate, newSelector and golb's config (through Policies) read.
+var policies = []struct {
+	name string
+	new  func() selector
+}{
+	{PolicyRoundRobin, func() selector { return new(roundRobin) }},
+	{PolicyLeastRequests, func() selector { return leastRequests{} }},
+	{PolicyRandom, func() selector { return randomChoice{} }},
+	{PolicyP2C, func() selector { return powerOfTwo{} }},
+}
+
+// Policies returns the names Config.Policy accepts.
+func Policies() []string {
+	names := make([]string, len(policies))
+	for i, p := range policies {
+		names[i] = p.name
+	}
+	return names
+}
+
 // newSelector returns the policy called name.
 func newSelector(name string) (selector, error) {
-	switch name {
-	case PolicyRoundRobin:
-		return new(roundRobin), nil
-	case PolicyLeastRequests:
-		return leastRequests{}, nil
-	case PolicyRandom:
-		return randomChoice{}, nil
-	case PolicyP2C:
-		return powerOfTwo{}, nil
+	for _, p := range policies {
+		if p.name == name {
+			return p.new(), nil
+		}
 	}
-	return nil, fmt.Errorf("%w: %q (known: %s, %s, %s, %s)", ErrUnknownPolicy, name,
-		PolicyRoundRobin, PolicyLeastRequests, PolicyRandom, PolicyP2C)
+	return nil, fmt.Errorf("%w: %q (known: %s)", ErrUnknownPolicy, name, strings.Join(Policies(), ", "))
 }
 
 // roundRobin hands out the pool in order. One shared counter makes it exact
