@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,11 @@ type Balancer struct {
 	bodyUnavailable, bodyUnreachable, bodyTimeout, bodyFailed []byte
 
 	pool atomic.Pointer[[]*backend] // candidates only; replaced, never mutated
-	all  atomic.Pointer[[]*backend] // every backend ever seen, first-seen order
+	// all is every backend still worth knowing, in first-seen order: the
+	// members, and removed ones that are in flight or counted an attempt
+	// (their counts are kept). A removed backend that never counted one
+	// (a crash-looping worker's, say) is forgotten once idle.
+	all atomic.Pointer[[]*backend]
 
 	retries      atomic.Uint64 // retries granted
 	budgetDeny   atomic.Uint64 // retries refused by the budget
@@ -253,6 +258,7 @@ func (b *Balancer) SetBackends(bs []Backend) {
 		}
 	}
 	b.members = members
+	b.forgetLocked()
 	for _, be := range fresh {
 		be.resetHealth(b.cfg.Health.Interval < 0)
 		be.consecConn.Store(0)
@@ -306,9 +312,34 @@ func (b *Balancer) InFlight() int64 {
 	return n
 }
 
-// Stats returns the cumulative counts of every backend ever seen, in the
-// order they were first added.
+// forgetLocked drops the removed, idle backends that never counted an
+// attempt, so that a crash loop does not grow the balancer for ever.
+func (b *Balancer) forgetLocked() {
+	forgettable := func(be *backend) bool {
+		s, f := be.counts()
+		return be.removed.Load() && be.inflight.Load() == 0 && s+f == 0
+	}
+	all := *b.all.Load()
+	if !slices.ContainsFunc(all, forgettable) {
+		return
+	}
+	keep := make([]*backend, 0, len(all))
+	for _, be := range all {
+		if forgettable(be) {
+			delete(b.byID, be.id)
+			continue
+		}
+		keep = append(keep, be)
+	}
+	b.all.Store(&keep)
+}
+
+// Stats returns the cumulative counts of every backend that counted an
+// attempt or is a member, in the order they were first added.
 func (b *Balancer) Stats() []WorkerStats {
+	b.mu.Lock()
+	b.forgetLocked()
+	b.mu.Unlock()
 	all := *b.all.Load()
 	now := time.Now().UnixNano()
 	out := make([]WorkerStats, len(all))

@@ -447,3 +447,26 @@ func TestLocalHandlersAreNotProxiedNorCounted(t *testing.T) {
 		t.Fatalf("counted %d attempts, worker saw %d; want 1 and 1", s.Success+s.Failed, w.hits.Load())
 	}
 }
+
+// TestRemovedBackendsThatNeverServedAreForgotten pins unbounded growth: the
+// balancer kept every backend ever seen, so a crash-looping group (a new
+// worker id every few seconds) grew it, and InFlight walked them all,
+// for ever. A removed backend that served keeps its counts.
+func TestRemovedBackendsThatNeverServedAreForgotten(t *testing.T) {
+	w := newWorker(t, "served", nil)
+	b := startBalancer(t, testConfig(), w)
+	get(t, testClient(), baseURL(b)+"/")
+	dead := Backend{Address: "127.0.0.1:1"}
+	for i := range 100 {
+		dead.ID = fmt.Sprintf("crashloop-%d", i)
+		b.SetBackends([]Backend{w.backend(), dead})
+	}
+	b.SetBackends(nil)
+	stats := b.Stats()
+	if len(stats) != 1 || stats[0].ID != "served" || stats[0].Success != 1 || !stats[0].Removed {
+		t.Fatalf("stats after 100 crash-looping workers and the served one removed: %+v; want only the served one, removed, with its 1 attempt", stats)
+	}
+	if err := b.WaitIdle(context.Background(), "crashloop-7"); !errors.Is(err, ErrUnknownBackend) {
+		t.Errorf("WaitIdle on a forgotten backend: %v, want ErrUnknownBackend", err)
+	}
+}

@@ -37,6 +37,7 @@ var (
 	ErrAlreadyStarted = errors.New("balancer already started")
 	// ErrClosed: the balancer was shut down and cannot be started again.
 	ErrClosed = errors.New("balancer is shut down")
-	// ErrUnknownBackend: WaitIdle was asked about an ID the balancer never saw.
+	// ErrUnknownBackend: WaitIdle was asked about an ID the balancer never
+	// saw, or forgot (removed, idle, and never counted an attempt).
 	ErrUnknownBackend = errors.New("unknown backend")
 )

@@ -73,6 +73,46 @@ func (b *Reader) release(force bool) {
 // ErrBufferFull when Len is already max, and the source's error otherwise
 // (with n > 0 only if some bytes arrived).
 func (b *Reader) Fill(max int) (int, error) {
+	if err := b.room(max); err != nil {
+		return 0, err
+	}
+	n, err := b.src.Read(b.buf[b.w:])
+	b.w += n
+	if n > 0 {
+		err = nil
+	} else if err == nil {
+		err = io.ErrNoProgress
+	}
+	return n, err
+}
+
+// TryReader is a source that can read without waiting: TryRead reports
+// ok false, with nothing read, when no byte is there yet.
+type TryReader interface {
+	TryRead(p []byte) (n int, ok bool, err error)
+}
+
+// TryFill is Fill for a source that is a TryReader, without waiting: it
+// reports ok false when nothing was there (or the source cannot tell).
+func (b *Reader) TryFill(max int) (n int, ok bool, err error) {
+	tr, can := b.src.(TryReader)
+	if !can {
+		return 0, false, nil
+	}
+	if err := b.room(max); err != nil {
+		return 0, true, err
+	}
+	n, ok, err = tr.TryRead(b.buf[b.w:])
+	b.w += n
+	if ok && n == 0 && err == nil {
+		err = io.EOF
+	}
+	return n, ok, err
+}
+
+// room makes space for a read: a buffer from the pool, the unread bytes
+// moved to its front, or a larger buffer (up to max).
+func (b *Reader) room(max int) error {
 	if b.buf == nil {
 		b.buf = bufPool.Get().(*[BufSize]byte)[:]
 	}
@@ -83,7 +123,7 @@ func (b *Reader) Fill(max int) (int, error) {
 			b.r = 0
 		} else {
 			if len(b.buf) >= max {
-				return 0, ErrBufferFull
+				return ErrBufferFull
 			}
 			n := min(2*len(b.buf), max)
 			grown := make([]byte, n)
@@ -94,14 +134,7 @@ func (b *Reader) Fill(max int) (int, error) {
 			b.buf, b.own = grown, true
 		}
 	}
-	n, err := b.src.Read(b.buf[b.w:])
-	b.w += n
-	if n > 0 {
-		err = nil
-	} else if err == nil {
-		err = io.ErrNoProgress
-	}
-	return n, err
+	return nil
 }
 
 // Shrink replaces a grown buffer by a pooled one once its contents fit, so
