@@ -67,6 +67,49 @@ type DriverView struct {
 	Restarts int    `json:"restarts"`
 }
 
+// StatsStoreView is GET /v1/stats/store: the state of the stats sink.
+type StatsStoreView struct {
+	Sink string `json:"sink"`
+	Path string `json:"path,omitempty"` // the SQLite file
+	// State is "ok" while writes succeed (or none has been tried yet), "failing"
+	// once a write has failed, until one succeeds.
+	State string `json:"state"`
+	// FailingSince (RFC 3339), Error and FailedWrites describe the current run
+	// of failed writes; set only while failing.
+	FailingSince string `json:"failing_since,omitempty"`
+	Error        string `json:"error,omitempty"`
+	FailedWrites int    `json:"failed_writes,omitempty"`
+	// UnflushedRequests are counted but not yet stored: normally the last
+	// flush interval's; while failing, all since the last good write, which a
+	// shutdown would lose.
+	UnflushedRequests uint64 `json:"unflushed_requests"`
+	LastFlush         string `json:"last_flush,omitempty"` // RFC 3339
+}
+
+// StatsStore states the stats sink's health: whether flushes succeed and how
+// many requests are not stored yet.
+func (a *Agent) StatsStore() StatsStoreView {
+	var v StatsStoreView
+	if a.cfg != nil && a.cfg.Stats != nil {
+		v.Sink = a.cfg.Stats.Sink
+	}
+	if a.agg == nil {
+		v.State = "not open"
+		return v
+	}
+	h := a.agg.Health()
+	v.Path, v.State, v.UnflushedRequests = a.agg.SinkPath(), "ok", h.Unflushed
+	if !h.LastFlush.IsZero() {
+		v.LastFlush = h.LastFlush.UTC().Format(time.RFC3339)
+	}
+	if h.Failing() {
+		v.State = "failing"
+		v.FailingSince = h.FailingSince.UTC().Format(time.RFC3339)
+		v.Error, v.FailedWrites = h.LastError, h.FailedWrites
+	}
+	return v
+}
+
 // serveAdmin starts the admin API on addr.
 func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 	reg := prometheus.NewRegistry()
@@ -81,6 +124,7 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.GroupViews()) })
 	mux.HandleFunc("GET /v1/workers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.WorkerViews()) })
 	mux.HandleFunc("GET /v1/drivers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.DriverViews()) })
+	mux.HandleFunc("GET /v1/stats/store", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.StatsStore()) })
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		body, err := stats.SeedJSON(a.agg.Snapshot())
 		if err != nil {
@@ -296,12 +340,14 @@ var (
 	descFlushes      = prometheus.NewDesc("golb_stats_flushes_total", "Stats batches written to the sink.", nil, nil)
 	descFlushErrors  = prometheus.NewDesc("golb_stats_flush_errors_total", "Stats batches that failed (retried at the next flush).", nil, nil)
 	descFlushSkipped = prometheus.NewDesc("golb_stats_flush_skipped_total", "Flushes coalesced because the previous write was still running.", nil, nil)
+	descFlushFailing = prometheus.NewDesc("golb_stats_flush_failing", "1 while stats writes fail (since the last write failed, until one succeeds).", nil, nil)
+	descUnflushed    = prometheus.NewDesc("golb_stats_unflushed_requests", "Requests counted but not yet stored in the stats sink.", nil, nil)
 	descPluginUp     = prometheus.NewDesc("golb_driver_plugin_up", "1 while a driver plugin runs.", []string{"driver"}, nil)
 	descPluginRest   = prometheus.NewDesc("golb_driver_plugin_restarts_total", "Driver plugin restarts after a crash.", []string{"driver"}, nil)
 )
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descWorkers, descDesired, descFlushes, descFlushErrors, descFlushSkipped, descPluginUp, descPluginRest} {
+	for _, d := range []*prometheus.Desc{descWorkers, descDesired, descFlushes, descFlushErrors, descFlushSkipped, descFlushFailing, descUnflushed, descPluginUp, descPluginRest} {
 		ch <- d
 	}
 }
@@ -324,6 +370,12 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFlushes, prometheus.CounterValue, float64(fs.Flushes))
 	ch <- prometheus.MustNewConstMetric(descFlushErrors, prometheus.CounterValue, float64(fs.Errors))
 	ch <- prometheus.MustNewConstMetric(descFlushSkipped, prometheus.CounterValue, float64(fs.Skipped))
+	failing := 0.0
+	if fs.Failing() {
+		failing = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descFlushFailing, prometheus.GaugeValue, failing)
+	ch <- prometheus.MustNewConstMetric(descUnflushed, prometheus.GaugeValue, float64(fs.Unflushed))
 	ds, _ := c.a.store.Drivers(nil)
 	for _, d := range ds {
 		up := 0.0

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -84,10 +85,14 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "golb:", err)
 		return exitError
 	}
+	var store core.StatsStoreView
+	if err := call(*admin, "GET", "/v1/stats/store", nil, &store); err != nil {
+		store = core.StatsStoreView{State: "unknown", Error: err.Error()}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{"groups": groups, "workers": workers})
+		_ = enc.Encode(map[string]any{"groups": groups, "workers": workers, "stats_store": store})
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -95,7 +100,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	for _, g := range groups {
 		note := ""
 		if g.Failing {
-			note = "crash-looping: " + g.Reason
+			note = g.Reason
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", g.Name, g.Driver, g.Desired, g.Running, g.Healthy, note)
 	}
@@ -111,7 +116,26 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fms\t%s\n", w.ID, w.Group, w.Driver, w.Address, w.Status, health, w.Requests, w.Failed, w.MeanLatencyMS, w.HealthError)
 	}
 	tw.Flush()
+	fmt.Fprintln(stdout)
+	fmt.Fprintln(stdout, statsStoreLine(store))
 	return exitOK
+}
+
+// statsStoreLine is the stats store's line in `golb status`:
+//
+//	stats store: ok (sqlite worker-stats.db)
+//	stats store: failing since 2026-12-01T20:41:07Z, 1234 requests unflushed: writing stats to …
+func statsStoreLine(s core.StatsStoreView) string {
+	where := strings.TrimSpace(s.Sink + " " + s.Path)
+	switch s.State {
+	case "ok":
+		return fmt.Sprintf("stats store: ok (%s)", where)
+	case "failing":
+		return fmt.Sprintf("stats store: failing since %s, %d requests unflushed: %s", s.FailingSince, s.UnflushedRequests, s.Error)
+	case "unknown":
+		return "stats store: unknown: " + s.Error
+	}
+	return fmt.Sprintf("stats store: %s (%s)", s.State, where)
 }
 
 func cmdScale(args []string, stdout, stderr io.Writer) int {

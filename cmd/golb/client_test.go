@@ -47,3 +47,42 @@ func TestStatusShowsHealthError(t *testing.T) {
 		t.Errorf("healthy worker's row is %q, want 9 columns with 77 requests, 7 failed, 12.5ms and no NOTE", r)
 	}
 }
+
+// TestStatusShowsStatsStoreState pins a defect: while every stats flush
+// failed (a damaged file), `golb status` showed nothing wrong. It now ends
+// with the stats store's state: ok, or failing since when, with the requests
+// not stored yet and the error.
+func TestStatusShowsStatsStoreState(t *testing.T) {
+	for _, tc := range []struct {
+		store, want string
+	}{
+		{`{"sink":"sqlite","path":"/srv/worker-stats.db","state":"ok","unflushed_requests":4}`,
+			"stats store: ok (sqlite /srv/worker-stats.db)"},
+		{`{"sink":"sqlite","path":"/srv/worker-stats.db","state":"failing","failing_since":"2026-12-01T20:41:07Z",` +
+			`"error":"writing stats to /srv/worker-stats.db: the file is damaged: database disk image is malformed (11)","failed_writes":60,"unflushed_requests":1234}`,
+			"stats store: failing since 2026-12-01T20:41:07Z, 1234 requests unflushed: writing stats to /srv/worker-stats.db: the file is damaged: database disk image is malformed (11)"},
+	} {
+		admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			switch r.URL.Path {
+			case "/v1/groups", "/v1/workers":
+				_, _ = w.Write([]byte(`[]`))
+			case "/v1/stats/store":
+				_, _ = w.Write([]byte(tc.store))
+			default:
+				http.NotFound(w, r)
+			}
+		}))
+		var out, errOut bytes.Buffer
+		code := cmdStatus([]string{"--admin", strings.TrimPrefix(admin.URL, "http://")}, &out, &errOut)
+		admin.Close()
+		if code != exitOK {
+			t.Fatalf("golb status exit %d: %s", code, errOut.String())
+		}
+		t.Logf("\n%s", out.String())
+		lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+		if last := lines[len(lines)-1]; last != tc.want {
+			t.Errorf("last line of golb status:\n%s\nwant\n%s", last, tc.want)
+		}
+	}
+}

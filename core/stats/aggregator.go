@@ -12,6 +12,10 @@ import (
 // DefaultInterval is the flush interval used when NewAggregator is given none.
 const DefaultInterval = time.Second
 
+// FailureWarnInterval is how often the Aggregator repeats its WARN while writes keep
+// failing: at the first failed write, then once per interval until a write succeeds.
+const FailureWarnInterval = time.Minute
+
 // Count is what one balancer has counted for one worker since this golb process
 // started: cumulative, never reset.
 type Count struct {
@@ -34,7 +38,19 @@ type FlushStats struct {
 	LastFlush    time.Time     // when the last committed write finished; zero if none
 	LastDuration time.Duration // how long the last committed write took
 	LastError    string        // the last write's error; empty once a write succeeds
+
+	// FailingSince is when the current run of failed writes began; zero while the
+	// last write succeeded (or none has been tried).
+	FailingSince time.Time
+	// FailedWrites is the number of writes failed in a row; 0 once one succeeds.
+	FailedWrites int
+	// Unflushed is the number of requests counted but not yet stored in the sink:
+	// the requests a shutdown would lose if the sink kept failing.
+	Unflushed uint64
 }
+
+// Failing reports whether the last write failed.
+func (f FlushStats) Failing() bool { return f.FailedWrites > 0 }
 
 type namedSource struct {
 	name string
@@ -48,6 +64,9 @@ type Aggregator struct {
 	sink     Sink
 	interval time.Duration
 	log      *slog.Logger
+	// warnEvery is how often a WARN repeats while writes fail (FailureWarnInterval;
+	// tests set it shorter before Run).
+	warnEvery time.Duration
 
 	// mu guards sources; Snapshot holds it shared across calling the sources and
 	// merging them, so folding a removed source into the base is atomic to readers.
@@ -64,8 +83,8 @@ type Aggregator struct {
 	fmu      sync.Mutex
 	running  chan struct{}     // closed when the write holding the slot ends; nil if idle
 	written  map[string]Totals // what the sink holds, as far as we know
-	health   FlushStats
-	failures int // consecutive failed writes, to rate-limit the warning
+	health   FlushStats        // Unflushed is computed by Health, not kept here
+	lastWarn time.Time         // when the last "stats flush failed" WARN was logged
 }
 
 // NewAggregator returns an Aggregator over sink, starting from the totals it holds.
@@ -85,12 +104,13 @@ func NewAggregator(sink Sink, interval time.Duration, logger *slog.Logger) (*Agg
 		return nil, fmt.Errorf("creating stats aggregator: %w", err)
 	}
 	a := &Aggregator{
-		sink:     sink,
-		interval: interval,
-		log:      logger,
-		known:    make([]Totals, 0, len(base)),
-		index:    make(map[string]int, len(base)),
-		written:  make(map[string]Totals, len(base)),
+		sink:      sink,
+		interval:  interval,
+		log:       logger,
+		warnEvery: FailureWarnInterval,
+		known:     make([]Totals, 0, len(base)),
+		index:     make(map[string]int, len(base)),
+		written:   make(map[string]Totals, len(base)),
 	}
 	for _, t := range base {
 		if i, dup := a.index[t.WorkerID]; dup { // a sink should not do this; be safe
@@ -204,7 +224,9 @@ func (a *Aggregator) Snapshot() []Totals {
 
 // Run flushes every interval until ctx ends. Each write runs in its own goroutine; a
 // tick that finds the previous write still running is skipped, and the next write
-// carries everything. A failed write is logged, counted and retried at the next tick.
+// carries everything. A failed write is counted and retried at the next tick; it is
+// logged at WARN at once, then every FailureWarnInterval while writes keep failing,
+// with the requests not yet stored (Health reports the same).
 // Run returns once ctx is done and its last write has ended (the write sees ctx, so it
 // is interrupted); call Flush afterwards to persist the final counts.
 func (a *Aggregator) Run(ctx context.Context) {
@@ -259,16 +281,43 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 		return nil
 	}
 	if err := a.write(ctx, slot, batch); err != nil {
-		return fmt.Errorf("flushing stats: %w", err)
+		a.fmu.Lock()
+		n := a.unflushedLocked(batch)
+		a.fmu.Unlock()
+		return fmt.Errorf("flushing stats (%d requests not stored): %w", n, err)
 	}
 	return nil
 }
 
-// Health reports the flush counters.
+// Health reports the flush counters, and how many requests are not stored yet.
 func (a *Aggregator) Health() FlushStats {
+	snap := a.Snapshot() // before fmu: pending takes the locks in this order too
 	a.fmu.Lock()
 	defer a.fmu.Unlock()
-	return a.health
+	h := a.health
+	h.Unflushed = a.unflushedLocked(snap)
+	return h
+}
+
+// SinkPath is where the sink stores the totals (the SQLite file), or "" for a sink
+// without a Path method.
+func (a *Aggregator) SinkPath() string {
+	if p, ok := a.sink.(interface{ Path() string }); ok {
+		return p.Path()
+	}
+	return ""
+}
+
+// unflushedLocked is the number of requests in totals beyond what the sink holds.
+// Totals only grow, so what was written is never ahead of a later snapshot.
+func (a *Aggregator) unflushedLocked(totals []Totals) uint64 {
+	var n uint64
+	for _, t := range totals {
+		if w := a.written[t.WorkerID].Total(); t.Total() > w {
+			n += t.Total() - w
+		}
+	}
+	return n
 }
 
 // claim takes the writer slot. If a write holds it, claim returns that write's channel
@@ -323,21 +372,34 @@ func (a *Aggregator) release(ctx context.Context, slot chan struct{}, batch []To
 		a.health.LastFlush = time.Now()
 		a.health.LastDuration = took
 		a.health.LastError = ""
-		if a.failures > 0 {
-			a.log.Info("stats flush recovered", "failed_writes", a.failures, "workers", len(batch))
+		if a.health.FailedWrites > 0 {
+			a.log.Info("stats flush recovered", "failed_writes", a.health.FailedWrites,
+				"failing_for", time.Since(a.health.FailingSince).Round(time.Millisecond), "workers", len(batch))
 		}
-		a.failures = 0
+		a.health.FailedWrites = 0
+		a.health.FailingSince = time.Time{}
 		a.log.Debug("stats flushed", "workers", len(batch), "took", took)
 	case ctx.Err() != nil:
 		// Interrupted by shutdown: nothing is lost, the next Flush writes it all.
 		a.log.Debug("stats write interrupted", "err", err)
 	default:
+		now := time.Now()
 		a.health.Errors++
 		a.health.LastError = err.Error()
-		a.failures++
-		if a.failures == 1 || a.failures%60 == 0 {
+		if a.health.FailedWrites == 0 {
+			a.health.FailingSince = now
+		}
+		a.health.FailedWrites++
+		// At the first failure, then every warnEvery (not every so many failures: a
+		// write stuck behind a lock fails once per busy timeout, not once per tick).
+		if a.health.FailedWrites == 1 || now.Sub(a.lastWarn) >= a.warnEvery {
+			a.lastWarn = now
 			a.log.Warn("stats flush failed; retrying at the next tick",
-				"err", err, "consecutive_failures", a.failures, "workers", len(batch))
+				"err", err,
+				"unflushed_requests", a.unflushedLocked(batch),
+				"failing_since", a.health.FailingSince.UTC().Format(time.RFC3339),
+				"consecutive_failures", a.health.FailedWrites,
+				"workers", len(batch))
 		}
 	}
 }

@@ -18,6 +18,15 @@ var (
 	// example on a filesystem without shared-memory support).
 	ErrNoWAL = errors.New("write-ahead logging unavailable")
 
+	// ErrDamaged is returned when the database file is corrupt: by OpenSQLite when
+	// PRAGMA quick_check finds a damaged page (the file is then left as it was), and
+	// by Load and Write when SQLite finds one later.
+	ErrDamaged = errors.New("the file is damaged")
+
+	// ErrNotDatabase is returned by OpenSQLite for a file that is not an SQLite
+	// database at all (stats.path may name the wrong file).
+	ErrNotDatabase = errors.New("the file is not an SQLite database")
+
 	// ErrInvalidTotals is returned by Write for a row that cannot be stored: an empty
 	// worker id, or a count beyond SQLite's signed 64-bit integers.
 	ErrInvalidTotals = errors.New("invalid worker totals")

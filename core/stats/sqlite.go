@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
+	"modernc.org/sqlite" // also registers the pure-Go "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // DefaultBusyTimeout is how long a statement waits for another connection's lock
@@ -32,6 +33,12 @@ type SQLiteSink struct {
 // journal_mode=WAL, synchronous=NORMAL (durable across process crashes; the last
 // transactions may roll back on power loss), busy_timeout=DefaultBusyTimeout, and
 // BEGIN IMMEDIATE for every transaction.
+//
+// A file that fails PRAGMA quick_check (a damaged page in a table or an index) is
+// refused with ErrDamaged, and one that is no SQLite database at all with
+// ErrNotDatabase, before anything is written to it: a damaged file may open, but
+// every later write to it can fail, and the counts of a whole run would be lost at
+// shutdown. Every error, of OpenSQLite and of the sink's methods, names the file.
 func OpenSQLite(path string) (*SQLiteSink, error) {
 	return openSQLite(path, DefaultBusyTimeout)
 }
@@ -82,20 +89,94 @@ func openSQLiteErr(path string, busy time.Duration) (*SQLiteSink, error) {
 func (s *SQLiteSink) init(ctx context.Context) error {
 	var mode string
 	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return err
+		return damaged(err)
 	}
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("%w: journal_mode is %q", ErrNoWAL, mode)
 	}
-	if err := migrate(ctx, s.db); err != nil {
+	if err := quickCheck(ctx, s.db); err != nil {
 		return err
+	}
+	if err := migrate(ctx, s.db); err != nil {
+		return damaged(err)
 	}
 	st, err := s.db.PrepareContext(ctx, upsertSQL)
 	if err != nil {
-		return fmt.Errorf("preparing upsert: %w", err)
+		return damaged(fmt.Errorf("preparing upsert: %w", err))
 	}
 	s.upsert = st
 	return nil
+}
+
+// quickCheck runs PRAGMA quick_check, which reads every page of the file and checks
+// the structure of each table and index (in time linear in the file's size; a stats
+// file is small), and returns ErrDamaged with the first problem it reports.
+func quickCheck(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, "PRAGMA quick_check")
+	if err != nil {
+		return damaged(fmt.Errorf("checking the file: %w", err))
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return damaged(fmt.Errorf("checking the file: %w", err))
+		}
+		if p != "ok" {
+			problems = append(problems, p)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return damaged(fmt.Errorf("checking the file: %w", err))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	// A problem may span lines ("*** in database main ***\nTree 3 page 3: …"):
+	// the error is one line.
+	first := strings.Join(strings.Fields(strings.TrimPrefix(problems[0], "*** in database main ***")), " ")
+	if n := len(problems) - 1; n > 0 {
+		first += fmt.Sprintf(" (and %d more)", n)
+	}
+	return fmt.Errorf("%w (quick_check: %s): %s", ErrDamaged, first, recoverHint)
+}
+
+// recoverHint is what to do with a damaged file. The -wal and -shm files go with it:
+// a WAL left beside a new file would be replayed into it.
+const recoverHint = "move it and its -wal and -shm files aside, or delete them, to start afresh"
+
+// damaged marks err with ErrDamaged or ErrNotDatabase, and the way out, when SQLite
+// reports the file as corrupt or as no database; other errors are returned as they are.
+func damaged(err error) error {
+	if errors.Is(err, ErrDamaged) || errors.Is(err, ErrNotDatabase) {
+		return err
+	}
+	switch sqliteCode(err) {
+	case sqlite3.SQLITE_CORRUPT:
+		return fmt.Errorf("%w (%w): %s", ErrDamaged, err, recoverHint)
+	case sqlite3.SQLITE_NOTADB:
+		return fmt.Errorf("%w (%w): check stats.path, or move the file aside to start afresh", ErrNotDatabase, err)
+	}
+	return err
+}
+
+// sqliteCode is the primary SQLite result code in err's chain, or 0.
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return 0
+	}
+	return se.Code() & 0xff // extended codes carry the primary one in the low byte
+}
+
+// fileErr names the file in an error of Load or Write ("writing stats to PATH: …"),
+// and marks a file found damaged with ErrDamaged.
+func (s *SQLiteSink) fileErr(doing string, err error) error {
+	if sqliteCode(err) == sqlite3.SQLITE_CORRUPT {
+		return fmt.Errorf("%s %s: %w: %w", doing, s.path, ErrDamaged, err)
+	}
+	return fmt.Errorf("%s %s: %w", doing, s.path, err)
 }
 
 const upsertSQL = `INSERT INTO worker_totals (worker_id, success, failed, latency_ns, created_at, updated_at)
@@ -114,7 +195,7 @@ func (s *SQLiteSink) Load(ctx context.Context) ([]Totals, error) {
 	rows, err := s.db.QueryContext(ctx,
 		`SELECT worker_id, success, failed, latency_ns FROM worker_totals ORDER BY seq`)
 	if err != nil {
-		return nil, fmt.Errorf("loading stats: %w", err)
+		return nil, s.fileErr("loading stats from", err)
 	}
 	defer rows.Close()
 	var out []Totals
@@ -124,12 +205,12 @@ func (s *SQLiteSink) Load(ctx context.Context) ([]Totals, error) {
 			ok, bad, lat int64
 		)
 		if err := rows.Scan(&id, &ok, &bad, &lat); err != nil {
-			return nil, fmt.Errorf("loading stats: %w", err)
+			return nil, s.fileErr("loading stats from", err)
 		}
 		out = append(out, Totals{WorkerID: id, Success: uint64(ok), Failed: uint64(bad), LatencySum: time.Duration(lat)})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("loading stats: %w", err)
+		return nil, s.fileErr("loading stats from", err)
 	}
 	return out, nil
 }
@@ -141,23 +222,23 @@ func (s *SQLiteSink) Write(ctx context.Context, batch []Totals) error {
 	}
 	for _, t := range batch {
 		if err := checkTotals(t); err != nil {
-			return fmt.Errorf("writing stats: %w", err)
+			return s.fileErr("writing stats to", err)
 		}
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("writing stats: beginning transaction: %w", err)
+		return s.fileErr("writing stats to", fmt.Errorf("beginning transaction: %w", err))
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	st := tx.StmtContext(ctx, s.upsert)
 	now := time.Now().UnixMilli()
 	for _, t := range batch {
 		if _, err := st.ExecContext(ctx, t.WorkerID, int64(t.Success), int64(t.Failed), int64(t.LatencySum), now, now); err != nil {
-			return fmt.Errorf("writing stats of worker %s: %w", t.WorkerID, err)
+			return s.fileErr("writing stats to", fmt.Errorf("worker %s: %w", t.WorkerID, err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("writing stats: committing: %w", err)
+		return s.fileErr("writing stats to", fmt.Errorf("committing: %w", err))
 	}
 	return nil
 }
