@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/golb/golb/core"
+	"github.com/golb/golb/core/config"
 	"github.com/golb/golb/internal/testutil"
 )
 
@@ -197,6 +200,45 @@ stats { path = "stats.db" }
 	return path
 }
 
+// onTestPorts returns src, a config golb ships (the embedded default, an
+// example), with its admin address, its group's port and its balancer's port
+// moved onto pt and nothing else changed: the test runs the shipped file
+// beside a golb that holds the file's own ports (the README's quick start).
+// It fails when src no longer sets each of them exactly once.
+func onTestPorts(t testing.TB, name, src string, pt ports) string {
+	t.Helper()
+	cfg, _, diags := config.Parse(name, []byte(src))
+	if diags.HasErrors() {
+		t.Fatalf("%s does not parse: %v", name, diags)
+	}
+	if len(cfg.Groups) != 1 || len(cfg.Balancers) != 1 || cfg.Groups[0].MaxCount() > pt.lb-pt.worker {
+		t.Fatalf("%s: %d groups, %d balancers; onTestPorts moves one of each, of at most %d workers", name, len(cfg.Groups), len(cfg.Balancers), pt.lb-pt.worker)
+	}
+	_, admin, err := net.SplitHostPort(cfg.AdminAddress())
+	if err != nil {
+		t.Fatalf("%s: admin address %q: %v", name, cfg.AdminAddress(), err)
+	}
+	for _, m := range []struct {
+		key      string
+		from, to string
+	}{
+		{"address", admin, itoa(pt.admin)},
+		{"port", itoa(cfg.Groups[0].Port), itoa(pt.worker)},
+		{"port", itoa(cfg.Balancers[0].Port), itoa(pt.lb)},
+	} {
+		re := regexp.MustCompile(`(?m)^([ \t]*` + m.key + `[ \t]*=[ \t]*"?(?:127\.0\.0\.1:)?)` + m.from + `\b`)
+		if n := len(re.FindAllString(src, -1)); n != 1 {
+			t.Fatalf("%s sets %s %s %d times, want once: update onTestPorts", name, m.key, m.from, n)
+		}
+		src = re.ReplaceAllString(src, "${1}"+m.to)
+	}
+	moved, _, diags := config.Parse(name, []byte(src))
+	if diags.HasErrors() || moved.AdminAddress() != pt.adminAddr() || moved.Groups[0].Port != pt.worker || moved.Balancers[0].Port != pt.lb {
+		t.Fatalf("%s moved onto the test's ports does not use them (%v):\n%s", name, diags, src)
+	}
+	return src
+}
+
 func pidOf(w core.WorkerView) int {
 	n, _ := strconv.Atoi(w.Details["pid"])
 	return n
@@ -214,8 +256,12 @@ func workerPIDs(t *testing.T, dir string) map[int]string {
 	})
 }
 
-func get(url string) (int, string, error) {
-	c := &http.Client{Timeout: 5 * time.Second}
+// get GETs url, giving up after 5 s.
+func get(url string) (int, string, error) { return getWithin(url, 5*time.Second) }
+
+// getWithin GETs url, giving up after timeout.
+func getWithin(url string, timeout time.Duration) (int, string, error) {
+	c := &http.Client{Timeout: timeout}
 	resp, err := c.Get(url)
 	if err != nil {
 		return 0, "", err
@@ -249,6 +295,16 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func (p *golbProc) waitHealthy(n int, timeout time.Duration) time.Duration {
 	p.t.Helper()
 	return eventually(p.t, timeout, fmt.Sprintf("%d healthy workers", n), func() bool { return len(p.healthyWorkers()) == n })
+}
+
+// inFlight is the number of requests the balancers have in flight to
+// workers, by GET /v1/workers.
+func (p *golbProc) inFlight() int64 {
+	var n int64
+	for _, w := range p.workers() {
+		n += w.InFlight
+	}
+	return n
 }
 
 // waitReplaced waits until n healthy workers serve and the worker gone is not
