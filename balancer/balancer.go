@@ -437,18 +437,25 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { b.connWG.Wait(); close(done) }()
 	var err error
-	for tick := time.NewTicker(50 * time.Millisecond); ; {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
 		b.closeIdleConns()
 		select {
+		case <-done: // nothing in flight: not cut short, whatever the deadline
+			break wait
+		default:
+		}
+		select {
 		case <-done:
+			break wait
 		case <-tick.C:
-			continue
 		case <-ctx.Done():
 			err = ctx.Err()
 			b.closeAllConns()
+			break wait
 		}
-		tick.Stop()
-		break
 	}
 	for _, be := range b.allBackends() {
 		be.conns.closeIdle(true)

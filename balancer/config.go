@@ -45,8 +45,13 @@ type HealthCheck struct {
 	Fall int
 }
 
-// Config configures one Balancer. Zero values mean the documented default;
-// where a feature can be turned off, a negative value does it.
+// Config configures one Balancer. A zero field means its documented
+// default, except in the three fields that say "0 means none" (Retries,
+// BodyMinRate, DrainTimeout): there 0 turns the feature off, as it does in
+// golb's config, and a negative value is invalid. DefaultConfig returns
+// every field at its default, those three included. The other fields that
+// can be turned off (RetryMinPerSec, the ejection thresholds, active health
+// checks) take a negative value for it.
 type Config struct {
 	// Name labels metrics and logs, and appears in error bodies. Required.
 	Name string
@@ -62,7 +67,8 @@ type Config struct {
 	Policy string
 
 	// Retries is the number of extra attempts, each on a worker not tried
-	// yet for this request. Default 1; negative disables retries. A request
+	// yet for this request. 0 means none (DefaultConfig: 1); must not be
+	// negative. A request
 	// is retried when the connection failed before it was sent (any method,
 	// the body is untouched), or when the connection broke before any
 	// answer arrived and the request is idempotent and has no body (as
@@ -128,8 +134,8 @@ type Config struct {
 	// 408, the connection closed, and no worker charged.
 	BodyReadTimeout time.Duration
 	// BodyMinRate is the average rate, in bytes a second, below which a
-	// request body is cut off once BodyReadTimeout has passed. Default
-	// 1024; negative disables the rate check.
+	// request body is cut off once BodyReadTimeout has passed. 0 means none:
+	// no rate check (DefaultConfig: 1024); must not be negative.
 	BodyMinRate int
 
 	// TrustForwardedHeaders keeps a client's X-Forwarded-For chain and
@@ -138,7 +144,9 @@ type Config struct {
 	TrustForwardedHeaders bool
 
 	// DrainTimeout bounds Shutdown's wait for in-flight requests when the
-	// caller's context has no earlier deadline. Default 10s.
+	// caller's context has no earlier deadline. 0 means none: Shutdown
+	// closes every connection at once (DefaultConfig: 10s); must not be
+	// negative.
 	DrainTimeout time.Duration
 
 	// Local maps exact paths that golb answers itself on every listener
@@ -149,7 +157,17 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// withDefaults returns a copy of c with every zero field set to its default.
+// DefaultConfig returns a Config with every field at its default; set Name
+// (and what else differs) before New. Its Health.Timeout is 1s: a shorter
+// Health.Interval needs a Timeout no longer than itself.
+func DefaultConfig() Config {
+	c := Config{Retries: 1, BodyMinRate: 1024, DrainTimeout: 10 * time.Second}
+	return c.withDefaults()
+}
+
+// withDefaults returns a copy of c with every zero field that means "the
+// default" set to it (not Retries, BodyMinRate and DrainTimeout, whose 0
+// means none).
 func (c Config) withDefaults() Config {
 	if c.BindAddr == "" {
 		c.BindAddr = "127.0.0.1"
@@ -159,9 +177,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Policy == "" {
 		c.Policy = PolicyRoundRobin
-	}
-	if c.Retries == 0 {
-		c.Retries = 1
 	}
 	if c.RetryBudget == 0 {
 		c.RetryBudget = 0.2
@@ -218,9 +233,6 @@ func (c Config) withDefaults() Config {
 	if c.MaxIdleConnsPerHost == 0 {
 		c.MaxIdleConnsPerHost = 256
 	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 10 * time.Second
-	}
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = 64 << 10
 	}
@@ -233,14 +245,12 @@ func (c Config) withDefaults() Config {
 	if c.BodyReadTimeout == 0 {
 		c.BodyReadTimeout = 10 * time.Second
 	}
-	if c.BodyMinRate == 0 {
-		c.BodyMinRate = 1024
-	}
 	return c
 }
 
 // Validate reports the first invalid or conflicting field, wrapping one of
-// the sentinel errors. Zero values are valid: they mean the default.
+// the sentinel errors. Zero values are valid: they mean the default, or
+// none.
 func (c Config) Validate() error {
 	if c.Name == "" {
 		return ErrMissingName
@@ -260,6 +270,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := newSelector(d.Policy); err != nil {
 		return err
+	}
+	if d.Retries < 0 {
+		return fmt.Errorf("%w: retries %d is negative (0 means none)", ErrInvalidRetry, c.Retries)
 	}
 	for _, v := range d.RetryOn {
 		if v != RetryOn5xx {
@@ -306,6 +319,9 @@ func (c Config) Validate() error {
 	}
 	if d.MaxHeaderBytes < 1024 || d.MaxHeaderBytes > 1<<20 {
 		return fmt.Errorf("%w: max header bytes %d (must be 1 KiB..1 MiB)", ErrInvalidLimit, c.MaxHeaderBytes)
+	}
+	if d.BodyMinRate < 0 {
+		return fmt.Errorf("%w: body min rate %d is negative (0 means none)", ErrInvalidLimit, c.BodyMinRate)
 	}
 	if d.MaxIdleConnsPerHost < 0 {
 		return fmt.Errorf("%w: max idle connections per host %d is negative", ErrInvalidTransport, c.MaxIdleConnsPerHost)

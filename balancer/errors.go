@@ -24,7 +24,7 @@ var (
 	// ErrInvalidTransport: a proxy timeout, the drain timeout or the
 	// keep-alive pool size is negative.
 	ErrInvalidTransport = errors.New("invalid proxy transport setting")
-	// ErrInvalidLimit: MaxHeaderBytes is outside 1 KiB..1 MiB.
+	// ErrInvalidLimit: MaxHeaderBytes is outside 1 KiB..1 MiB, or BodyMinRate is negative.
 	ErrInvalidLimit = errors.New("invalid HTTP limit")
 	// ErrInvalidLocalPath: a Config.Local path does not start with "/" or has a nil handler.
 	ErrInvalidLocalPath = errors.New("invalid local handler path")

@@ -674,7 +674,7 @@ func TestH1StalledBodyTimesOut(t *testing.T) {
 	w, _ := newH1Worker(t, "a")
 	cfg := safetyConfig()
 	cfg.BodyReadTimeout = 300 * time.Millisecond
-	cfg.BodyMinRate = -1
+	cfg.BodyMinRate = 0
 	b := startBalancer(t, cfg, w)
 	conn := dialH1(t, b)
 	start := time.Now()
@@ -690,7 +690,7 @@ func TestH1SlowSteadyBodyPassesWithMinRateOff(t *testing.T) {
 	w, _ := newH1Worker(t, "a")
 	cfg := safetyConfig()
 	cfg.BodyReadTimeout = 300 * time.Millisecond
-	cfg.BodyMinRate = -1
+	cfg.BodyMinRate = 0
 	b := startBalancer(t, cfg, w)
 	conn := dialH1(t, b)
 	body := "abcdefghijklmnopqrst"

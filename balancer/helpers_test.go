@@ -65,10 +65,10 @@ func (w *worker) backend() Backend {
 // health checks often enough to be quick but not so often that a busy
 // -race run flaps them.
 func testConfig() Config {
-	return Config{
-		Name:   "web",
-		Health: HealthCheck{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond},
-	}
+	cfg := DefaultConfig()
+	cfg.Name = "web"
+	cfg.Health.Interval, cfg.Health.Timeout = 200*time.Millisecond, 200*time.Millisecond
+	return cfg
 }
 
 // startBalancer starts a balancer over ws and waits until every worker

@@ -2,11 +2,17 @@ package core
 
 import (
 	"context"
+	"database/sql"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,12 +43,10 @@ func viewAgent(t *testing.T, workers map[string]http.Handler, seed []stats.Total
 		t.Fatal(err)
 	}
 
-	b, err := balancer.New(balancer.Config{
-		Name:   "web",
-		Port:   freePorts(t, 1),
-		Health: balancer.HealthCheck{Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond},
-		Logger: slog.New(slog.DiscardHandler),
-	})
+	bc := balancer.DefaultConfig()
+	bc.Name, bc.Port, bc.Logger = "web", freePorts(t, 1), slog.New(slog.DiscardHandler)
+	bc.Health = balancer.HealthCheck{Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond}
+	b, err := balancer.New(bc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,5 +193,96 @@ func TestUnbalancedGroupIsNotUnhealthy(t *testing.T) {
 		if want := v.ID == "solo-1"; v.Healthy != want {
 			t.Errorf("%s (%s) healthy = %v, want %v", v.ID, v.Status, v.Healthy, want)
 		}
+	}
+}
+
+// damageStatsFile fills every page of the SQLite file at path but the first
+// (header and schema) with random bytes while the agent's sink has it open, as
+// a failing disk would. It first moves the WAL into the file, and afterwards
+// commits from a connection of its own, which makes the sink's connection drop
+// its page cache: from then on every write of the sink finds the damage.
+func damageStatsFile(t *testing.T, path string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var busy, walFrames, moved int
+	if err := db.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &walFrames, &moved); err != nil || busy != 0 {
+		t.Fatalf("checkpointing the WAL of %s: busy %d, err %v", path, busy, err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int(binary.BigEndian.Uint16(raw[16:18])) // the page size; 1 means 65536
+	if size == 1 {
+		size = 65536
+	}
+	if len(raw) <= size {
+		t.Fatalf("%s has a single page", path)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := size; i < len(raw); i++ {
+		raw[i] = byte(rng.Uint32())
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(raw[size:], int64(size)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, stats.SchemaVersion)); err != nil {
+		t.Fatalf("committing from a second connection: %v", err)
+	}
+}
+
+// TestStatsStoreViewShowsFailingStore pins a defect: with the stats file
+// damaged under a running golb, every flush failed while `golb status` and
+// the admin API showed nothing wrong. GET /v1/stats/store now says since when
+// writes fail, with the error (naming the file) and the requests not stored.
+func TestStatsStoreViewShowsFailingStore(t *testing.T) {
+	seed := []stats.Totals{{WorkerID: "g-a", Success: 70, Failed: 7, LatencySum: 77 * time.Millisecond}}
+	ta, b, base := viewAgent(t, map[string]http.Handler{"g-a": okWorker}, seed)
+	path := ta.agg.SinkPath()
+	var v StatsStoreView
+	getJSON(t, base+"/v1/stats/store", &v)
+	if v.State != "ok" || v.Sink != "sqlite" || v.Path != path || v.Error != "" || v.FailingSince != "" || v.UnflushedRequests != 0 {
+		t.Fatalf("GET /v1/stats/store before any trouble: %+v, want ok at %s with nothing unflushed", v, path)
+	}
+
+	waitUntil(t, "g-a healthy", func() bool { return ta.WorkerViews()[0].Healthy })
+	for range 3 {
+		resp, err := httpc.Get("http://" + b.Addrs()[0] + "/api/v1/hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	damageStatsFile(t, path)
+	before := time.Now().Add(-time.Second) // failing_since has whole seconds
+	err := ta.agg.Flush(context.Background())
+	t.Logf("Flush: %v", err)
+	if !errors.Is(err, stats.ErrDamaged) {
+		t.Fatalf("Flush over the damaged file = %v, want stats.ErrDamaged", err)
+	}
+
+	getJSON(t, base+"/v1/stats/store", &v)
+	t.Logf("GET /v1/stats/store: %+v", v)
+	since, perr := time.Parse(time.RFC3339, v.FailingSince)
+	if v.State != "failing" || perr != nil || since.Before(before) || v.FailedWrites != 1 {
+		t.Errorf("state %q since %q (%v), %d failed writes; want failing since the Flush, 1 failed write", v.State, v.FailingSince, perr, v.FailedWrites)
+	}
+	if !strings.Contains(v.Error, "writing stats to "+path+": the file is damaged") {
+		t.Errorf("error %q does not name the damaged file %s", v.Error, path)
+	}
+	if v.UnflushedRequests != 3 {
+		t.Errorf("unflushed_requests = %d, want the 3 requests served since the stored 77", v.UnflushedRequests)
 	}
 }

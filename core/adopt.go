@@ -15,43 +15,83 @@ import (
 // adopt finds the workers an earlier golb left running (for this data dir)
 // and re-attaches to those the config still wants. Those of a group whose
 // settings changed serve on until their replacements are healthy (rollOut).
-// The others are stopped and removed: no orphans, no duplicates. A driver whose List fails (its runtime
-// is down) is retried in the background; until it succeeds, its groups start
-// nothing, so a worker that is merely unlisted is never duplicated.
-func (a *Agent) adopt(ctx context.Context) {
+// The others are stopped and removed: no orphans, no duplicates. It returns
+// the drivers whose List failed (their runtime is down), each with the note
+// it put on their groups: the caller runs awaitRuntime for each. Until that
+// succeeds their groups start nothing, so a worker that is merely unlisted
+// is never duplicated.
+func (a *Agent) adopt(ctx context.Context) (waiting map[string]string) {
+	waiting = map[string]string{}
 	for _, mp := range a.plugins.all() {
 		err := a.adoptDriver(ctx, mp.name)
-		if err == nil {
+		if err == nil || ctx.Err() != nil { // adopted, or shutting down
 			continue
 		}
-		a.logger.Error("listing workers left from an earlier run; retrying", "driver", mp.name, "err", err)
-		a.markDriverGroups(mp.name, "cannot list its earlier workers: "+err.Error())
-		a.goWork(ctx, func(ctx context.Context) {
-			for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(delay):
-				}
-				if err := a.adoptDriver(ctx, mp.name); err == nil {
-					a.markDriverGroups(mp.name, "")
-					return
-				}
-			}
-		})
+		a.logger.Error("cannot list the workers an earlier run left; its groups wait for the runtime", "driver", mp.name, "err", err)
+		note := waitingNote(mp.name, err)
+		a.markWaiting(mp.name, "", note)
+		waiting[mp.name] = note
+	}
+	return waiting
+}
+
+// How often awaitRuntime asks a runtime that is down for its workers: after
+// awaitFirst, then twice as long each time up to awaitMax, so that a group
+// starts within awaitMax of its runtime coming back.
+const (
+	awaitFirst = 250 * time.Millisecond
+	awaitMax   = 2 * time.Second
+)
+
+// awaitRuntime retries adopting driver's earlier workers until its runtime
+// answers or ctx (the control lifetime) ends. Meanwhile its groups are
+// failing with note, "waiting for DRIVER: ERROR", kept up to date with the
+// latest error, for `golb status`; once the runtime answers, the mark is
+// lifted, which wakes the reconciler to start the groups.
+func (a *Agent) awaitRuntime(ctx context.Context, driver, note string) {
+	start := time.Now()
+	for delay := awaitFirst; ; delay = min(delay*2, awaitMax) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		err := a.adoptDriver(ctx, driver)
+		if err == nil {
+			a.markWaiting(driver, note, "")
+			a.logger.Info("runtime reachable: earlier workers adopted, its groups start", "driver", driver, "waited", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if next := waitingNote(driver, err); next != note {
+			a.logger.Warn("still cannot list the workers an earlier run left", "driver", driver, "err", err)
+			a.markWaiting(driver, note, next)
+			note = next
+		}
 	}
 }
 
-// markDriverGroups sets (or with "" clears) the failing mark of every group
-// on driver.
-func (a *Agent) markDriverGroups(driver, reason string) {
+// waitingNote is the Reason of a group whose driver cannot list its workers.
+func waitingNote(driver string, err error) string {
+	return "waiting for " + driver + ": " + err.Error()
+}
+
+// markWaiting replaces the waiting note old ("" for none) of every group on
+// driver with note ("" lifts the mark). A group whose Reason is another one
+// is left alone: only awaitRuntime's own mark is lifted.
+func (a *Agent) markWaiting(driver, old, note string) {
 	for _, g := range a.cfg.Groups {
-		if g.Driver == driver {
-			_ = a.store.UpdateGroup(g.Name, func(sg *state.Group) error {
-				sg.Failing, sg.Reason = reason != "", reason
-				return nil
-			})
+		if g.Driver != driver {
+			continue
 		}
+		_ = a.store.UpdateGroup(g.Name, func(sg *state.Group) error {
+			if sg.Reason == old {
+				sg.Failing, sg.Reason = note != "", note
+			}
+			return nil
+		})
 	}
 }
 
@@ -190,7 +230,15 @@ func (a *Agent) recoverAfterPluginCrash(ctx context.Context, driver string, c *d
 		a.logger.Info("worker recovered by the new plugin instance", "worker", w.ID)
 	}
 	// A worker the plugin runs for us that golb has no record of at all is
-	// removed. (A pending one is being started right now; leave it be.)
+	// removed. (A pending one is being started right now; leave it be.) Not
+	// before the driver's adoption: until then golb has no record of the
+	// workers awaitRuntime is about to adopt.
+	a.mu.Lock()
+	adopted := a.adopted[driver]
+	a.mu.Unlock()
+	if !adopted {
+		return
+	}
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	hs, err := c.List(lctx, map[string]string{drivers.LabelManaged: "true", LabelInstance: a.instance})

@@ -278,3 +278,65 @@ func onlyNew(ta *testAgent, group string, old map[string]bool) bool {
 	}
 	return true
 }
+
+// TestRuntimeDownAtStartStartsItsGroup: a runtime that was down when golb
+// started never got its workers: adopt retried its driver's List on a
+// context that Run cancelled as soon as adopt returned, so the group stayed
+// failing with no worker for as long as golb ran. Now the group waits,
+// failing with "waiting for process: …" (the note `golb status` shows),
+// starts nothing meanwhile (a worker an earlier run left may be there
+// unlisted), and once the runtime answers it adopts that worker and starts
+// the rest. The runtime here is the process driver with a List that fails
+// until a file exists (the test binary's listgate knob).
+func TestRuntimeDownAtStartStartsItsGroup(t *testing.T) {
+	g := uniq("down")
+	killProcs(t, g)
+	dir := t.TempDir()
+	port := freePorts(t, 10)
+	admin := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1))
+	left := crashedAgent(t, dir, header(dir, admin)+groupHCL(g, 1, port, "1ms"), admin, 1, g)
+
+	gate := filepath.Join(dir, "runtime-up")
+	ta := startAgent(t, parseConfig(t, header(dir, "")+groupHCL(g, 2, port, "1ms")), os.Args[0], "listgate", gate)
+	const prefix = "waiting for process: runtime down (test)"
+	ta.waitGroup(t, g, 30*time.Second, "the group waiting for its runtime", func(gr *state.Group) bool {
+		return gr.Failing && strings.HasPrefix(gr.Reason, prefix)
+	})
+	var view *GroupView
+	for _, v := range ta.GroupViews() {
+		if v.Name == g {
+			view = &v
+		}
+	}
+	if view == nil || !view.Failing || !strings.HasPrefix(view.Reason, prefix) {
+		t.Fatalf("GET /v1/groups shows %+v, want failing with %q…", view, prefix)
+	}
+	// Down for long enough that the retries reach their longest interval,
+	// and long past the moment the old code gave up.
+	time.Sleep(awaitMax + time.Second)
+	if ws, _ := ta.Store().WorkersByGroup(nil, g); len(ws) != 0 {
+		t.Fatalf("workers started while the runtime was down: %s", describe(ws))
+	}
+
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	ws := ta.waitWorkers(t, 60*time.Second, "the earlier worker adopted and a second one running", func(ws []*state.Worker) bool {
+		return len(inGroup(ws, g, state.StatusRunning)) == 2
+	})
+	t.Logf("group at its count %v after its runtime became reachable (retries at most %v apart)", time.Since(up).Round(time.Millisecond), awaitMax)
+	adopted := 0
+	for _, w := range inGroup(ws, g, state.StatusRunning) {
+		if w.Adopted && values(left)[w.ID] {
+			adopted++
+		}
+	}
+	if adopted != 1 {
+		t.Errorf("%d of the running workers is the earlier run's %v, want 1: %s", adopted, left, describe(ws))
+	}
+	ta.waitGroup(t, g, 10*time.Second, "the waiting mark lifted", func(gr *state.Group) bool { return !gr.Failing && gr.Reason == "" })
+	if procs := workerProcs(g); len(procs) != 2 {
+		t.Errorf("worker processes %v, want 2: no duplicate of the adopted one", procs)
+	}
+}

@@ -28,11 +28,23 @@ import (
 // until it is killed (the first agent of the adoption tests).
 const agentConfigEnv = "GOLB_CORE_AGENT_CONFIG"
 
+// testBuiltins are the drivers the test binary serves as `driver NAME`.
+var testBuiltins = []string{"process"}
+
 // TestMain lets the test binary play golb: `driver process` serves the
 // built-in process driver (the agent runs Options.Self... driver process),
 // `worker` is the built-in worker (the process driver runs its own
 // executable with "worker"), and $GOLB_CORE_AGENT_CONFIG runs an agent.
+//
+// A test-only knob, not golb's: `listgate PATH driver process` (an agent
+// whose Options.Self is [test binary, "listgate", PATH]) serves the process
+// driver with a List that fails until PATH exists, a runtime that is down
+// when golb starts and comes up later (see gatedList).
 func TestMain(m *testing.M) {
+	if len(os.Args) > 4 && os.Args[1] == "listgate" && os.Args[3] == "driver" && os.Args[4] == "process" {
+		drivers.Serve(&gatedList{Driver: process.New(nil), gate: os.Args[2]})
+		os.Exit(0)
+	}
 	if len(os.Args) > 2 && os.Args[1] == "driver" && os.Args[2] == "process" {
 		drivers.Serve(process.New(nil))
 		os.Exit(0)
@@ -49,6 +61,20 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// gatedList is the process driver with a runtime that is down until the file
+// gate exists: List fails, as docker's does while its daemon is stopped.
+type gatedList struct {
+	*process.Driver
+	gate string
+}
+
+func (d *gatedList) List(ctx context.Context, labels map[string]string) ([]*drivers.Handle, error) {
+	if _, err := os.Stat(d.gate); err != nil {
+		return nil, fmt.Errorf("runtime down (test): %s does not exist", d.gate)
+	}
+	return d.Driver.List(ctx, labels)
+}
+
 // agentMain runs an agent on the config at path until SIGTERM or SIGINT.
 func agentMain(path string) int {
 	src, err := os.ReadFile(path)
@@ -61,7 +87,7 @@ func agentMain(path string) int {
 		fmt.Fprintln(os.Stderr, diags.Error())
 		return 1
 	}
-	a, err := New(cfg, Options{Self: []string{os.Args[0]}})
+	a, err := New(cfg, Options{Self: []string{os.Args[0]}, Builtins: testBuiltins})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -150,12 +176,16 @@ type testAgent struct {
 	runErr error
 }
 
-// newTestAgent prepares an agent for cfg without running it.
-func newTestAgent(t *testing.T, cfg *config.Config) *testAgent {
+// newTestAgent returns an agent for cfg, neither prepared nor running. self
+// replaces the test binary as Options.Self (say, to add the listgate knob).
+func newTestAgent(t *testing.T, cfg *config.Config, self ...string) *testAgent {
 	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := New(cfg, Options{Self: []string{os.Args[0]}, Logger: logger})
+	if len(self) == 0 {
+		self = []string{os.Args[0]}
+	}
+	a, err := New(cfg, Options{Self: self, Builtins: testBuiltins, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,10 +199,10 @@ func newTestAgent(t *testing.T, cfg *config.Config) *testAgent {
 }
 
 // startAgent prepares cfg and runs it in a goroutine; the test's cleanup
-// stops it if the test did not.
-func startAgent(t *testing.T, cfg *config.Config) *testAgent {
+// stops it if the test did not. self is as for newTestAgent.
+func startAgent(t *testing.T, cfg *config.Config, self ...string) *testAgent {
 	t.Helper()
-	ta := newTestAgent(t, cfg)
+	ta := newTestAgent(t, cfg, self...)
 	pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	diags := ta.Prepare(pctx)
 	cancel()
@@ -236,6 +266,29 @@ func (ta *testAgent) waitWorkers(t *testing.T, timeout time.Duration, what strin
 		}
 		if err := ws.WatchCtx(ctx); err != nil {
 			t.Fatalf("timed out after %v waiting for %s; workers: %s", timeout, what, describe(all))
+		}
+	}
+}
+
+// waitGroup waits, woken by the store's WatchSet, until cond holds for group
+// name, and returns it.
+func (ta *testAgent) waitGroup(t *testing.T, name string, timeout time.Duration, what string, cond func(*state.Group) bool) *state.Group {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	for {
+		ws := memdb.NewWatchSet()
+		g, err := ta.Store().Group(ws, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g != nil && cond(g) {
+			t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
+			return g
+		}
+		if ws.WatchCtx(ctx) != nil {
+			t.Fatalf("timed out after %v waiting for %s: %+v", timeout, what, g)
 		}
 	}
 }

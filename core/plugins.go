@@ -24,22 +24,21 @@ import (
 	"github.com/golb/golb/drivers"
 )
 
-// BuiltinDrivers are served by the golb binary itself (`golb driver NAME`).
-var BuiltinDrivers = []string{"process", "docker"}
-
 // ExternalPrefix is the file name prefix of external driver plugins.
 const ExternalPrefix = "golb-driver-"
 
-// pluginManager launches the driver plugins the config uses, restarts them
-// with backoff when they crash, and recovers their workers, which keep running
-// meanwhile.
+// pluginManager launches the driver plugins the config uses and restarts them
+// with backoff when they crash or stop answering; each new instance is handed
+// to the agent, which recovers the workers (recoverAfterPluginCrash). The
+// workers keep running meanwhile.
 type pluginManager struct {
-	cfg     *config.Config
-	self    []string
-	store   *state.Store
-	logger  *slog.Logger
-	hclog   hclog.Logger
-	dataDir string
+	cfg      *config.Config
+	self     []string
+	builtins []string // the drivers self serves (Options.Builtins)
+	store    *state.Store
+	logger   *slog.Logger
+	hclog    hclog.Logger
+	dataDir  string
 
 	mu      sync.Mutex
 	plugins map[string]*managedPlugin
@@ -62,15 +61,15 @@ type managedPlugin struct {
 // A plugin process can be alive but not answering (stopped, deadlocked): its
 // calls would hang and nothing would be restarted. The monitor asks each
 // plugin for its Info every probeInterval; after probeFailures unanswered
-// probes in a row it kills the plugin, and the crash path starts a new
-// instance that recovers the workers, which keep running meanwhile.
+// probes in a row it kills the plugin, and the crash path (restart) starts a
+// new instance that recovers the workers, which keep running meanwhile.
 const (
 	probeInterval = time.Second
 	probeTimeout  = 2 * time.Second
 	probeFailures = 2
 )
 
-func newPluginManager(cfg *config.Config, self []string, store *state.Store, logger *slog.Logger, verbose bool) *pluginManager {
+func newPluginManager(cfg *config.Config, self, builtins []string, store *state.Store, logger *slog.Logger, verbose bool) *pluginManager {
 	level := hclog.Info
 	if verbose {
 		level = hclog.Debug
@@ -81,13 +80,14 @@ func newPluginManager(cfg *config.Config, self []string, store *state.Store, log
 	hl := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "plugin", Level: level, Output: io.Discard})
 	hl.RegisterSink(slogSink{logger: logger, level: level})
 	return &pluginManager{
-		cfg:     cfg,
-		self:    self,
-		store:   store,
-		logger:  logger,
-		hclog:   hl,
-		dataDir: cfg.DataDir,
-		plugins: map[string]*managedPlugin{},
+		cfg:      cfg,
+		self:     self,
+		builtins: builtins,
+		store:    store,
+		logger:   logger,
+		hclog:    hl,
+		dataDir:  cfg.DataDir,
+		plugins:  map[string]*managedPlugin{},
 	}
 }
 
@@ -123,9 +123,13 @@ func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...any
 	s.logger.Log(context.Background(), l, msg, append([]any{"component", name}, args...)...)
 }
 
-// command returns how to run driver name, or drivers.ErrNotFound-style error.
+// builtin reports whether the golb binary itself serves driver name.
+func (m *pluginManager) builtin(name string) bool { return slices.Contains(m.builtins, name) }
+
+// command returns how to run driver name, with the SecureConfig of its pin
+// if the config has one, or an error wrapping ErrDriverNotFound.
 func (m *pluginManager) command(name string) (*exec.Cmd, *plugin.SecureConfig, error) {
-	if slices.Contains(BuiltinDrivers, name) {
+	if m.builtin(name) {
 		if _, err := os.Stat(filepath.Join(m.cfg.PluginDir, ExternalPrefix+name)); err == nil {
 			m.logger.Warn("plugin_dir has a plugin named like a built-in driver; the built-in one is used", "driver", name, "plugin_dir", m.cfg.PluginDir)
 		}
@@ -135,7 +139,7 @@ func (m *pluginManager) command(name string) (*exec.Cmd, *plugin.SecureConfig, e
 	path := filepath.Join(m.cfg.PluginDir, ExternalPrefix+name)
 	st, err := os.Stat(path)
 	if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		return nil, nil, fmt.Errorf("%w: %q is not built in (%v) and %s is not an executable file", ErrDriverNotFound, name, BuiltinDrivers, path)
+		return nil, nil, fmt.Errorf("%w: %q is not built in (%v) and %s is not an executable file", ErrDriverNotFound, name, m.builtins, path)
 	}
 	var sc *plugin.SecureConfig
 	for _, p := range m.cfg.Plugins {
@@ -150,8 +154,9 @@ func (m *pluginManager) command(name string) (*exec.Cmd, *plugin.SecureConfig, e
 	return exec.Command(path), sc, nil
 }
 
-// start launches driver name's first instance. settings is its driver block
-// decoded by the caller after it learnt the schema from info (see prepare).
+// launch starts a new instance of driver name's plugin and asks it for its
+// Info. The caller configures it (configure, with the driver block decoded
+// against info's schema: see prepareDriver), then registers it (add).
 func (m *pluginManager) launch(ctx context.Context, name string) (*drivers.Client, drivers.Info, error) {
 	cmd, sc, err := m.command(name)
 	if err != nil {
@@ -218,6 +223,7 @@ func (m *pluginManager) current(name string) (*drivers.Client, <-chan struct{}, 
 	return p.client, p.replaced, nil
 }
 
+// all returns every registered plugin, in no particular order.
 func (m *pluginManager) all() []*managedPlugin {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -361,18 +367,11 @@ func (m *pluginManager) restart(ctx context.Context, p *managedPlugin, onRestart
 	}
 }
 
+// setDriverState applies fn to driver name's record, read and written in
+// one transaction (a probe and a restart may update it at once). A driver
+// with no record (not prepared) is left so.
 func (m *pluginManager) setDriverState(name string, fn func(d *state.Driver)) {
-	ds, err := m.store.Drivers(nil)
-	if err != nil {
-		return
-	}
-	for _, d := range ds {
-		if d.Name == name {
-			cp := *d
-			fn(&cp)
-			_ = m.store.UpsertDriver(&cp)
-		}
-	}
+	_ = m.store.UpdateDriver(name, func(d *state.Driver) error { fn(d); return nil })
 }
 
 // killAll stops every plugin process (not their workers).

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,5 +71,44 @@ func TestHungPluginIsReplaced(t *testing.T) {
 	ta.stop(t)
 	if left := workerProcs(g); len(left) != 0 {
 		t.Errorf("worker processes left after shutdown: %v", left)
+	}
+}
+
+// TestConcurrentDriverStateUpdatesAreNotLost: setDriverState read the
+// driver record outside the write transaction and upserted a changed copy,
+// so of two updates at once (a liveness probe marking the plugin silent, a
+// restart recording its new pid) one silently undid the other. It now reads
+// and writes in one transaction (state.UpdateDriver).
+func TestConcurrentDriverStateUpdatesAreNotLost(t *testing.T) {
+	store, err := state.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.UpsertDriver(&state.Driver{Name: "process", Running: true}); err != nil {
+		t.Fatal(err)
+	}
+	m := &pluginManager{store: store}
+	const writers, each = 8, 200
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			for range each {
+				m.setDriverState("process", func(d *state.Driver) {
+					d.Restarts++
+					if i == 0 {
+						d.Error = "plugin not answering"
+					}
+				})
+			}
+		})
+	}
+	wg.Wait()
+	ds, _ := store.Drivers(nil)
+	if len(ds) != 1 || ds[0].Restarts != writers*each || ds[0].Error == "" || !ds[0].Running {
+		t.Fatalf("after %d concurrent updates: %+v, want Restarts %d, the Error set and Running kept", writers*each, ds[0], writers*each)
+	}
+	m.setDriverState("nosuch", func(*state.Driver) { t.Error("fn called for a driver with no record") })
+	if ds, _ := store.Drivers(nil); len(ds) != 1 {
+		t.Fatalf("setDriverState created a record: %+v", ds)
 	}
 }

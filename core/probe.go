@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -20,19 +19,20 @@ type DriverProbe struct {
 	Detail  string `json:"detail"`
 }
 
-// ProbeDrivers launches every driver golb can find — the built-in ones and
-// each golb-driver-NAME in plugin_dir — with the config's pins and driver
-// settings, and asks each for its version and whether its runtime is reachable.
+// ProbeDrivers launches every driver golb can find — the built-in ones
+// (opts.Builtins) and each golb-driver-NAME in plugin_dir — with the
+// config's pins and driver settings, and asks each for its version and
+// whether its runtime is reachable.
 func ProbeDrivers(ctx context.Context, cfg *config.Config, opts Options) []DriverProbe {
 	agent, err := New(cfg, opts)
 	if err != nil {
 		return []DriverProbe{{Name: "?", Detail: err.Error()}}
 	}
 	m := agent.plugins
-	names := append([]string{}, BuiltinDrivers...)
+	names := append([]string{}, m.builtins...)
 	if entries, err := os.ReadDir(cfg.PluginDir); err == nil {
 		for _, e := range entries {
-			if n, ok := strings.CutPrefix(e.Name(), ExternalPrefix); ok && !e.IsDir() && !isBuiltin(n) {
+			if n, ok := strings.CutPrefix(e.Name(), ExternalPrefix); ok && !e.IsDir() && !m.builtin(n) {
 				names = append(names, n)
 			}
 		}
@@ -40,7 +40,7 @@ func ProbeDrivers(ctx context.Context, cfg *config.Config, opts Options) []Drive
 	var out []DriverProbe
 	for _, name := range names {
 		row := DriverProbe{Name: name, Source: "built-in"}
-		if !isBuiltin(name) {
+		if !m.builtin(name) {
 			row.Source = filepath.Join(cfg.PluginDir, ExternalPrefix+name)
 		}
 		row.Version, row.Healthy, row.Detail = probe(ctx, m, name)
@@ -74,5 +74,3 @@ func probe(ctx context.Context, m *pluginManager, name string) (version string, 
 	}
 	return info.Version, fp.Healthy, fp.Detail
 }
-
-func isBuiltin(name string) bool { return slices.Contains(BuiltinDrivers, name) }

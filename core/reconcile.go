@@ -17,7 +17,8 @@ import (
 // Crash-loop handling: the first replacement is immediate; a worker that dies
 // within minUptime of its start counts as a crash, and each further crash in a
 // row doubles the delay before the next start, up to maxBackoff. After
-// failingAfter crashes in a row the group is marked failing.
+// failingAfter crashes in a row the group is marked failing, with the
+// reason "crash-looping: LAST EXIT", until settle sees it recovered.
 const (
 	minUptime    = 10 * time.Second
 	baseBackoff  = 250 * time.Millisecond
@@ -241,12 +242,13 @@ func newWorkerID(group string) string {
 
 // settle forgets a group's crash streak (and lifts its crash-looping mark)
 // once every wanted worker has run for minUptime; until then it returns when
-// to look again.
+// to look again. A group failing for another reason (its driver's runtime is
+// down: awaitRuntime) has no streak and is left alone.
 func (a *Agent) settle(g *state.Group, live []*state.Worker) time.Time {
 	a.mu.Lock()
 	_, crashed := a.crashes[g.Name]
 	a.mu.Unlock()
-	if !crashed && !g.Failing {
+	if !crashed {
 		return time.Time{}
 	}
 	var youngest time.Time
@@ -271,7 +273,9 @@ func (a *Agent) settle(g *state.Group, live []*state.Worker) time.Time {
 	return time.Time{}
 }
 
-// recordCrash notes a worker that failed to start or died young.
+// recordCrash notes a worker that failed to start or died young (reason is
+// its exit), and marks the group failing from the failingAfter-th quick
+// crash in a row.
 func (a *Agent) recordCrash(group string, uptime time.Duration, reason string) {
 	a.mu.Lock()
 	cl := a.crashes[group]
@@ -294,7 +298,10 @@ func (a *Agent) recordCrash(group string, uptime time.Duration, reason string) {
 	failing := streak >= failingAfter
 	a.mu.Unlock()
 	_ = a.store.UpdateGroup(group, func(g *state.Group) error {
-		g.Failing, g.Reason = failing, reason
+		g.Failing, g.Reason = failing, ""
+		if failing {
+			g.Reason = "crash-looping: " + reason
+		}
 		return nil
 	})
 	if failing {

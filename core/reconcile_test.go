@@ -52,7 +52,8 @@ func (ta *testAgent) group(t *testing.T, name string) *state.Group {
 
 // recordCrash: the first replacement is immediate, then 250ms, 500ms, ...
 // doubling up to 30s; the group is failing from the 5th quick crash in a
-// row, with the last reason; a crash after minUptime starts a new streak.
+// row, with "crash-looping: " and the last reason; a crash after minUptime
+// starts a new streak.
 func TestRecordCrashBackoff(t *testing.T) {
 	ta := crashAgent(t)
 	want := []time.Duration{0, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second,
@@ -67,8 +68,12 @@ func TestRecordCrashBackoff(t *testing.T) {
 		if wantFailing := i+1 >= failingAfter; g.Failing != wantFailing {
 			t.Errorf("crash %d: Failing = %v, want %v", i+1, g.Failing, wantFailing)
 		}
-		if g.Reason != reason {
-			t.Errorf("crash %d: Reason = %q, want the last crash's %q", i+1, g.Reason, reason)
+		wantReason := "" // the group's note, shown while it is failing
+		if g.Failing {
+			wantReason = "crash-looping: " + reason
+		}
+		if g.Reason != wantReason {
+			t.Errorf("crash %d: Reason = %q, want %q", i+1, g.Reason, wantReason)
 		}
 	}
 

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
-
 	"github.com/golb/golb/core/state"
 )
 
@@ -121,31 +119,11 @@ func TestFailingClearedAfterRecovery(t *testing.T) {
 	src, starts := flakyGroup(t, t.TempDir(), g, failingAfter)
 	ta := startAgent(t, parseConfig(t, src))
 
-	waitGroup := func(timeout time.Duration, what string, cond func(*state.Group) bool) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		start := time.Now()
-		for {
-			ws := memdb.NewWatchSet()
-			gr, err := ta.Store().Group(ws, g)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cond(gr) {
-				t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
-				return
-			}
-			if ws.WatchCtx(ctx) != nil {
-				t.Fatalf("timed out after %v waiting for %s: %+v", timeout, what, gr)
-			}
-		}
-	}
-	waitGroup(30*time.Second, "the group failing", func(gr *state.Group) bool { return gr.Failing && gr.Reason != "" })
+	ta.waitGroup(t, g, 30*time.Second, "the group failing", func(gr *state.Group) bool { return gr.Failing && gr.Reason != "" })
 	waitRecovered(t, ta, g, starts)
 	// It has recovered once a worker has lived minUptime, as a crash after
 	// that long starts a new streak.
-	waitGroup(minUptime+15*time.Second, "the group no longer failing", func(gr *state.Group) bool { return !gr.Failing && gr.Reason == "" })
+	ta.waitGroup(t, g, minUptime+15*time.Second, "the group no longer failing", func(gr *state.Group) bool { return !gr.Failing && gr.Reason == "" })
 }
 
 // TestReconcileReadsBackoffUnderLock: reconcileGroup read crashLoop.notTill

@@ -32,6 +32,9 @@ func (a *Agent) specFor(w *state.Worker) drivers.WorkerSpec {
 // startTimeout bounds one Start call (an image load can take a while).
 const startTimeout = 2 * time.Minute
 
+// startWorker starts pending worker w through its driver and, once started,
+// records it running and supervises it. A failed start counts as a crash of
+// its group; a worker no longer wanted by the time it started is removed.
 func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
 	c, replaced, err := a.plugins.current(w.Driver)
 	if err != nil {
@@ -192,8 +195,9 @@ func (a *Agent) workerExited(ctx context.Context, id, group string, status state
 	_ = a.store.DeleteWorker(id)
 }
 
-// stopWorker drains (when the balancer still sends it traffic), stops and
-// destroys a worker, then forgets it.
+// stopWorker stops and destroys a worker, then forgets it. With drain, it
+// first takes the worker out of every pool and waits up to its group's
+// drainTimeout for its in-flight requests.
 func (a *Agent) stopWorker(ctx context.Context, id string, drain bool) {
 	w, _ := a.store.Worker(nil, id)
 	if w == nil {
@@ -253,17 +257,8 @@ func (a *Agent) withPlugin(ctx context.Context, driver string, fn func(c *driver
 	}
 }
 
-func (a *Agent) drainTimeout(group string) time.Duration {
-	d := time.Duration(0)
-	for _, b := range a.cfg.Balancers {
-		if b.Group == group {
-			d = max(d, b.DrainTimeoutDur)
-		}
-	}
-	return d
-}
-
-// stopAllWorkers stops every worker in parallel (shutdown).
+// stopAllWorkers stops every worker in parallel, without draining (shutdown,
+// once the listeners have drained), and waits for them.
 func (a *Agent) stopAllWorkers(ctx context.Context) {
 	ws, _ := a.store.Workers(nil)
 	for _, w := range ws {

@@ -1,6 +1,11 @@
 // Command golb runs a fleet of HTTP workers as plain processes, Docker
 // containers or through external driver plugins, behind a load balancer,
 // from one HCL file. See `golb help`.
+//
+// Each verb is in the file named after it: run.go, validate.go, drivers.go,
+// driver.go (the hidden `golb driver NAME`, and the registry of built-in
+// drivers), worker.go; client.go holds the admin API clients status, scale
+// and stats; flags.go the flag handling they share.
 package main
 
 import (

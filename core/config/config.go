@@ -77,7 +77,9 @@ type Group struct {
 	// Port is the first worker port; each worker gets the next free one.
 	// Required.
 	Port int `hcl:"port"`
-	// StopSignal is sent to stop a worker. Default "SIGTERM".
+	// StopSignal is sent to stop a worker: one of drivers.StopSignals, in any
+	// case, SIG optional; Parse leaves the canonical name ("SIGTERM").
+	// Default "SIGTERM".
 	StopSignal string `hcl:"stop_signal,optional"`
 	// StopTimeout is how long a worker may take to exit before SIGKILL.
 	// Default "10s".
@@ -147,7 +149,8 @@ type Balancer struct {
 	Port int `hcl:"port"`
 	// Listeners is how many ports from Port serve (the seed's "pool"). Default 1.
 	Listeners *int `hcl:"listeners,optional"`
-	// Policy: round_robin (default), least_requests, random or p2c.
+	// Policy is one of balancer.Policies: round_robin (default),
+	// least_requests, random or p2c.
 	Policy string `hcl:"policy,optional"`
 	// Retries on another worker when the connection failed before the request
 	// was sent. Default 1.

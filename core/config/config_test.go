@@ -15,6 +15,9 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/golb/golb/balancer"
+	"github.com/golb/golb/drivers"
 )
 
 var update = flag.Bool("update", false, "rewrite the testdata/**/*.golden files from the current output")
@@ -509,5 +512,61 @@ func TestBalancerBindAddress(t *testing.T) {
 	_, _, diags = Parse("b.hcl", []byte("group \"a\" {\n  port = 7000\n}\nbalancer \"w\" {\n  group = \"a\"\n  bind  = \"everywhere\"\n  port  = 7100\n}\n"))
 	if !diags.HasErrors() || diags[0].Subject.Start.Line != 6 {
 		t.Fatalf("bad bind: %v", diags)
+	}
+}
+
+// Regression: config kept a list of policies beside the balancer's own, so
+// a policy added to balancer/ stayed refused by the config until someone
+// edited both. The config asks balancer.Policies.
+func TestPoliciesAreTheBalancers(t *testing.T) {
+	src := "group \"a\" { port = 7000 }\nbalancer \"b\" {\n  group  = \"a\"\n  port   = 5050\n  policy = %q\n}\n"
+	for _, p := range balancer.Policies() {
+		if cfg := mustParse(t, fmt.Sprintf(src, p)); cfg.Balancers[0].Policy != p {
+			t.Errorf("policy %q decoded as %q", p, cfg.Balancers[0].Policy)
+		}
+	}
+	errs := errorsOf(t, fmt.Sprintf(src, "fastest"))
+	if want := "Use one of " + strings.Join(balancer.Policies(), ", ") + "."; len(errs) != 1 || errs[0].Detail != want {
+		t.Errorf("got %v, want one error with the hint %q", errs, want)
+	}
+}
+
+// Regression: the config, the process driver and the docker driver each
+// kept a list of stop signals. The config reads the drivers' one: it accepts
+// what they accept ("SIGINT", "sigint", "INT") and hands them the canonical
+// name.
+func TestStopSignalsAreTheDrivers(t *testing.T) {
+	src := "group \"a\" {\n  port = 7000\n  stop_signal = %q\n}\n"
+	for _, name := range drivers.StopSignals() {
+		for _, written := range []string{name, strings.ToLower(name), strings.TrimPrefix(name, "SIG")} {
+			if got := mustParse(t, fmt.Sprintf(src, written)).Groups[0].StopSignal; got != name {
+				t.Errorf("stop_signal %q became %q, want %q", written, got, name)
+			}
+		}
+	}
+	errs := errorsOf(t, fmt.Sprintf(src, "SIGSTOP"))
+	if want := "Use one of " + strings.Join(drivers.StopSignals(), ", ") + "."; len(errs) != 1 || errs[0].Detail != want {
+		t.Errorf("got %v, want one error with the hint %q", errs, want)
+	}
+}
+
+// Regression: every pair of overlapping port claims was an error, so 5,000
+// groups on one port (a 160 KB file) made 12.5 million diagnostics: golb
+// validate printed 745 MB in 66 s and died at 4.4 GB. Each claim that
+// overlaps earlier ones is now reported once.
+func TestManyGroupsOnOnePortClashOnceEach(t *testing.T) {
+	var b strings.Builder
+	const n = 5000
+	for i := range n {
+		fmt.Fprintf(&b, "group \"g%d\" {\n  port = 7000\n}\n", i)
+	}
+	errs := errorsOf(t, b.String())
+	if len(errs) != n-1 {
+		t.Fatalf("%d errors, want %d (one per group after the first)", len(errs), n-1)
+	}
+	for _, d := range errs {
+		if !strings.HasPrefix(d.Summary, "Port clash between group") || !strings.HasSuffix(d.Summary, `and group "g0" workers (7000-7000)`) {
+			t.Fatalf("got %q, want a clash with g0", d.Summary)
+		}
 	}
 }

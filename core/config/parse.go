@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,13 +12,10 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/golb/golb/balancer"
+	"github.com/golb/golb/drivers"
 )
-
-// Policies the balancer knows.
-var Policies = []string{"round_robin", "least_requests", "random", "p2c"}
-
-// Signals a group may use as stop_signal.
-var Signals = []string{"SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL"}
 
 // Load reads and parses a config file; with path "" it parses the embedded
 // default. The returned files map is for printing diagnostics with source.
@@ -27,20 +23,20 @@ func Load(path string) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
 	if path == "" {
 		return Parse(DefaultFileName, DefaultFile)
 	}
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, hcl.Diagnostics{{
-			Severity: hcl.DiagError,
-			Summary:  "Cannot read config file",
-			Detail:   fmt.Sprintf("%v. Give the path of an existing .hcl file (golb run without a file uses the embedded default).", err),
-		}}
+	src, d := readFile(path)
+	if d != nil {
+		return nil, nil, hcl.Diagnostics{d}
 	}
 	return Parse(path, src)
 }
 
 // Parse decodes src, applies defaults and checks everything that needs no
-// driver plugin. A Config is returned only without error diagnostics.
+// driver plugin. A Config is returned only without error diagnostics. A
+// file over the limits of limits.go gets one diagnostic and is not parsed.
 func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
+	if d := checkShape(filename, src); d != nil {
+		return nil, map[string]*hcl.File{filename: {Body: hcl.EmptyBody(), Bytes: src}}, hcl.Diagnostics{d}
+	}
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	files := map[string]*hcl.File{filename: file}
 	if diags.HasErrors() {
@@ -94,6 +90,11 @@ type validator struct {
 	// explicitApp records the groups whose file has an app block (before
 	// defaults fill one in), for the app/config conflict check.
 	explicitApp map[*Group]bool
+	// blockNames maps each top-level block's body range to its name's
+	// range, for blockRange.
+	blockNames map[hcl.Range]hcl.Range
+	// groups holds the group names, for the balancers' references.
+	groups map[string]bool
 }
 
 func (v *validator) errorf(rng hcl.Range, summary, hint string, args ...any) {
@@ -134,17 +135,24 @@ func (v *validator) blockRange(body hcl.Body) hcl.Range {
 	if !ok {
 		return body.MissingItemRange()
 	}
-	if file, ok := v.cfg.Body.(*hclsyntax.Body); ok {
-		// A ",remain" body is a copy of the block's body, so match by range.
-		for _, blk := range file.Blocks {
-			if blk.Body.SrcRange != sb.SrcRange || blk.Body == file {
-				continue
+	if v.blockNames == nil {
+		// Indexed once: a lookup per block would be quadratic in blocks.
+		v.blockNames = map[hcl.Range]hcl.Range{}
+		if file, ok := v.cfg.Body.(*hclsyntax.Body); ok {
+			for _, blk := range file.Blocks {
+				if _, dup := v.blockNames[blk.Body.SrcRange]; dup || blk.Body == file {
+					continue
+				}
+				v.blockNames[blk.Body.SrcRange] = blk.TypeRange
+				if len(blk.LabelRanges) > 0 {
+					v.blockNames[blk.Body.SrcRange] = blk.LabelRanges[0]
+				}
 			}
-			if len(blk.LabelRanges) > 0 {
-				return blk.LabelRanges[0]
-			}
-			return blk.TypeRange
 		}
+	}
+	// A ",remain" body is a copy of the block's body, so match by range.
+	if r, ok := v.blockNames[sb.SrcRange]; ok {
+		return r
 	}
 	return hcl.Range{Filename: sb.SrcRange.Filename, Start: sb.SrcRange.Start, End: sb.SrcRange.Start}
 }
@@ -197,8 +205,6 @@ func (v *validator) defaults() {
 		if g.StopSignal == "" {
 			g.StopSignal = "SIGTERM"
 		}
-		// Drivers compare signal names as written: hand them the canonical form.
-		g.StopSignal = strings.ToUpper(g.StopSignal)
 		if g.StopTimeout == "" {
 			g.StopTimeout = "10s"
 		}
@@ -300,6 +306,10 @@ func (v *validator) check() {
 	}
 	v.checkAdmin()
 	seen := map[string]hcl.Range{}
+	v.groups = map[string]bool{}
+	for _, g := range c.Groups {
+		v.groups[g.Name] = true
+	}
 	for _, g := range c.Groups {
 		if prev, dup := seen[g.Name]; dup {
 			v.errorf(v.blockRange(g.Body), "Duplicate group %q", fmt.Sprintf("Another group has this name at %s:%d:%d; rename one.", prev.Filename, prev.Start.Line, prev.Start.Column), g.Name)
@@ -380,8 +390,12 @@ func (v *validator) checkGroup(g *Group) {
 	if g.Count != nil && (*g.Count < 0 || *g.Count > 1000) {
 		v.errorf(attrRange(g.Body, "count"), "count must be between 0 and 1000", "Set the number of workers to run.")
 	}
-	if !slices.Contains(Signals, strings.ToUpper(g.StopSignal)) {
-		v.errorf(attrRange(g.Body, "stop_signal"), "Unknown stop_signal %q", "Use one of "+strings.Join(Signals, ", ")+".", g.StopSignal)
+	// The drivers' own list (drivers.StopSignals); they get the canonical
+	// name, "SIGINT" for "int".
+	if sig, err := drivers.ParseSignal(g.StopSignal); err != nil {
+		v.errorf(attrRange(g.Body, "stop_signal"), "Unknown stop_signal %q", "Use one of "+strings.Join(drivers.StopSignals(), ", ")+".", g.StopSignal)
+	} else {
+		g.StopSignal = drivers.SignalName(sig)
 	}
 	g.StopTimeoutDur = v.duration(g.Body, "stop_timeout", g.StopTimeout, 0)
 
@@ -442,8 +456,8 @@ func (v *validator) checkBalancer(b *Balancer) {
 	if !validName(b.Name) {
 		v.errorf(v.blockRange(b.Body), "Invalid balancer name %q", "Use letters, digits, - and _ only.", b.Name)
 	}
-	if v.cfg.Group(b.Group) == nil {
-		hint := "Name a group defined in this file: " + strings.Join(v.groupNames(), ", ") + "."
+	if !v.groups[b.Group] {
+		hint := "Name a group defined in this file: " + v.groupNames() + "."
 		if len(v.cfg.Groups) == 0 {
 			hint = "Define the group it sends traffic to."
 		}
@@ -458,8 +472,8 @@ func (v *validator) checkBalancer(b *Balancer) {
 	} else if b.Port+*b.Listeners-1 > 65535 {
 		v.errorf(attrRange(b.Body, "listeners"), "Listener ports run past 65535", "Lower port or listeners.")
 	}
-	if !slices.Contains(Policies, b.Policy) {
-		v.errorf(attrRange(b.Body, "policy"), "Unknown policy %q", "Use one of "+strings.Join(Policies, ", ")+".", b.Policy)
+	if policies := balancer.Policies(); !slices.Contains(policies, b.Policy) {
+		v.errorf(attrRange(b.Body, "policy"), "Unknown policy %q", "Use one of "+strings.Join(policies, ", ")+".", b.Policy)
 	}
 	if *b.Retries < 0 || *b.Retries > 10 {
 		v.errorf(attrRange(b.Body, "retries"), "retries must be between 0 and 10", "1 covers a worker that just died.")
@@ -502,25 +516,43 @@ func (v *validator) positive(body hcl.Body, name, val, hint string) time.Duratio
 }
 
 // checkPorts reports balancer listeners, worker port ranges and the admin
-// address that overlap.
+// address that overlap: each claim that overlaps an earlier one, once, named
+// with the earlier claim of its first shared port. It walks the ports, not
+// the pairs of claims: a file of thousands of groups on one port would
+// otherwise give a clash per pair, millions of them.
 func (v *validator) checkPorts() {
 	uses := v.cfg.PortClaims()
-	for i := range uses {
-		for j := range i {
-			a, b := uses[i], uses[j]
-			if a.First <= b.Last && b.First <= a.Last {
-				v.errorf(a.Range, "Port clash between %s and %s", "Move one of them: each worker, listener and the admin API needs its own port.", a.What, b.What)
+	owner := make([]int32, 65536) // 1 + the index in uses of the port's first claim
+	for i, a := range uses {
+		clash := -1
+		for p := a.First; p <= a.Last; p++ {
+			switch {
+			case owner[p] == 0:
+				owner[p] = int32(i + 1)
+			case clash < 0:
+				clash = int(owner[p]) - 1
 			}
+		}
+		if clash >= 0 {
+			v.errorf(a.Range, "Port clash between %s and %s", "Move one of them: each worker, listener and the admin API needs its own port.", a.What, uses[clash].What)
 		}
 	}
 }
 
-func (v *validator) groupNames() []string {
+// maxHintNames is how many group names a hint lists: one hint per balancer
+// listing thousands of groups would make a small file print gigabytes.
+const maxHintNames = 10
+
+// groupNames lists the groups for a hint: the first maxHintNames of them.
+func (v *validator) groupNames() string {
 	var out []string
-	for _, g := range v.cfg.Groups {
+	for _, g := range v.cfg.Groups[:min(len(v.cfg.Groups), maxHintNames)] {
 		out = append(out, g.Name)
 	}
-	return out
+	if n := len(v.cfg.Groups); n > maxHintNames {
+		out = append(out, fmt.Sprintf("… (%d groups)", n))
+	}
+	return strings.Join(out, ", ")
 }
 
 func validName(s string) bool {

@@ -2,5 +2,9 @@ package state
 
 import "errors"
 
-// ErrNoGroup: no group of that name is configured.
-var ErrNoGroup = errors.New("no such group")
+var (
+	// ErrNoGroup: no group of that name is configured.
+	ErrNoGroup = errors.New("no such group")
+	// ErrNoDriver: no driver plugin of that name has been recorded.
+	ErrNoDriver = errors.New("no such driver")
+)

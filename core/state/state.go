@@ -2,7 +2,8 @@
 // driver plugins) in go-memdb. Writers use one transaction per change; readers
 // pass a WatchSet and are woken when what they read changes, so the balancer
 // and reconciler never poll. Objects read from the store are never modified in
-// place: callers copy, change and Upsert.
+// place: callers copy, change and Upsert, or change a record in one
+// transaction with UpdateGroup, UpdateWorker or UpdateDriver.
 package state
 
 import (
@@ -37,9 +38,13 @@ type Group struct {
 	Desired int
 	// Min and Max bound Desired (from the scale block, or Desired itself).
 	Min, Max int
-	// Failing is set while the group's workers crash-loop.
+	// Failing is set while the group cannot keep its desired count: its
+	// workers crash-loop, or its driver cannot list what an earlier run left
+	// (its runtime is down), so nothing of it may start yet.
 	Failing bool
-	Reason  string
+	// Reason is why, worded for `golb status`: "crash-looping: LAST EXIT"
+	// or "waiting for DRIVER: ERROR". Empty while not Failing.
+	Reason string
 }
 
 // Worker is the actual state of one worker.
@@ -173,7 +178,8 @@ func (s *Store) UpdateWorker(id string, fn func(w *Worker)) (bool, error) {
 	return true, nil
 }
 
-// UpdateGroup applies fn to a copy of group name and writes it back.
+// UpdateGroup applies fn to a copy of group name and writes it back in one
+// transaction; an error from fn changes nothing and is returned.
 func (s *Store) UpdateGroup(name string, fn func(g *Group) error) error {
 	txn := s.db.Txn(true)
 	defer txn.Abort()
@@ -190,6 +196,31 @@ func (s *Store) UpdateGroup(name string, fn func(g *Group) error) error {
 	}
 	if err := txn.Insert(tableGroups, &g); err != nil {
 		return fmt.Errorf("writing group %s: %w", name, err)
+	}
+	txn.Commit()
+	return nil
+}
+
+// UpdateDriver applies fn to a copy of driver record name and writes it
+// back, stamped with UpdatedAt, in one transaction: concurrent updates of
+// one record (a restart, a liveness probe) never lose each other's changes.
+func (s *Store) UpdateDriver(name string, fn func(d *Driver) error) error {
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	raw, err := txn.First(tableDrivers, "id", name)
+	if err != nil {
+		return fmt.Errorf("reading driver %s: %w", name, err)
+	}
+	if raw == nil {
+		return fmt.Errorf("%w: %s", ErrNoDriver, name)
+	}
+	d := *raw.(*Driver)
+	if err := fn(&d); err != nil {
+		return err
+	}
+	d.UpdatedAt = time.Now().UTC()
+	if err := txn.Insert(tableDrivers, &d); err != nil {
+		return fmt.Errorf("writing driver %s: %w", name, err)
 	}
 	txn.Commit()
 	return nil

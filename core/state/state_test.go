@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,6 +254,50 @@ func TestUpdateGroup(t *testing.T) {
 	}
 	if g, _ := s.Group(nil, "missing"); g != nil {
 		t.Fatalf("UpdateGroup created %+v", g)
+	}
+}
+
+// TestConcurrentDriverUpdatesAreNotLost: core read a driver record outside
+// the write transaction, changed a copy and upserted it, so of two updates
+// at once (a plugin restart, a liveness probe) one overwrote the other.
+// UpdateDriver reads and writes in one transaction: no update is lost.
+func TestConcurrentDriverUpdatesAreNotLost(t *testing.T) {
+	s := newStore(t)
+	if err := s.UpsertDriver(&Driver{Name: "process", Running: true}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.Drivers(nil)
+	const writers, each = 8, 200
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				if err := s.UpdateDriver("process", func(d *Driver) error { d.Restarts++; return nil }); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ds, _ := s.Drivers(nil)
+	if len(ds) != 1 || ds[0].Restarts != writers*each || !ds[0].Running {
+		t.Fatalf("after %d concurrent updates: %+v, want Restarts %d and Running kept", writers*each, ds, writers*each)
+	}
+	if before[0].Restarts != 0 {
+		t.Fatalf("the record read before the updates was modified in place: %+v", before[0])
+	}
+
+	errNo := errors.New("refused")
+	if err := s.UpdateDriver("process", func(d *Driver) error { d.Running = false; return errNo }); !errors.Is(err, errNo) {
+		t.Fatalf("fn's error: got %v", err)
+	}
+	if ds, _ := s.Drivers(nil); !ds[0].Running {
+		t.Fatal("a refused update was written")
+	}
+	err := s.UpdateDriver("missing", func(*Driver) error { t.Error("fn called for a missing driver"); return nil })
+	if !errors.Is(err, ErrNoDriver) {
+		t.Fatalf("UpdateDriver on a missing driver: %v, want ErrNoDriver", err)
 	}
 }
 

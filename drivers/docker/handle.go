@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -313,22 +312,12 @@ func (d *Driver) List(ctx context.Context, labels map[string]string) ([]*drivers
 	return out, nil
 }
 
-// signals are the names Stop accepts, as Docker spells them.
-var signals = map[string]string{
-	"": "SIGTERM", "SIGTERM": "SIGTERM", "SIGINT": "SIGINT", "SIGKILL": "SIGKILL",
-	"SIGHUP": "SIGHUP", "SIGQUIT": "SIGQUIT", "SIGUSR1": "SIGUSR1", "SIGUSR2": "SIGUSR2",
-}
-
+// parseSignal reads a stop signal (drivers.ParseSignal) and gives it as the
+// Engine API takes it: by name, "SIGTERM".
 func parseSignal(s string) (string, error) {
-	u := strings.ToUpper(s)
-	if sig, ok := signals[u]; ok {
-		return sig, nil
+	sig, err := drivers.ParseSignal(s)
+	if err != nil {
+		return "", err
 	}
-	if sig, ok := signals["SIG"+u]; ok {
-		return sig, nil
-	}
-	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
-		return s, nil
-	}
-	return "", fmt.Errorf("%w: unknown signal %q", drivers.ErrBadConfig, s)
+	return drivers.SignalName(sig), nil
 }

@@ -196,33 +196,16 @@ func KillGroup(pid int, sig syscall.Signal) error {
 	return nil
 }
 
-// signals are the names ParseSignal accepts.
-var signals = map[string]syscall.Signal{
-	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGKILL": syscall.SIGKILL,
-	"SIGHUP": syscall.SIGHUP, "SIGQUIT": syscall.SIGQUIT,
-	"SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
-}
-
 // ParseSignal reads a signal name as golb's Stop takes it: "" is SIGTERM, and
-// TERM, INT, KILL, HUP, QUIT, USR1 and USR2 are accepted in any case, with or
-// without the SIG prefix. Any other name is an error wrapping
-// drivers.ErrBadConfig.
+// the names of drivers.StopSignals are accepted in any case, with or without
+// the SIG prefix. Any other name is an error wrapping drivers.ErrBadConfig.
+// It is drivers.ParseSignal, kept here for the drivers that import proc.
 func ParseSignal(name string) (syscall.Signal, error) {
-	if name == "" {
-		return syscall.SIGTERM, nil
-	}
-	u := strings.ToUpper(name)
-	if sig, ok := signals[u]; ok {
-		return sig, nil
-	}
-	if sig, ok := signals["SIG"+u]; ok {
-		return sig, nil
-	}
-	return 0, fmt.Errorf("%w: unknown signal %q", drivers.ErrBadConfig, name)
+	return drivers.ParseSignal(name)
 }
 
-// SignalName is sig's name as ParseSignal reads it, e.g. "SIGTERM", for
-// logs: a syscall.Signal logged as is turns into a bare number once a
+// SignalName is sig's name, e.g. "SIGTERM" (for a stop signal the name
+// ParseSignal reads), for logs: a syscall.Signal logged as is turns into a bare number once a
 // plugin's log crosses JSON. A signal without a name gives its number.
 func SignalName(sig syscall.Signal) string {
 	if name := unix.SignalName(sig); name != "" {

@@ -1,26 +1,32 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/golb/golb/core"
 	"github.com/golb/golb/drivers"
 	"github.com/golb/golb/drivers/docker"
 	"github.com/golb/golb/drivers/process"
-	"github.com/golb/golb/workerapp"
 )
 
-// builtins are the drivers this binary serves as `golb driver NAME`.
+// builtins are the drivers this binary serves as `golb driver NAME`: golb's
+// one registry of built-in drivers (core learns their names from
+// coreOptions). A new built-in driver is one line here.
 var builtins = map[string]func() drivers.Driver{
 	"process": func() drivers.Driver { return process.New(pluginLogger()) },
 	"docker":  func() drivers.Driver { return docker.New(pluginLogger()) },
+}
+
+// coreOptions are the core.Options of every verb that runs driver plugins:
+// the built-in ones are this binary's.
+func coreOptions(logger *slog.Logger, verbose bool) core.Options {
+	return core.Options{Builtins: slices.Sorted(maps.Keys(builtins)), Logger: logger, Verbose: verbose}
 }
 
 // pluginLogger logs in hclog's JSON shape (@level, @message, @timestamp) on
@@ -46,6 +52,8 @@ func pluginLogger() *slog.Logger {
 	}))
 }
 
+// cmdDriver is the hidden `golb driver NAME`: golb runs itself so to serve
+// a built-in driver as a plugin.
 func cmdDriver(args []string, stderr io.Writer) int {
 	if len(args) != 1 {
 		fmt.Fprintln(stderr, "usage: golb driver NAME (run by golb itself as a plugin)")
@@ -61,43 +69,5 @@ func cmdDriver(args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	drivers.Serve(mk())
-	return exitOK
-}
-
-func cmdWorker(args []string, stderr io.Writer) int {
-	return workerapp.Main(args, os.Getenv, stderr)
-}
-
-func cmdDrivers(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("drivers", stderr, "Usage: golb drivers [--json] [FILE]\n\nLists the built-in drivers and every golb-driver-NAME in plugin_dir (from FILE,\nor ./plugins), with their version and whether their runtime is reachable,\nusing FILE's driver settings and plugin pins.")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	if fs.NArg() > 1 {
-		fs.Usage()
-		return exitUsage
-	}
-	cfg, _, ok := loadConfig(fs.Arg(0), stderr)
-	if !ok {
-		return exitError
-	}
-	rows := core.ProbeDrivers(context.Background(), cfg, core.Options{Logger: newLogger(io.Discard, false)})
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rows)
-		return exitOK
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DRIVER\tVERSION\tREACHABLE\tSOURCE\tDETAIL")
-	for _, r := range rows {
-		reach := "no"
-		if r.Healthy {
-			reach = "yes"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Version, reach, r.Source, r.Detail)
-	}
-	tw.Flush()
 	return exitOK
 }

@@ -1,0 +1,148 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/golb/golb/balancer"
+	"github.com/golb/golb/core/config"
+	"github.com/golb/golb/core/state"
+	"github.com/golb/golb/core/stats"
+)
+
+// balancerConfig is the balancer.Config of a balancer block serving group g.
+// core/config has filled every default, and golb's config and the balancer
+// agree on what 0 means (retries, drain_timeout and body_min_rate: none), so
+// each value is handed on as it is.
+func balancerConfig(bc *config.Balancer, g *config.Group) balancer.Config {
+	hc := g.HealthCheck
+	var retryOn []string
+	for _, r := range bc.RetryOn {
+		if r != "connect-failure" { // the balancer always retries those
+			retryOn = append(retryOn, r)
+		}
+	}
+	return balancer.Config{
+		Name:      bc.Name,
+		BindAddr:  bc.Bind,
+		Port:      bc.Port,
+		Listeners: *bc.Listeners,
+		Policy:    bc.Policy,
+		Retries:   *bc.Retries,
+		RetryOn:   retryOn,
+		Health: balancer.HealthCheck{
+			Path: hc.Path, Interval: hc.IntervalDur, Timeout: hc.TimeoutDur, Rise: *hc.Rise, Fall: *hc.Fall,
+		},
+		DrainTimeout:          bc.DrainTimeoutDur,
+		ResponseHeaderTimeout: bc.ResponseTimeoutDur,
+		MaxHeaderBytes:        *bc.MaxHeaderBytes,
+		HeaderReadTimeout:     bc.HeaderReadTimeoutDur,
+		IdleTimeout:           bc.IdleTimeoutDur,
+		BodyReadTimeout:       bc.BodyReadTimeoutDur,
+		BodyMinRate:           *bc.BodyMinRate,
+	}
+}
+
+// startBalancers binds every balancer's listeners, or none: a listener that
+// cannot bind shuts down those already started and is returned.
+func (a *Agent) startBalancers(ctx context.Context) error {
+	statsHandler := stats.Handler(a.agg)
+	for _, bc := range a.cfg.Balancers {
+		cfg := balancerConfig(bc, a.cfg.Group(bc.Group))
+		cfg.Local = map[string]http.Handler{"/worker/stats": statsHandler}
+		cfg.Logger = a.logger
+		b, err := balancer.New(cfg)
+		if err != nil {
+			a.shutdownBalancers(context.Background())
+			return fmt.Errorf("configuring balancer %q: %w", bc.Name, err)
+		}
+		if err := b.Start(ctx); err != nil { // it names the balancer and the address
+			a.shutdownBalancers(context.Background())
+			return err
+		}
+		a.balancers = append(a.balancers, b)
+		a.byGroup[bc.Group] = append(a.byGroup[bc.Group], b)
+		a.agg.AddSource(bc.Name, balancerSource(b))
+	}
+	return nil
+}
+
+func balancerSource(b *balancer.Balancer) stats.Source {
+	return func() []stats.Count {
+		ws := b.Stats()
+		out := make([]stats.Count, 0, len(ws))
+		for _, w := range ws {
+			if w.Removed && w.Success+w.Failed == 0 {
+				continue // gone before its first request: not worth a stats row
+			}
+			out = append(out, stats.Count{WorkerID: w.ID, Success: w.Success, Failed: w.Failed, LatencySum: w.LatencySum})
+		}
+		return out
+	}
+}
+
+// shutdownBalancers stops every balancer at once, each draining its
+// in-flight requests within its drain_timeout and ctx.
+func (a *Agent) shutdownBalancers(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, b := range a.balancers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.Shutdown(ctx); err != nil {
+				a.logger.Warn("balancer shutdown", "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// feedBalancer keeps a balancer's pool equal to its group's running workers,
+// woken by memdb on every change to them.
+func (a *Agent) feedBalancer(b *balancer.Balancer, group string) func(context.Context) {
+	return func(ctx context.Context) {
+		for ctx.Err() == nil {
+			ws := memdb.NewWatchSet()
+			workers, err := a.store.WorkersByGroup(ws, group)
+			if err != nil {
+				a.logger.Error("reading workers for the balancer", "err", err)
+				time.Sleep(time.Second)
+				continue
+			}
+			var pool []balancer.Backend
+			for _, w := range workers {
+				if w.Status == state.StatusRunning && w.Address != "" {
+					pool = append(pool, balancer.Backend{ID: w.ID, Address: w.Address})
+				}
+			}
+			b.SetBackends(pool)
+			_ = ws.WatchCtx(ctx)
+		}
+	}
+}
+
+// maxDrain is the longest drain_timeout of any balancer (shutdown's bound).
+func (a *Agent) maxDrain() time.Duration {
+	d := time.Duration(0)
+	for _, b := range a.cfg.Balancers {
+		d = max(d, b.DrainTimeoutDur)
+	}
+	return d
+}
+
+// drainTimeout is how long a worker of group being removed may finish its
+// in-flight requests: the longest drain_timeout of the balancers serving it.
+func (a *Agent) drainTimeout(group string) time.Duration {
+	d := time.Duration(0)
+	for _, b := range a.cfg.Balancers {
+		if b.Group == group {
+			d = max(d, b.DrainTimeoutDur)
+		}
+	}
+	return d
+}

@@ -1,0 +1,215 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// The limits on a config file, which is input like any other: a file that
+// breaks one is refused with one diagnostic, before HCL parses it.
+const (
+	// maxFileSize is the most bytes a config file may have: 256 KiB, some
+	// 8,000 lines, where a golb config has a few KB. Load reads no more, so
+	// /dev/zero or an endless pipe costs at most this much memory. HCL
+	// takes up to 2 µs a byte of the worst input (BenchmarkParseAtTheLimits),
+	// so this also keeps golb validate well under a second.
+	maxFileSize = 256 << 10
+	// maxNesting is how deep brackets, braces, parentheses, strings,
+	// template sequences and directives, and operators may nest. HCL's
+	// parser (and the evaluation of what it builds) recurses once per level,
+	// and Go cannot recover from a stack overflow: 100,000 parentheses
+	// killed golb validate.
+	maxNesting = 100
+	// maxTemplatePieces is how many literal pieces may follow each other in
+	// one string or heredoc: a heredoc line, or a lone $ or % in a string.
+	// HCL joins them in time quadratic in their number (7.4 s for a
+	// 100,000-line heredoc).
+	maxTemplatePieces = 2000
+)
+
+// readFile reads the config file at path, at most maxFileSize bytes of it.
+// It reads through a limit rather than trusting the file's size, so pipes
+// and process substitution (golb validate <(…)) work, and a device that
+// never ends costs no more than the limit.
+func readFile(path string) ([]byte, *hcl.Diagnostic) {
+	cannotRead := func(err error) *hcl.Diagnostic {
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read config file",
+			Detail:   fmt.Sprintf("%v. Give the path of an existing .hcl file (golb run without a file uses the embedded default).", err),
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, cannotRead(err)
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, cannotRead(err)
+	}
+	if len(src) > maxFileSize {
+		size := fmt.Sprintf("more than %d bytes", maxFileSize)
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fmt.Sprintf("%d bytes", fi.Size())
+		}
+		return nil, tooLarge(path, size)
+	}
+	return src, nil
+}
+
+func tooLarge(filename, size string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Config file too large",
+		Detail: fmt.Sprintf("%s has %s; golb reads config files of at most %s (%d bytes). Check that it is the golb config you meant (one has a few KB).",
+			filename, size, sizeText(maxFileSize), maxFileSize),
+		Subject: &hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos},
+	}
+}
+
+// sizeText writes n bytes in KiB or MiB.
+func sizeText(n int) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+// shapeFrame is one open bracket, brace, parenthesis, string, heredoc or
+// template sequence (${ … } or %{ … }); the file's body is the first.
+type shapeFrame struct {
+	open hclsyntax.TokenType // the opening token's type; TokenNil for the body
+	at   hcl.Range           // the opening token
+	// newlines: a newline ends an expression here (in the body, a block or
+	// an object; not within parentheses, brackets, template sequences or a
+	// for expression, where hcl skips newlines).
+	newlines bool
+	// ops counts what nests here without a bracket of its own: in an
+	// expression, the operators since the last separator (hcl parses each
+	// one a level deeper, and a chain such as 1+1+…+1 is evaluated one
+	// level per operator); in a string or heredoc, the if and for
+	// directives still open.
+	ops int
+	// pieces counts, in a string or heredoc, the literal pieces in a row.
+	pieces int
+}
+
+// checkShape refuses, with one diagnostic, a file that breaks maxFileSize,
+// maxNesting or maxTemplatePieces. It counts on HCL's own tokens, so that
+// strings, heredocs and comments are told apart exactly as the parser will,
+// and it errs on the side of counting more levels than the parser uses.
+func checkShape(filename string, src []byte) *hcl.Diagnostic {
+	if len(src) > maxFileSize {
+		return tooLarge(filename, fmt.Sprintf("%d bytes", len(src)))
+	}
+	tokens, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos) // the parser reports lexical errors
+	stack := []shapeFrame{{open: hclsyntax.TokenNil, newlines: true}}
+	depth := 0                 // frames open beyond the body, plus the ops of every frame
+	prev := hclsyntax.TokenNil // the previous token but newlines and comments
+	for i, tok := range tokens {
+		top := &stack[len(stack)-1]
+		inTemplate := top.open == hclsyntax.TokenOQuote || top.open == hclsyntax.TokenOHeredoc
+		switch tok.Type {
+		case hclsyntax.TokenOBrace, hclsyntax.TokenOBrack, hclsyntax.TokenOParen,
+			hclsyntax.TokenOQuote, hclsyntax.TokenOHeredoc,
+			hclsyntax.TokenTemplateInterp, hclsyntax.TokenTemplateControl:
+			if tok.Type == hclsyntax.TokenOBrack && !inTemplate {
+				top.ops++ // an index nests like an operator: (x)[0][0]…
+				depth++
+			}
+			top.pieces = 0
+			stack = append(stack, shapeFrame{open: tok.Type, at: tok.Range, newlines: tok.Type == hclsyntax.TokenOBrace})
+			depth++
+		case hclsyntax.TokenCBrace, hclsyntax.TokenCBrack, hclsyntax.TokenCParen,
+			hclsyntax.TokenCQuote, hclsyntax.TokenCHeredoc, hclsyntax.TokenTemplateSeqEnd:
+			// A closer that does not match closes nothing: the parser
+			// reports it, and counting on is the safe side.
+			if len(stack) > 1 && closes(top.open, tok.Type) {
+				depth -= 1 + top.ops
+				stack = stack[:len(stack)-1]
+			}
+		case hclsyntax.TokenQuotedLit, hclsyntax.TokenStringLit:
+			if inTemplate {
+				if top.pieces++; top.pieces > maxTemplatePieces {
+					return &hcl.Diagnostic{
+						Severity: hcl.DiagError,
+						Summary:  "String or heredoc too long",
+						Detail: fmt.Sprintf("It has more than %d lines (a lone $ or %% counts as one more); golb reads at most that many in one string. Shorten it, or put the text in a file the worker reads.",
+							maxTemplatePieces),
+						Subject: top.at.Ptr(),
+					}
+				}
+			}
+		case hclsyntax.TokenIdent:
+			if top.open == hclsyntax.TokenOBrace && prev == hclsyntax.TokenOBrace && string(tok.Bytes) == "for" {
+				top.newlines = false // {for k, v in x : k => v}
+			}
+			// The keyword of a template directive, %{ if … } … %{ endif }:
+			// the directives between nest.
+			if top.open == hclsyntax.TokenTemplateControl && tokens[i-1].Type == hclsyntax.TokenTemplateControl && len(stack) > 1 {
+				tmpl := &stack[len(stack)-2]
+				switch string(tok.Bytes) {
+				case "if", "for":
+					tmpl.ops++
+					depth++
+				case "endif", "endfor":
+					if tmpl.ops > 0 {
+						tmpl.ops--
+						depth--
+					}
+				}
+			}
+		case hclsyntax.TokenComma, hclsyntax.TokenEqual:
+			depth -= top.ops
+			top.ops = 0
+		case hclsyntax.TokenNewline:
+			if top.newlines {
+				depth -= top.ops
+				top.ops = 0
+			}
+		case hclsyntax.TokenPlus, hclsyntax.TokenMinus, hclsyntax.TokenStar, hclsyntax.TokenSlash, hclsyntax.TokenPercent,
+			hclsyntax.TokenEqualOp, hclsyntax.TokenNotEqual, hclsyntax.TokenLessThan, hclsyntax.TokenLessThanEq,
+			hclsyntax.TokenGreaterThan, hclsyntax.TokenGreaterThanEq, hclsyntax.TokenAnd, hclsyntax.TokenOr, hclsyntax.TokenBang,
+			hclsyntax.TokenQuestion, hclsyntax.TokenDot, hclsyntax.TokenEllipsis, hclsyntax.TokenFatArrow, hclsyntax.TokenDoubleColon:
+			top.ops++
+			depth++
+		}
+		if depth > maxNesting {
+			return &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("Nested more than %d levels deep", maxNesting),
+				Detail: fmt.Sprintf("Remove brackets or operators: golb reads at most %d levels of brackets, braces, strings, directives and operators in one place, and a config needs a few.",
+					maxNesting),
+				Subject: tok.Range.Ptr(),
+			}
+		}
+		if tok.Type != hclsyntax.TokenNewline && tok.Type != hclsyntax.TokenComment {
+			prev = tok.Type
+		}
+	}
+	return nil
+}
+
+// closes reports whether a token of type close ends a frame opened by open.
+func closes(open, close hclsyntax.TokenType) bool {
+	switch open {
+	case hclsyntax.TokenOBrace:
+		return close == hclsyntax.TokenCBrace
+	case hclsyntax.TokenOBrack:
+		return close == hclsyntax.TokenCBrack
+	case hclsyntax.TokenOParen:
+		return close == hclsyntax.TokenCParen
+	case hclsyntax.TokenOQuote:
+		return close == hclsyntax.TokenCQuote
+	case hclsyntax.TokenOHeredoc:
+		return close == hclsyntax.TokenCHeredoc
+	case hclsyntax.TokenTemplateInterp, hclsyntax.TokenTemplateControl:
+		return close == hclsyntax.TokenTemplateSeqEnd
+	}
+	return false
+}

@@ -1,0 +1,121 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/golb/golb/core/state"
+	"github.com/golb/golb/core/stats"
+)
+
+// Run starts balancers, adopts or starts workers, and reconciles until ctx
+// ends; then it drains the balancers, stops the workers, flushes stats and
+// returns. A listener that cannot bind is an error before anything starts.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	defer a.Close()
+	if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("creating data_dir: %w", err)
+	}
+	unlock, err := lockDataDir(a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if a.sink, err = stats.Open(a.cfg.Stats.Sink, a.cfg.Stats.Path); err != nil {
+		return err
+	}
+	defer a.sink.Close()
+	if a.agg, err = stats.NewAggregator(a.sink, a.cfg.Stats.FlushIntervalDur, a.logger); err != nil {
+		return err
+	}
+	for _, g := range a.cfg.Groups {
+		min, max := 0, 1000
+		if g.Scale != nil {
+			min, max = g.Scale.Min, g.Scale.Max
+		}
+		if err := a.store.UpsertGroup(&state.Group{Name: g.Name, Driver: g.Driver, Desired: g.InitialCount(), Min: min, Max: max}); err != nil {
+			return err
+		}
+	}
+	if err := a.startBalancers(ctx); err != nil {
+		return err
+	}
+	var admin *http.Server
+	if addr := a.cfg.AdminAddress(); addr != "" {
+		if admin, err = a.serveAdmin(addr); err != nil {
+			a.shutdownBalancers(context.Background())
+			return err
+		}
+	}
+
+	// Four lifetimes, ended in this order at shutdown:
+	//   control (adoption, reconciler, autoscaler): ends as soon as ctx
+	//     does: no new starts or scaling;
+	//   traffic (balancer feeds, worker supervisors): until the listeners
+	//     have drained, so a worker dying meanwhile still leaves the pool;
+	//   stats flushing: until the workers are stopped;
+	//   the plugin monitor: stopping workers needs a live plugin.
+	background := context.WithoutCancel(ctx)
+	monCtx, stopMonitor := context.WithCancel(background)
+	defer stopMonitor()
+	statsCtx, stopStats := context.WithCancel(background)
+	defer stopStats()
+	trafficCtx, stopTraffic := context.WithCancel(background)
+	defer stopTraffic()
+	controlCtx, stopControl := context.WithCancel(background)
+	defer stopControl()
+	unwatch := context.AfterFunc(ctx, stopControl) // a Ctrl-C during adoption ends it
+	defer unwatch()
+	a.trafficCtx = trafficCtx
+
+	var monitorWG, statsWG, trafficWG, controlWG sync.WaitGroup
+	spawn := func(wg *sync.WaitGroup, ctx context.Context, fn func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn(ctx) }()
+	}
+	spawn(&monitorWG, monCtx, func(ctx context.Context) { a.plugins.monitor(ctx, a.recoverAfterPluginCrash) })
+	spawn(&statsWG, statsCtx, a.agg.Run)
+	for group, bs := range a.byGroup {
+		for _, b := range bs {
+			spawn(&trafficWG, trafficCtx, a.feedBalancer(b, group))
+		}
+	}
+	// Adoption comes before the reconciler, which starts nothing of a driver
+	// whose earlier workers are not known yet. A driver whose runtime cannot
+	// list them now is retried for the whole control lifetime: its groups
+	// start as soon as the runtime answers.
+	for driver, note := range a.adopt(controlCtx) {
+		spawn(&controlWG, controlCtx, func(ctx context.Context) { a.awaitRuntime(ctx, driver, note) })
+	}
+	spawn(&controlWG, controlCtx, a.reconcileLoop)
+	spawn(&controlWG, controlCtx, a.autoscaleLoop)
+	a.logger.Info("golb running", "groups", len(a.cfg.Groups), "balancers", len(a.balancers), "admin", a.cfg.AdminAddress())
+
+	<-ctx.Done()
+	a.logger.Info("shutting down: draining balancers, stopping workers")
+	stopControl()
+	controlWG.Wait()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.maxDrain()+5*time.Second)
+	defer cancel()
+	a.shutdownBalancers(shutdownCtx)
+	stopTraffic()
+	trafficWG.Wait()
+	a.wg.Wait() // workers being started, stopped or supervised
+	a.stopAllWorkers(context.Background())
+	stopStats()
+	statsWG.Wait()
+	if err := a.agg.Flush(context.Background()); err != nil {
+		a.logger.Error("final stats flush failed", "err", err)
+	}
+	stopMonitor()
+	monitorWG.Wait()
+	if admin != nil {
+		_ = admin.Shutdown(shutdownCtx)
+	}
+	a.logger.Info("golb stopped")
+	return nil
+}
