@@ -40,9 +40,17 @@ var testBuiltins = []string{"process"}
 // whose Options.Self is [test binary, "listgate", PATH]) serves the process
 // driver with a List that fails until PATH exists, a runtime that is down
 // when golb starts and comes up later (see gatedList).
+//
+// Another: `noaddress driver process` serves the process driver with a Start
+// that starts the worker but replies with an empty address, a buggy plugin
+// (see noAddress).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 4 && os.Args[1] == "listgate" && os.Args[3] == "driver" && os.Args[4] == "process" {
 		drivers.Serve(&gatedList{Driver: process.New(nil), gate: os.Args[2]})
+		os.Exit(0)
+	}
+	if len(os.Args) > 3 && os.Args[1] == "noaddress" && os.Args[2] == "driver" && os.Args[3] == "process" {
+		drivers.Serve(&noAddress{Driver: process.New(nil)})
 		os.Exit(0)
 	}
 	if len(os.Args) > 2 && os.Args[1] == "driver" && os.Args[2] == "process" {
@@ -73,6 +81,20 @@ func (d *gatedList) List(ctx context.Context, labels map[string]string) ([]*driv
 		return nil, fmt.Errorf("runtime down (test): %s does not exist", d.gate)
 	}
 	return d.Driver.List(ctx, labels)
+}
+
+// noAddress is the process driver with a bug: Start starts the worker, then
+// replies with a handle whose address is empty.
+type noAddress struct{ *process.Driver }
+
+func (d *noAddress) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.Handle, error) {
+	h, err := d.Driver.Start(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	bad := *h
+	bad.Address = ""
+	return &bad, nil
 }
 
 // agentMain runs an agent on the config at path until SIGTERM or SIGINT.

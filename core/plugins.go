@@ -162,7 +162,7 @@ func (m *pluginManager) launch(ctx context.Context, name string) (*drivers.Clien
 	if err != nil {
 		return nil, drivers.Info{}, err
 	}
-	c, err := drivers.Launch(ctx, drivers.ClientConfig{Cmd: cmd, SecureConfig: sc, Logger: m.hclog.Named(name)})
+	c, err := drivers.Launch(ctx, drivers.ClientConfig{Cmd: cmd, SecureConfig: sc, Logger: m.hclog.Named(name), Name: name})
 	if err != nil {
 		return nil, drivers.Info{}, err
 	}

@@ -30,6 +30,9 @@ const (
 type crashLoop struct {
 	streak  int
 	notTill time.Time
+	// badReply is the last bad plugin reply logged for this streak: the
+	// same one again, start after start, is not logged again.
+	badReply string
 }
 
 // reconcileLoop converges actual on desired state whenever either changes.

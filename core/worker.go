@@ -59,6 +59,13 @@ func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
 		_ = a.store.DeleteWorker(w.ID)
 		return
 	}
+	if err == nil && h == nil { // a Driver that is not the SDK's client
+		err = &drivers.BadReplyError{Driver: w.Driver, Call: "Start", Problem: "no worker handle"}
+	}
+	if errors.Is(err, drivers.ErrBadReply) {
+		a.startRefused(sctx, w, err)
+		return
+	}
 	if err != nil {
 		if ctx.Err() == nil { // not shutting down
 			a.logger.Error("starting worker failed", "worker", w.ID, "group", w.Group, "driver", w.Driver, "err", err)
@@ -85,6 +92,45 @@ func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
 	}
 	a.logger.Info("worker started", "worker", w.ID, "group", w.Group, "address", h.Address)
 	a.superviseAsync(ctx, w.ID, w.Driver, w.Group)
+}
+
+// startRefused handles a Start whose reply the SDK client refused (no handle,
+// a bad address, an oversized state): the plugin's bug. The start counts as
+// failed, with the crash-loop backoff (whose failing mark puts err in the
+// group's NOTE); whatever the plugin may have started under w's id is
+// destroyed, so that it does not run on unknown to golb. The error is logged
+// once per crash streak and distinct message, not at every retry.
+func (a *Agent) startRefused(ctx context.Context, w *state.Worker, err error) {
+	msg := err.Error()
+	if a.firstBadReply(w.Group, msg) {
+		a.logger.Error("driver plugin sent a bad reply; counting the start as failed",
+			"worker", w.ID, "group", w.Group, "driver", w.Driver, "err", msg)
+	} else {
+		a.logger.Debug("driver plugin sent the same bad reply again", "worker", w.ID, "group", w.Group, "driver", w.Driver)
+	}
+	derr := a.withPlugin(ctx, w.Driver, func(c *drivers.Client) error { return c.Destroy(ctx, w.ID) })
+	if derr != nil && !errors.Is(derr, drivers.ErrNotFound) {
+		a.logger.Warn("removing worker after a bad start reply", "worker", w.ID, "err", derr)
+	}
+	a.recordCrash(w.Group, 0, msg) // before the delete wakes the reconciler
+	_ = a.store.DeleteWorker(w.ID)
+}
+
+// firstBadReply reports whether msg is new for group's crash streak, and
+// remembers it.
+func (a *Agent) firstBadReply(group, msg string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cl := a.crashes[group]
+	if cl == nil {
+		cl = &crashLoop{}
+		a.crashes[group] = cl
+	}
+	if cl.badReply == msg {
+		return false
+	}
+	cl.badReply = msg
+	return true
 }
 
 // stopSettings is how a group's workers are stopped: its stop_signal and

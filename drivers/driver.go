@@ -37,7 +37,10 @@ type Driver interface {
 	// core against Info.ConfigSchema) and returns one diagnostic per problem.
 	ValidateConfig(ctx context.Context, config json.RawMessage) ([]Diagnostic, error)
 	// Start starts one worker and returns once it is started (not necessarily
-	// serving). A failed start leaves nothing behind.
+	// serving). A failed start leaves nothing behind. The handle must carry
+	// spec.ID, an Address of host:port with a numeric port, and a State of
+	// at most MaxStateSize bytes: golb's client refuses any other reply
+	// (ErrBadReply) and counts the start as failed.
 	Start(ctx context.Context, spec WorkerSpec) (*Handle, error)
 	// Wait blocks until the worker exits or ctx ends.
 	Wait(ctx context.Context, id string) (ExitResult, error)
@@ -54,6 +57,7 @@ type Driver interface {
 	Recover(ctx context.Context, h *Handle) error
 	// List returns the handles of the workers this driver runs whose labels
 	// include all of labels, found from the runtime itself (not from memory).
+	// Each handle is checked as Start's is; one bad handle fails the call.
 	List(ctx context.Context, labels map[string]string) ([]*Handle, error)
 }
 

@@ -21,3 +21,26 @@ var (
 // ErrPluginExited: the plugin process is gone (crashed, killed). The workers it
 // started keep running; a new plugin instance can Recover them.
 var ErrPluginExited = errors.New("driver plugin is not running")
+
+// ErrBadReply: the plugin answered a call with a reply golb cannot use (a
+// Start with no handle, a handle with no or an unparsable address, a state
+// blob over MaxStateSize). It is the plugin's bug, not the config's. The
+// client returns it as a *BadReplyError, which says what was wrong.
+var ErrBadReply = errors.New("bad reply from driver plugin")
+
+// BadReplyError is a reply the client refused. It matches ErrBadReply.
+type BadReplyError struct {
+	Driver  string // the driver's name; "" when the client was not told it
+	Call    string // "Start", "List"
+	Problem string // what was wrong: "empty worker address"
+}
+
+func (e *BadReplyError) Error() string {
+	who := "driver plugin"
+	if e.Driver != "" {
+		who = "driver " + e.Driver
+	}
+	return who + ": " + e.Call + " reply: " + e.Problem
+}
+
+func (e *BadReplyError) Unwrap() error { return ErrBadReply }

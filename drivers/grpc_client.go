@@ -16,6 +16,12 @@ import (
 // grpcClient is the Driver that core holds: every call crosses into the plugin.
 type grpcClient struct {
 	client proto.DriverClient
+	name   string // the driver's name, for bad-reply errors; may be ""
+}
+
+// badReply is the error for a reply of call that the client refuses.
+func (c *grpcClient) badReply(call, problem string) error {
+	return &BadReplyError{Driver: c.name, Call: call, Problem: problem}
 }
 
 // fromStatus turns a gRPC error back into an error that matches the SDK's
@@ -118,7 +124,13 @@ func (c *grpcClient) Start(ctx context.Context, spec WorkerSpec) (*Handle, error
 	if err != nil {
 		return nil, fromStatus(ctx, err)
 	}
-	return handleFromProto(r.Handle), nil
+	// Checked here, not trusted: a plugin is someone else's code, and core
+	// puts the address in a balancer and keeps the state blob.
+	h := handleFromProto(r.Handle)
+	if p := checkHandle(h, spec.ID); p != "" {
+		return nil, c.badReply("Start", p)
+	}
+	return h, nil
 }
 
 func (c *grpcClient) Wait(ctx context.Context, id string) (ExitResult, error) {
@@ -168,8 +180,14 @@ func (c *grpcClient) List(ctx context.Context, labels map[string]string) ([]*Han
 		return nil, fromStatus(ctx, err)
 	}
 	out := make([]*Handle, 0, len(r.Handles))
-	for _, h := range r.Handles {
-		out = append(out, handleFromProto(h))
+	for i, ph := range r.Handles {
+		h := handleFromProto(ph)
+		if p := checkHandle(h, ""); p != "" {
+			// The whole reply is refused: dropping the handle would
+			// make golb forget a worker that may still run.
+			return nil, c.badReply("List", fmt.Sprintf("handle %d of %d: %s", i+1, len(r.Handles), p))
+		}
+		out = append(out, h)
 	}
 	return out, nil
 }

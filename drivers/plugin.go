@@ -75,6 +75,10 @@ type ClientConfig struct {
 	SecureConfig *plugin.SecureConfig
 	// Logger receives the plugin's log lines. Default: discard.
 	Logger hclog.Logger
+	// Name is the driver's name as the config writes it ("nice"). Errors
+	// about the plugin's replies say it. Default: "" (they say "driver
+	// plugin").
+	Name string
 }
 
 // Launch starts a plugin subprocess, performs the handshake (gRPC with AutoMTLS)
@@ -124,7 +128,9 @@ func Launch(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		<-done
 		return nil, fmt.Errorf("launching driver plugin %s: %w", cfg.Cmd.Path, ctx.Err())
 	}
-	return &Client{Driver: raw.(Driver), pc: pc}, nil
+	gc := raw.(*grpcClient)
+	gc.name = cfg.Name
+	return &Client{Driver: gc, pc: pc}, nil
 }
 
 // Kill stops the plugin process (not its workers).

@@ -1,0 +1,140 @@
+package drivers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// badReplyPluginEnv makes the test binary serve badReplies as a plugin.
+const badReplyPluginEnv = "GOLB_TEST_BADREPLY_PLUGIN"
+
+// TestMain lets the test binary play a plugin that sends bad replies
+// ($GOLB_TEST_BADREPLY_PLUGIN=1): the client is tested across the real wire.
+func TestMain(m *testing.M) {
+	if os.Getenv(badReplyPluginEnv) == "1" {
+		Serve(badReplies{})
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// badReplies is a broken plugin: Start's reply is chosen by the worker id,
+// List's by the label "case".
+type badReplies struct{}
+
+func (badReplies) Info(context.Context) (Info, error) {
+	return Info{Name: "nice", ProtocolVersion: ProtocolVersion}, nil
+}
+func (badReplies) Fingerprint(context.Context) (Fingerprint, error) {
+	return Fingerprint{Healthy: true}, nil
+}
+func (badReplies) ValidateConfig(context.Context, json.RawMessage) ([]Diagnostic, error) {
+	return nil, nil
+}
+
+func (badReplies) Start(_ context.Context, spec WorkerSpec) (*Handle, error) {
+	h := &Handle{ID: spec.ID, Group: spec.Group, Driver: "nice", Address: "127.0.0.1:8080"}
+	switch spec.ID {
+	case "nohandle":
+		return nil, nil
+	case "noaddr":
+		h.Address = ""
+	case "noport":
+		h.Address = "127.0.0.1"
+	case "nohost":
+		h.Address = ":8080"
+	case "namedport":
+		h.Address = "127.0.0.1:http"
+	case "port0":
+		h.Address = "127.0.0.1:0"
+	case "bigport":
+		h.Address = "127.0.0.1:65536"
+	case "otherid":
+		h.ID = "someone-else"
+	case "bigstate":
+		h.State = make([]byte, MaxStateSize+1)
+	case "fullstate": // at the limit: fine
+		h.State = make([]byte, MaxStateSize)
+	}
+	return h, nil
+}
+
+func (badReplies) Wait(context.Context, string) (ExitResult, error)          { return ExitResult{}, nil }
+func (badReplies) Inspect(context.Context, string) (Status, error)           { return Status{}, nil }
+func (badReplies) Stop(context.Context, string, string, time.Duration) error { return nil }
+func (badReplies) Destroy(context.Context, string) error                     { return nil }
+func (badReplies) Recover(context.Context, *Handle) error                    { return nil }
+
+func (badReplies) List(_ context.Context, labels map[string]string) ([]*Handle, error) {
+	good := &Handle{ID: "w1", Address: "127.0.0.1:8080"}
+	if labels["case"] == "bad" {
+		return []*Handle{good, {ID: "w2", Address: ""}}, nil
+	}
+	return []*Handle{good}, nil
+}
+
+// TestStartReplyWithEmptyAddressIsRefused pins issue 14's first bug: a
+// plugin's Start reply with no handle (core read h.Address and panicked) or
+// with an empty or unparsable address (golb ran a worker no balancer could
+// reach) was accepted. The SDK client now refuses every such reply with
+// ErrBadReply, naming the driver and what was wrong.
+func TestStartReplyWithEmptyAddressIsRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), badReplyPluginEnv+"=1")
+	c, err := Launch(ctx, ClientConfig{Cmd: cmd, Name: "nice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Kill()
+	for id, want := range map[string]string{
+		"nohandle":  "driver nice: Start reply: no worker handle",
+		"noaddr":    "driver nice: Start reply: empty worker address",
+		"noport":    `driver nice: Start reply: worker address "127.0.0.1" is not host:port`,
+		"nohost":    `driver nice: Start reply: worker address ":8080" is not host:port`,
+		"namedport": `driver nice: Start reply: worker address "127.0.0.1:http" has no valid port (1-65535)`,
+		"port0":     `driver nice: Start reply: worker address "127.0.0.1:0" has no valid port (1-65535)`,
+		"bigport":   `driver nice: Start reply: worker address "127.0.0.1:65536" has no valid port (1-65535)`,
+		"otherid":   `driver nice: Start reply: handle for worker "someone-else", want "otherid"`,
+		"bigstate":  "driver nice: Start reply: state of 1048577 bytes, over the limit of 1048576",
+	} {
+		h, err := c.Start(ctx, WorkerSpec{ID: id, Group: "g", Port: 8080})
+		var bad *BadReplyError
+		if h != nil || !errors.Is(err, ErrBadReply) || !errors.As(err, &bad) || err.Error() != want {
+			t.Errorf("Start %s = %v, %v; want nil, %q", id, h, err, want)
+		} else if bad.Driver != "nice" || bad.Call != "Start" {
+			t.Errorf("Start %s: %+v", id, bad)
+		}
+	}
+	for _, id := range []string{"good", "fullstate"} {
+		if h, err := c.Start(ctx, WorkerSpec{ID: id, Group: "g", Port: 8080}); err != nil || h == nil || h.Address != "127.0.0.1:8080" {
+			t.Errorf("Start %s = %+v, %v; want the handle", id, h, err)
+		}
+	}
+
+	// List: one bad handle refuses the whole reply (dropping it would
+	// forget a worker that may run).
+	if hs, err := c.List(ctx, map[string]string{"case": "bad"}); hs != nil || !errors.Is(err, ErrBadReply) ||
+		err.Error() != "driver nice: List reply: handle 2 of 2: empty worker address" {
+		t.Errorf("List with a bad handle = %v, %v", hs, err)
+	}
+	if hs, err := c.List(ctx, nil); err != nil || len(hs) != 1 {
+		t.Errorf("List = %v, %v", hs, err)
+	}
+}
+
+// TestBadReplyErrorWithoutName: a client not told the driver's name still
+// says whose reply it was.
+func TestBadReplyErrorWithoutName(t *testing.T) {
+	err := (&grpcClient{}).badReply("Start", "empty worker address")
+	if !errors.Is(err, ErrBadReply) || !strings.HasPrefix(err.Error(), "driver plugin: Start reply: ") {
+		t.Fatalf("got %v", err)
+	}
+}
