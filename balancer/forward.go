@@ -321,24 +321,6 @@ func (c *clientConn) clientBodyFailed(err error) bool {
 func (c *clientConn) readResponse(uc *upstream, r *reqInfo) error {
 	b := c.b
 	max := max(b.cfg.MaxHeaderBytes, 64<<10)
-	if uc.rd.Len() == 0 && !b.busy() {
-		// Most often the answer is there already: then no deadline.
-		if _, ok, err := uc.rd.TryFill(max); ok && err != nil {
-			return err
-		}
-		if uc.rd.Len() > 0 {
-			if end, _, err := h1.ScanHead(uc.rd.Buffered(), 0); err == nil && end > 0 {
-				if err := h1.ParseResponse(uc.rd.Buffered()[:end], &uc.head); err != nil {
-					return errBadResponse
-				}
-				uc.headLen = end
-				if s := uc.head.Status; s >= 200 || s == 101 {
-					return nil
-				}
-				c.relayInterim(uc, r)
-			}
-		}
-	}
 	now := time.Now()
 	deadline := now.Add(b.cfg.ResponseHeaderTimeout)
 	every := watchAfter

@@ -26,8 +26,6 @@ type rawIO struct {
 	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
 	peekFn  func(fd uintptr) bool
-	tryFn   func(fd uintptr)
-	again   bool
 	peek    [1]byte
 }
 
@@ -82,29 +80,7 @@ func newRawIO(nc net.Conn) io.ReadWriter {
 			}
 		}
 	}
-	r.tryFn = func(fd uintptr) { r.again = !r.readFn(fd) }
 	return r
-}
-
-// TryRead reads what is there without waiting (h1.TryReader): a worker's
-// answer has most often arrived by the time golb looks, and then no read
-// deadline need be set for it.
-func (r *rawIO) TryRead(p []byte) (int, bool, error) {
-	if len(p) == 0 {
-		return 0, true, nil
-	}
-	r.p, r.n, r.errno, r.again = p, 0, 0, false
-	err := r.rc.Control(r.tryFn)
-	r.p = nil
-	switch {
-	case err != nil:
-		return 0, true, err
-	case r.again:
-		return 0, false, nil
-	case r.errno != 0:
-		return 0, true, &net.OpError{Op: "read", Net: "tcp", Err: r.errno}
-	}
-	return r.n, true, nil
 }
 
 func (r *rawIO) Read(p []byte) (int, error) {

@@ -86,30 +86,6 @@ func (b *Reader) Fill(max int) (int, error) {
 	return n, err
 }
 
-// TryReader is a source that can read without waiting: TryRead reports
-// ok false, with nothing read, when no byte is there yet.
-type TryReader interface {
-	TryRead(p []byte) (n int, ok bool, err error)
-}
-
-// TryFill is Fill for a source that is a TryReader, without waiting: it
-// reports ok false when nothing was there (or the source cannot tell).
-func (b *Reader) TryFill(max int) (n int, ok bool, err error) {
-	tr, can := b.src.(TryReader)
-	if !can {
-		return 0, false, nil
-	}
-	if err := b.room(max); err != nil {
-		return 0, true, err
-	}
-	n, ok, err = tr.TryRead(b.buf[b.w:])
-	b.w += n
-	if ok && n == 0 && err == nil {
-		err = io.EOF
-	}
-	return n, ok, err
-}
-
 // room makes space for a read: a buffer from the pool, the unread bytes
 // moved to its front, or a larger buffer (up to max).
 func (b *Reader) room(max int) error {
