@@ -36,11 +36,12 @@ type Balancer struct {
 	bodyUnavailable, bodyUnreachable, bodyTimeout, bodyFailed []byte
 
 	pool atomic.Pointer[[]*backend] // candidates only; replaced, never mutated
-	// all is every backend still worth knowing, in first-seen order: the
-	// members, and removed ones that are in flight or counted an attempt
-	// (their counts are kept). A removed backend that never counted one
-	// (a crash-looping worker's, say) is forgotten once idle.
-	all atomic.Pointer[[]*backend]
+	// all is the members and the removed backends still in flight, in
+	// first-seen order: what InFlight walks. A removed backend is moved out
+	// once idle, to retired if it counted an attempt (its counters stay for
+	// Stats and /metrics) and nowhere if not (a crash-looping worker's).
+	all     atomic.Pointer[[]*backend]
+	retired atomic.Pointer[[]*backend]
 
 	retries      atomic.Uint64 // retries granted
 	budgetDeny   atomic.Uint64 // retries refused by the budget
@@ -148,6 +149,7 @@ func New(cfg Config) (*Balancer, error) {
 	empty := []*backend{}
 	b.pool.Store(&empty)
 	b.all.Store(&empty)
+	b.retired.Store(&empty)
 	return b, nil
 }
 
@@ -226,7 +228,15 @@ func (b *Balancer) SetBackends(bs []Backend) {
 		be, ok := b.byID[d.ID]
 		switch {
 		case !ok:
-			be = newBackend(d.ID, d.Address)
+			// A retired backend coming back keeps its counters (one
+			// series per worker in /metrics); any other is new.
+			if be = b.unretireLocked(d.ID); be != nil {
+				be.addr.Store(&d.Address)
+				be.conns.reopen()
+				be.removed.Store(false)
+			} else {
+				be = newBackend(d.ID, d.Address)
+			}
 			b.byID[d.ID] = be
 			all := append(append([]*backend(nil), *b.all.Load()...), be)
 			b.all.Store(&all)
@@ -312,35 +322,62 @@ func (b *Balancer) InFlight() int64 {
 	return n
 }
 
-// forgetLocked drops the removed, idle backends that never counted an
-// attempt, so that a crash loop does not grow the balancer for ever.
+// forgetLocked drops the removed, idle backends, keeping the counts of
+// those that counted an attempt in retired: a crash loop or a long run of
+// replacements no longer grows the balancer's backends for ever.
 func (b *Balancer) forgetLocked() {
-	forgettable := func(be *backend) bool {
-		s, f := be.counts()
-		return be.removed.Load() && be.inflight.Load() == 0 && s+f == 0
-	}
+	forgettable := func(be *backend) bool { return be.removed.Load() && be.inflight.Load() == 0 }
 	all := *b.all.Load()
 	if !slices.ContainsFunc(all, forgettable) {
 		return
 	}
 	keep := make([]*backend, 0, len(all))
 	for _, be := range all {
-		if forgettable(be) {
-			delete(b.byID, be.id)
+		if !forgettable(be) {
+			keep = append(keep, be)
 			continue
 		}
-		keep = append(keep, be)
+		if s, f := be.counts(); s+f > 0 {
+			retired := append(append([]*backend(nil), *b.retired.Load()...), be)
+			b.retired.Store(&retired)
+		}
+		be.conns.closeIdle(true)
+		delete(b.byID, be.id)
 	}
 	b.all.Store(&keep)
 }
 
+// unretireLocked takes backend id out of retired, or returns nil.
+func (b *Balancer) unretireLocked(id string) *backend {
+	retired := *b.retired.Load()
+	i := slices.IndexFunc(retired, func(be *backend) bool { return be.id == id })
+	if i < 0 {
+		return nil
+	}
+	be := retired[i]
+	rest := slices.Delete(slices.Clone(retired), i, i+1)
+	b.retired.Store(&rest)
+	return be
+}
+
+// counted is every backend whose counters Stats and the collector report:
+// the retired ones, then the others.
+func (b *Balancer) counted() []*backend {
+	retired, all := *b.retired.Load(), *b.all.Load()
+	if len(retired) == 0 {
+		return all
+	}
+	return append(append(make([]*backend, 0, len(retired)+len(all)), retired...), all...)
+}
+
 // Stats returns the cumulative counts of every backend that counted an
-// attempt or is a member, in the order they were first added.
+// attempt or is a member: the retired ones first, then the others in the
+// order they were first added.
 func (b *Balancer) Stats() []WorkerStats {
 	b.mu.Lock()
 	b.forgetLocked()
 	b.mu.Unlock()
-	all := *b.all.Load()
+	all := b.counted()
 	now := time.Now().UnixNano()
 	out := make([]WorkerStats, len(all))
 	for i, be := range all {

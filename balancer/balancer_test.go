@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestValidate(t *testing.T) {
@@ -451,7 +453,7 @@ func TestLocalHandlersAreNotProxiedNorCounted(t *testing.T) {
 // TestRemovedBackendsThatNeverServedAreForgotten pins unbounded growth: the
 // balancer kept every backend ever seen, so a crash-looping group (a new
 // worker id every few seconds) grew it, and InFlight walked them all,
-// for ever. A removed backend that served keeps its counts.
+// for ever. A removed backend that served keeps its counts (only them).
 func TestRemovedBackendsThatNeverServedAreForgotten(t *testing.T) {
 	w := newWorker(t, "served", nil)
 	b := startBalancer(t, testConfig(), w)
@@ -468,5 +470,19 @@ func TestRemovedBackendsThatNeverServedAreForgotten(t *testing.T) {
 	}
 	if err := b.WaitIdle(context.Background(), "crashloop-7"); !errors.Is(err, ErrUnknownBackend) {
 		t.Errorf("WaitIdle on a forgotten backend: %v, want ErrUnknownBackend", err)
+	}
+	if n := len(*b.all.Load()); n != 0 {
+		t.Errorf("%d backends kept after every one was removed and idle", n)
+	}
+	// Back again under the same id: its counts go on from the old ones, in
+	// one entry (and one /metrics series).
+	b.SetBackends([]Backend{w.backend()})
+	waitFor(t, "the worker back in the pool", func() bool { return len(*b.pool.Load()) == 1 })
+	get(t, testClient(), baseURL(b)+"/")
+	if stats := b.Stats(); len(stats) != 1 || stats[0].Success != 2 || stats[0].Removed {
+		t.Errorf("stats after the served worker came back and served again: %+v; want one entry with 2 attempts", stats)
+	}
+	if problems, err := promtestutil.CollectAndLint(b.Collector()); err != nil || len(problems) > 0 {
+		t.Errorf("metrics after the worker came back: %v %v", err, problems)
 	}
 }

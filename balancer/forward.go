@@ -452,14 +452,10 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 	_, _ = bw.Write(c.scratch)
 	uc.rd.Discard(uc.headLen)
 	werr, cerr := c.copyBody(bw, uc, body, framing)
-	if cerr == nil {
-		cerr = bw.Flush()
-	}
-	bw.Reset(nil)
-	writerPool.Put(bw)
-
 	reuse := body != h1.BodyToClose && !rh.Close // the worker keeps the connection
 	if werr != nil {
+		bw.Reset(nil)
+		writerPool.Put(bw)
 		b.closeConn(uc)
 		be.observe(classError, time.Since(start))
 		be.release()
@@ -467,15 +463,22 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 		b.log.Warn("worker answer broke off", "id", be.id, "addr", be.address(), "err", werr)
 		return false, false
 	}
+	// Count the attempt before the answer's last bytes leave: a client
+	// that has its answer finds it in the stats.
 	be.observe(classOf(rh.Status), time.Since(start))
 	be.release()
 	b.passive(be, rh.Status, false)
 	if cerr != nil || !reuse {
 		b.closeConn(uc) // after a client that stopped reading, the body may be unread
-		return false, cerr == nil && !closing
+	} else {
+		b.putConn(be, uc)
 	}
-	b.putConn(be, uc)
-	return false, !closing
+	if cerr == nil {
+		cerr = bw.Flush()
+	}
+	bw.Reset(nil)
+	writerPool.Put(bw)
+	return false, cerr == nil && !closing
 }
 
 // copyBody relays the worker's body to the client as framing says. werr is

@@ -62,7 +62,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	b := c.b
 	now := time.Now().UnixNano()
 	var inflight int64
-	for _, be := range *b.all.Load() {
+	for _, be := range b.counted() {
 		inflight += be.inflight.Load()
 		for cl := range numClasses {
 			ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue,
