@@ -127,7 +127,8 @@ type Config struct {
 	// request. Default 10s; then 408 (or, with nothing received, a close).
 	HeaderReadTimeout time.Duration
 	// IdleTimeout closes a client's keep-alive connection that sends no
-	// new request for this long. Default 120s.
+	// new request for this long, and bounds how long a write to a client
+	// (or a worker) that reads nothing may wait. Default 120s.
 	IdleTimeout time.Duration
 	// BodyReadTimeout is the longest pause between two reads of a request
 	// body, and the grace before BodyMinRate applies. Default 10s; then

@@ -5,10 +5,12 @@ package balancer
 // helpers (h1Conn, h1Recorder, safetyConfig) are in h1safety_test.go.
 
 import (
+	"bytes"
 	"crypto/md5"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -395,4 +397,36 @@ func TestH1UpgradeTunnelsBothWays(t *testing.T) {
 			t.Fatalf("writing %d bytes through the tunnel: %v", len(msg), err)
 		}
 	}
+}
+
+// TestH1ClientThatReadsNothingIsCut pins a slow-read hold: a client that
+// asks for a large answer and never reads it kept a goroutine, a worker
+// connection and the attempt in flight for as long as it liked. A write
+// that cannot go on for IdleTimeout now ends the exchange.
+func TestH1ClientThatReadsNothingIsCut(t *testing.T) {
+	big := newWorker(t, "big", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for range 1024 { // 64 MiB, far more than socket buffers hold
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	cfg := testConfig()
+	cfg.IdleTimeout = 300 * time.Millisecond
+	b := startBalancer(t, cfg, big)
+	c, err := net.Dial("tcp", b.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitFor(t, "the stalled answer to end", func() bool {
+		s := statsOf(t, b, "big")
+		return s.InFlight == 0 && s.Success+s.Failed == 1
+	})
+	t.Logf("an unread answer ended %v after the request (IdleTimeout %v)", time.Since(start).Round(time.Millisecond), cfg.IdleTimeout)
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -27,11 +28,18 @@ type rawIO struct {
 	writeFn func(fd uintptr) bool
 	peekFn  func(fd uintptr) bool
 	peek    [1]byte
+	nc      net.Conn
+	stall   time.Duration
+	armed   bool // a write deadline is set
 }
 
 // newRawIO returns a reader and writer for nc: a rawIO for a TCP
 // connection, nc itself for anything else.
-func newRawIO(nc net.Conn) io.ReadWriter {
+//
+// A write that finds the socket full (the peer reads nothing) waits at most
+// stall, then fails with a timeout: the deadline is set only then, so a
+// write that goes through at once costs no timer.
+func newRawIO(nc net.Conn, stall time.Duration) io.ReadWriter {
 	tc, ok := nc.(*net.TCPConn)
 	if !ok {
 		return nc
@@ -40,7 +48,7 @@ func newRawIO(nc net.Conn) io.ReadWriter {
 	if err != nil {
 		return nc
 	}
-	r := &rawIO{rc: rc}
+	r := &rawIO{rc: rc, nc: nc, stall: stall}
 	r.readFn = func(fd uintptr) bool {
 		for {
 			n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.p))), uintptr(len(r.p)), 0, 0, 0)
@@ -65,6 +73,10 @@ func newRawIO(nc net.Conn) io.ReadWriter {
 			case syscall.EINTR:
 				continue
 			case syscall.EAGAIN:
+				if !r.armed && r.stall > 0 {
+					r.armed = true
+					_ = r.nc.SetWriteDeadline(time.Now().Add(r.stall))
+				}
 				return false
 			}
 			r.errno = e
@@ -105,6 +117,10 @@ func (r *rawIO) Write(p []byte) (int, error) {
 	r.p, r.n, r.errno = p, 0, 0
 	err := r.rc.Write(r.writeFn)
 	r.p = nil
+	if r.armed {
+		r.armed = false
+		_ = r.nc.SetWriteDeadline(time.Time{})
+	}
 	n := r.n
 	switch {
 	case err != nil:

@@ -5,10 +5,12 @@ package balancer
 import (
 	"io"
 	"net"
+	"time"
 )
 
-// newRawIO returns nc: raw system calls are used on Linux only.
-func newRawIO(nc net.Conn) io.ReadWriter { return nc }
+// newRawIO returns nc: raw system calls (and the write stall bound) are
+// used on Linux only.
+func newRawIO(nc net.Conn, _ time.Duration) io.ReadWriter { return nc }
 
 // peerClosed cannot tell without raw system calls: it says no.
 func peerClosed(io.ReadWriter) bool { return false }

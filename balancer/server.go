@@ -75,7 +75,7 @@ func (b *Balancer) serve(ln net.Listener) {
 		}
 		delay = 0
 		c := &clientConn{b: b, nc: nc}
-		c.io = newRawIO(nc)
+		c.io = newRawIO(nc, b.cfg.IdleTimeout)
 		c.rd.Reset(c.io)
 		if !b.track(c, true) {
 			_ = nc.Close()

@@ -86,7 +86,7 @@ func (b *Balancer) dial(be *backend) (*upstream, error) {
 		return nil, &dialError{addr: addr, err: err}
 	}
 	uc := &upstream{nc: nc}
-	uc.io = newRawIO(nc)
+	uc.io = newRawIO(nc, b.cfg.IdleTimeout)
 	uc.rd.Reset(uc.io)
 	return uc, nil
 }
