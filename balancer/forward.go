@@ -429,7 +429,6 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 		be.observe(class5xx, time.Since(start))
 		be.release()
 		b.passive(be, rh.Status, false)
-		x.retry = true
 		return true, false
 	}
 
@@ -632,7 +631,6 @@ func (c *clientConn) failed(x *exchange, r *reqInfo, be *backend, start time.Tim
 	be.release()
 	b.passive(be, 0, kind == failNotSent || kind == failBroken)
 	if b.mayRetry(x, kind) {
-		x.retry = true
 		return true, false
 	}
 	return false, c.answerFailure(x, r)

@@ -37,7 +37,6 @@ type exchange struct {
 	status int // status answered by the worker, 0 if none
 	fail   failKind
 	err    error
-	retry  bool // try again on another worker
 }
 
 func (x *exchange) hasTried(be *backend) bool {

@@ -254,10 +254,7 @@ func (c *clientConn) writeAnswer(status int, body []byte, closing bool) {
 	_, _ = c.io.Write(out)
 	_ = c.nc.SetWriteDeadline(time.Time{})
 	if closing {
-		// Let the answer reach a client still sending, instead of a reset.
-		if tc, ok := c.nc.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
+		closeWrite(c.nc) // the answer reaches a client still sending, not a reset
 	}
 }
 

@@ -139,8 +139,8 @@ func (p *connPool) reopen() {
 	p.mu.Unlock()
 }
 
-// isTimeout reports a deadline that passed. (errors.Is, not errors.As:
-// As's reflection would deepen every waiting goroutine's stack.)
+// isTimeout reports a deadline that passed: the *net.OpError of a
+// deadline on a connection, or a bare os.ErrDeadlineExceeded.
 func isTimeout(err error) bool {
 	if oe, ok := err.(*net.OpError); ok {
 		return oe.Timeout()

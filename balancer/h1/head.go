@@ -122,7 +122,10 @@ func ParseRequest(head []byte, h *Head) error {
 	if err := parseHeaders(rest, h, true); err != nil {
 		return err
 	}
-	return h.requestFraming()
+	if h.Body == BodyLength && h.ContentLength == 0 {
+		h.Body = BodyNone
+	}
+	return nil
 }
 
 // ParseResponse parses a complete response head into h. The body's
@@ -153,10 +156,7 @@ func ParseResponse(head []byte, h *Head) error {
 			return errStatusLine
 		}
 	}
-	if err := parseHeaders(rest, h, false); err != nil {
-		return err
-	}
-	return h.responseFraming()
+	return parseHeaders(rest, h, false)
 }
 
 func skipBlankLines(p []byte) []byte {
@@ -335,15 +335,6 @@ func (t *teState) finish(isRequest bool) error {
 	}
 	return nil
 }
-
-func (h *Head) requestFraming() error {
-	if h.Body == BodyLength && h.ContentLength == 0 {
-		h.Body = BodyNone
-	}
-	return nil
-}
-
-func (h *Head) responseFraming() error { return nil }
 
 // ResponseBody is how the body of a response to a request with the given
 // method is delimited (RFC 9112 §6.3 rules 1–7).

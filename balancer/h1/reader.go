@@ -123,12 +123,3 @@ func (b *Reader) Shrink() {
 	b.w = copy(small, b.buf[b.r:b.w])
 	b.buf, b.r, b.own = small, 0, false
 }
-
-// Unread puts p in front of the buffered bytes (the proxy's client watcher
-// uses it for a byte it read while waiting). Len must be 0.
-func (b *Reader) Unread(p []byte) {
-	if b.buf == nil {
-		b.buf = bufPool.Get().(*[BufSize]byte)[:]
-	}
-	b.r, b.w = 0, copy(b.buf, p)
-}
