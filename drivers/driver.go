@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"sort"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -146,8 +148,19 @@ type WorkerSpec struct {
 	Group    string `json:"group"`     // the group it belongs to
 	Port     int    `json:"port"`      // the host port it must serve on
 	BindAddr string `json:"bind_addr"` // default "127.0.0.1"
-	// Env is passed to the worker as is; core fills PORT, BIND_ADDR and GOLB_*.
+	// Env is passed to the worker as is. Core fills PORT, BIND_ADDR and
+	// GOLB_* (GOLB_WORKER_ID and, for the built-in worker, its app
+	// settings). Drivers should still set PORT and BIND_ADDR if missing
+	// (from Port and BindAddr), so that older cores work: Environ does.
+	// A runtime whose worker must bind elsewhere inside it (a container
+	// binds 0.0.0.0) overrides BIND_ADDR.
 	Env map[string]string `json:"env,omitempty"`
+	// WorkerCommand is the argv that runs golb's built-in worker on this
+	// host, e.g. ["/usr/bin/golb", "worker"]. Core fills it when the group
+	// runs the built-in worker, so that an external driver can run it too;
+	// it is empty when the group gives its own command or image (in
+	// Config). The worker reads its settings from Env.
+	WorkerCommand []string `json:"worker_command,omitempty"`
 	// Labels go on the worker; drivers add LabelManaged, LabelGroup and LabelWorker.
 	Labels map[string]string `json:"labels,omitempty"`
 	// Config is the group's config block, decoded against Info.ConfigSchema.
@@ -181,6 +194,34 @@ func (s WorkerSpec) DecodeConfig(v any) error {
 		return fmt.Errorf("decoding config of worker %s: %w", s.ID, err)
 	}
 	return nil
+}
+
+// Environ returns Env as sorted KEY=VALUE pairs for exec.Cmd.Env, with
+// PORT, BIND_ADDR (default 127.0.0.1) and GOLB_WORKER_ID added from the spec
+// where Env lacks them, as older cores left them out.
+func (s WorkerSpec) Environ() []string {
+	env := make(map[string]string, len(s.Env)+3)
+	for k, v := range s.Env {
+		env[k] = v
+	}
+	fill := func(k, v string) {
+		if _, ok := env[k]; !ok {
+			env[k] = v
+		}
+	}
+	bind := s.BindAddr
+	if bind == "" {
+		bind = "127.0.0.1"
+	}
+	fill("PORT", strconv.Itoa(s.Port))
+	fill("BIND_ADDR", bind)
+	fill("GOLB_WORKER_ID", s.ID)
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // AllLabels returns spec.Labels plus the labels every golb worker carries.

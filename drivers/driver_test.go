@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/golb/golb/drivers/proto"
 )
 
 // TestErrorsSurviveTheWire: every sentinel a driver returns matches with
@@ -122,5 +126,55 @@ func TestTracked(t *testing.T) {
 	tr.Remove("a")
 	if tr.Has("a") || !tr.Has("b") {
 		t.Fatal("Remove")
+	}
+}
+
+// specCatcher is a Driver whose Start records the spec it was given.
+type specCatcher struct {
+	badReplies
+	got chan WorkerSpec
+}
+
+func (c specCatcher) Start(_ context.Context, spec WorkerSpec) (*Handle, error) {
+	c.got <- spec
+	return &Handle{ID: spec.ID, Address: "127.0.0.1:8080"}, nil
+}
+
+// startCatcher is a proto.DriverClient whose Start hands the request to the
+// server in-process, as the wire would.
+type startCatcher struct {
+	proto.DriverClient
+	srv *grpcServer
+}
+
+func (c startCatcher) Start(ctx context.Context, req *proto.StartRequest, _ ...grpc.CallOption) (*proto.StartResponse, error) {
+	return c.srv.Start(ctx, req)
+}
+
+// TestWorkerCommandCrossesTheWire: the built-in worker's argv that core puts
+// in a spec reaches the plugin's Start, with the rest of the spec.
+func TestWorkerCommandCrossesTheWire(t *testing.T) {
+	impl := specCatcher{got: make(chan WorkerSpec, 1)}
+	c := &grpcClient{client: startCatcher{srv: &grpcServer{impl: impl}}}
+	want := WorkerSpec{ID: "g-1", Group: "g", Port: 6000, BindAddr: "127.0.0.1",
+		Env: map[string]string{"GOLB_AVG_DELAY": "1ms"}, WorkerCommand: []string{"/usr/bin/golb", "worker"}}
+	if _, err := c.Start(context.Background(), want); err != nil {
+		t.Fatal(err)
+	}
+	got := <-impl.got
+	if strings.Join(got.WorkerCommand, " ") != "/usr/bin/golb worker" || got.Env["GOLB_AVG_DELAY"] != "1ms" || got.Port != 6000 {
+		t.Fatalf("plugin got %+v, want %+v", got, want)
+	}
+}
+
+func TestSpecEnviron(t *testing.T) {
+	s := WorkerSpec{ID: "g-1", Port: 6001, Env: map[string]string{"GOLB_AVG_DELAY": "1ms"}}
+	if got, want := strings.Join(s.Environ(), " "), "BIND_ADDR=127.0.0.1 GOLB_AVG_DELAY=1ms GOLB_WORKER_ID=g-1 PORT=6001"; got != want {
+		t.Fatalf("Environ() = %q, want %q", got, want)
+	}
+	// What core filled is kept as is.
+	s.Env = map[string]string{"PORT": "6001", "BIND_ADDR": "0.0.0.0", "GOLB_WORKER_ID": "g-1"}
+	if got, want := strings.Join(s.Environ(), " "), "BIND_ADDR=0.0.0.0 GOLB_WORKER_ID=g-1 PORT=6001"; got != want {
+		t.Fatalf("Environ() = %q, want %q", got, want)
 	}
 }

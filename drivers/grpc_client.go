@@ -113,13 +113,14 @@ func (c *grpcClient) ValidateConfig(ctx context.Context, config json.RawMessage)
 
 func (c *grpcClient) Start(ctx context.Context, spec WorkerSpec) (*Handle, error) {
 	r, err := c.client.Start(ctx, &proto.StartRequest{Spec: &proto.WorkerSpec{
-		Id:         spec.ID,
-		Group:      spec.Group,
-		Port:       int32(spec.Port),
-		BindAddr:   spec.BindAddr,
-		Env:        spec.Env,
-		Labels:     spec.Labels,
-		ConfigJson: spec.Config,
+		Id:            spec.ID,
+		Group:         spec.Group,
+		Port:          int32(spec.Port),
+		BindAddr:      spec.BindAddr,
+		Env:           spec.Env,
+		Labels:        spec.Labels,
+		ConfigJson:    spec.Config,
+		WorkerCommand: spec.WorkerCommand,
 	}})
 	if err != nil {
 		return nil, fromStatus(ctx, err)

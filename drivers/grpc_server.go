@@ -117,7 +117,9 @@ func (s *grpcServer) Start(ctx context.Context, req *proto.StartRequest) (*proto
 		Env:      sp.Env,
 		Labels:   sp.Labels,
 		Config:   json.RawMessage(sp.ConfigJson),
+		// WorkerCommand is set apart: gofmt would realign the block.
 	}
+	spec.WorkerCommand = sp.WorkerCommand
 	if err := spec.Validate(); err != nil {
 		return nil, toStatus(err)
 	}

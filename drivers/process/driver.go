@@ -40,7 +40,7 @@ var info = drivers.Info{
 		{Name: "dir", Type: drivers.TypeString, Doc: "working directory; default: golb's"},
 	},
 	SettingsSchema: []drivers.Attribute{
-		{Name: "worker_command", Type: drivers.TypeStringList, Doc: "how to run the built-in worker; default: this binary with the argument \"worker\""},
+		{Name: "worker_command", Type: drivers.TypeStringList, Doc: "how to run the built-in worker; default: the command golb sends with each worker, else this binary with the argument \"worker\""},
 	},
 }
 
@@ -100,7 +100,7 @@ func (d *Driver) SetConfig(_ context.Context, cfg drivers.PluginConfig) error {
 
 // Fingerprint implements drivers.Driver: processes need nothing but the kernel.
 func (d *Driver) Fingerprint(context.Context) (drivers.Fingerprint, error) {
-	exe, err := d.workerCommand()
+	exe, err := d.workerCommand(nil)
 	if err != nil {
 		return drivers.Fingerprint{Healthy: false, Detail: err.Error()}, nil
 	}
@@ -135,12 +135,18 @@ func (d *Driver) ValidateConfig(_ context.Context, raw json.RawMessage) ([]drive
 	return diags, nil
 }
 
-func (d *Driver) workerCommand() ([]string, error) {
+// workerCommand is the argv of the built-in worker: the driver's
+// worker_command setting (the user's explicit choice), else the one core
+// sent in the spec (fromSpec, may be nil), else this binary with "worker".
+func (d *Driver) workerCommand(fromSpec []string) ([]string, error) {
 	d.mu.Lock()
 	wc := d.settings.WorkerCommand
 	d.mu.Unlock()
 	if len(wc) > 0 {
 		return wc, nil
+	}
+	if len(fromSpec) > 0 {
+		return fromSpec, nil
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -175,7 +181,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	argv := c.Command
 	if len(argv) == 0 {
 		var err error
-		if argv, err = d.workerCommand(); err != nil {
+		if argv, err = d.workerCommand(spec.WorkerCommand); err != nil {
 			return nil, err
 		}
 	}

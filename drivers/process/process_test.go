@@ -308,3 +308,33 @@ func TestStopLogsReadableDuration(t *testing.T) {
 		t.Fatalf("logged timeout=%v signal=%v, want \"50ms\" and \"SIGTERM\"", rec["timeout"], rec["signal"])
 	}
 }
+
+// TestWorkerCommandFromSpec: with no worker_command setting, the built-in
+// worker is run with the argv core sends in WorkerSpec.WorkerCommand, not a
+// guess from the plugin's own binary.
+func TestWorkerCommandFromSpec(t *testing.T) {
+	c := launch(t)
+	defer c.Kill()
+	ctx := context.Background()
+	if err := c.SetConfig(ctx, drivers.PluginConfig{DataDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	// A wrapper that says it ran, then runs the worker.
+	argv := []string{"sh", "-c", `echo "run by spec.WorkerCommand" >&2; exec "$0" worker`, os.Args[0]}
+	spec := drivers.WorkerSpec{ID: "from-spec", Group: "g", Port: drivertest.FreePort(t), BindAddr: "127.0.0.1",
+		Env: map[string]string{"GOLB_AVG_DELAY": "1ms"}, WorkerCommand: argv}
+	h, err := c.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Destroy(ctx, spec.ID) }()
+	drivertest.WaitHTTP(t, "http://"+h.Address+"/healthz", 10*time.Second)
+	st, err := c.Inspect(ctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged, err := os.ReadFile(st.Details["stderr"])
+	if err != nil || !strings.Contains(string(logged), "run by spec.WorkerCommand") {
+		t.Fatalf("worker stderr %q (%v): the worker was not run by spec.WorkerCommand", logged, err)
+	}
+}

@@ -605,14 +605,17 @@ func (x *ValidateConfigResponse) GetDiagnostics() []*Diagnostic {
 }
 
 type WorkerSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
-	Port          int32                  `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
-	BindAddr      string                 `protobuf:"bytes,4,opt,name=bind_addr,json=bindAddr,proto3" json:"bind_addr,omitempty"`
-	Env           map[string]string      `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Labels        map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	ConfigJson    []byte                 `protobuf:"bytes,7,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Group      string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	Port       int32                  `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	BindAddr   string                 `protobuf:"bytes,4,opt,name=bind_addr,json=bindAddr,proto3" json:"bind_addr,omitempty"`
+	Env        map[string]string      `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels     map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ConfigJson []byte                 `protobuf:"bytes,7,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	// The argv that runs golb's built-in worker on this host, when the group
+	// runs it; empty when the group gives its own command or image.
+	WorkerCommand []string `protobuf:"bytes,8,rep,name=worker_command,json=workerCommand,proto3" json:"worker_command,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -692,6 +695,13 @@ func (x *WorkerSpec) GetLabels() map[string]string {
 func (x *WorkerSpec) GetConfigJson() []byte {
 	if x != nil {
 		return x.ConfigJson
+	}
+	return nil
+}
+
+func (x *WorkerSpec) GetWorkerCommand() []string {
+	if x != nil {
+		return x.WorkerCommand
 	}
 	return nil
 }
@@ -1566,7 +1576,7 @@ const file_driver_proto_rawDesc = "" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
 	"configJson\"W\n" +
 	"\x16ValidateConfigResponse\x12=\n" +
-	"\vdiagnostics\x18\x01 \x03(\v2\x1b.golb.drivers.v1.DiagnosticR\vdiagnostics\"\xf0\x02\n" +
+	"\vdiagnostics\x18\x01 \x03(\v2\x1b.golb.drivers.v1.DiagnosticR\vdiagnostics\"\x97\x03\n" +
 	"\n" +
 	"WorkerSpec\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
@@ -1576,7 +1586,8 @@ const file_driver_proto_rawDesc = "" +
 	"\x03env\x18\x05 \x03(\v2$.golb.drivers.v1.WorkerSpec.EnvEntryR\x03env\x12?\n" +
 	"\x06labels\x18\x06 \x03(\v2'.golb.drivers.v1.WorkerSpec.LabelsEntryR\x06labels\x12\x1f\n" +
 	"\vconfig_json\x18\a \x01(\fR\n" +
-	"configJson\x1a6\n" +
+	"configJson\x12%\n" +
+	"\x0eworker_command\x18\b \x03(\tR\rworkerCommand\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
