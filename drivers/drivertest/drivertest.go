@@ -55,6 +55,17 @@ type Harness struct {
 	// StartTimeout bounds Start plus the time until the worker serves.
 	// Default 10s.
 	StartTimeout time.Duration
+	// Ports, when set, is the range the workers' ports are picked from
+	// (ports free at the time). Default: the zero PortRange, a port the
+	// kernel picks as free (FreePort). Set it when the kernel's ephemeral
+	// range is busy with other tests' connections, or when a runtime can
+	// only publish some ports.
+	Ports PortRange
+}
+
+// PortRange is an inclusive range of TCP ports, First <= Last.
+type PortRange struct {
+	First, Last int
 }
 
 // suite carries one test's state.
@@ -115,7 +126,7 @@ func (s *suite) spec(id string, config json.RawMessage) drivers.WorkerSpec {
 	return drivers.WorkerSpec{
 		ID:       fmt.Sprintf("%s-%s", s.group, id),
 		Group:    s.group,
-		Port:     FreePort(s.t),
+		Port:     s.port(),
 		BindAddr: "127.0.0.1",
 		Env:      map[string]string{"GOLB_AVG_DELAY": "1ms", "GOLB_FAILURE_RATE": "0"},
 		Config:   config,
@@ -435,18 +446,48 @@ func testUnknown(s *suite) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. It
-// picks from 7000-9999, below the kernel's ephemeral range, so that a
-// concurrent test's outgoing connection cannot take it before the worker binds.
+// port is a free port for a worker: from the Harness's range, or the kernel's.
+func (s *suite) port() int {
+	s.t.Helper()
+	if s.h.Ports == (PortRange{}) {
+		return FreePort(s.t)
+	}
+	return FreePortIn(s.t, s.h.Ports)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago: the
+// kernel picks it (a listen on 127.0.0.1:0), so it clashes with no other
+// test that does the same. It comes from the kernel's ephemeral range; where
+// many outgoing connections could take it before the worker binds, use
+// FreePortIn with a range below that.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 1000 {
-		p := 7000 + rand.IntN(3000)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// FreePortIn returns a TCP port of r, on 127.0.0.1, that was free a moment
+// ago, trying the ports of r from a random one on.
+func FreePortIn(t testing.TB, r PortRange) int {
+	t.Helper()
+	if r.First < 1 || r.Last > 65535 || r.First > r.Last {
+		t.Fatalf("drivertest: invalid port range %d-%d", r.First, r.Last)
+	}
+	n := r.Last - r.First + 1
+	start := rand.IntN(n)
+	for i := range min(n, 1000) {
+		// From a random start, port after port: a small range is tried
+		// whole, a large one 1000 ports at most.
+		p := r.First + (start+i)%n
 		if portFree(p) == nil {
 			return p
 		}
 	}
-	t.Fatal("finding a free port: none in 7000-9999")
+	t.Fatalf("finding a free port: none in %d-%d", r.First, r.Last)
 	return 0
 }
 
