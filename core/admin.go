@@ -65,6 +65,9 @@ type DriverView struct {
 	Running  bool   `json:"running"`
 	PID      int    `json:"pid"`
 	Restarts int    `json:"restarts"`
+	// Error is why the plugin last died or was killed ("driver nice
+	// crashed in Start: panic: …"), until it has run minUptime again.
+	Error string `json:"error,omitempty"`
 }
 
 // StatsStoreView is GET /v1/stats/store: the state of the stats sink.
@@ -326,7 +329,7 @@ func (a *Agent) DriverViews() []DriverView {
 	ds, _ := a.store.Drivers(nil)
 	out := make([]DriverView, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, DriverView{Name: d.Name, Version: d.Info.Version, Healthy: d.Fingerprint.Healthy, Detail: d.Fingerprint.Detail, Running: d.Running, PID: d.PluginPID, Restarts: d.Restarts})
+		out = append(out, DriverView{Name: d.Name, Version: d.Info.Version, Healthy: d.Fingerprint.Healthy, Detail: d.Fingerprint.Detail, Running: d.Running, PID: d.PluginPID, Restarts: d.Restarts, Error: d.Error})
 	}
 	return out
 }

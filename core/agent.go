@@ -69,6 +69,8 @@ type Agent struct {
 	mu      sync.Mutex
 	crashes map[string]*crashLoop // by group
 	adopted map[string]bool       // drivers whose earlier workers were adopted
+	// pluginNotes are the NOTEs a driver's plugin crash put on its groups.
+	pluginNotes map[string]string // by driver
 	wg      sync.WaitGroup
 }
 
@@ -112,6 +114,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		byGroup:  map[string][]*balancer.Balancer{},
 		crashes:  map[string]*crashLoop{},
 		adopted:  map[string]bool{},
+
+		pluginNotes: map[string]string{},
 	}, nil
 }
 

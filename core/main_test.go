@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -41,17 +42,21 @@ var testBuiltins = []string{"process"}
 // driver with a List that fails until PATH exists, a runtime that is down
 // when golb starts and comes up later (see gatedList).
 //
-// Another: `noaddress driver process` serves the process driver with a Start
-// that starts the worker but replies with an empty address, a buggy plugin
-// (see noAddress).
+// The others, `KNOB driver process`, serve the process driver with one bug
+// of a beginner's plugin each (see buggyDrivers): a Start that replies with
+// an empty address (noaddress), a Start that panics (panicstart), a Stop
+// that never returns (hangstop), and that with a Destroy that fails too
+// (hangstopdestroyfails).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 4 && os.Args[1] == "listgate" && os.Args[3] == "driver" && os.Args[4] == "process" {
 		drivers.Serve(&gatedList{Driver: process.New(nil), gate: os.Args[2]})
 		os.Exit(0)
 	}
-	if len(os.Args) > 3 && os.Args[1] == "noaddress" && os.Args[2] == "driver" && os.Args[3] == "process" {
-		drivers.Serve(&noAddress{Driver: process.New(nil)})
-		os.Exit(0)
+	if len(os.Args) > 3 && os.Args[2] == "driver" && os.Args[3] == "process" {
+		if mk, ok := buggyDrivers[os.Args[1]]; ok {
+			drivers.Serve(mk(process.New(nil)))
+			os.Exit(0)
+		}
 	}
 	if len(os.Args) > 2 && os.Args[1] == "driver" && os.Args[2] == "process" {
 		drivers.Serve(process.New(nil))
@@ -83,6 +88,14 @@ func (d *gatedList) List(ctx context.Context, labels map[string]string) ([]*driv
 	return d.Driver.List(ctx, labels)
 }
 
+// buggyDrivers are the test binary's broken plugins, by knob.
+var buggyDrivers = map[string]func(*process.Driver) drivers.Driver{
+	"noaddress":            func(d *process.Driver) drivers.Driver { return &noAddress{d} },
+	"panicstart":           func(d *process.Driver) drivers.Driver { return &panicStart{d} },
+	"hangstop":             func(d *process.Driver) drivers.Driver { return &hangStop{Driver: d} },
+	"hangstopdestroyfails": func(d *process.Driver) drivers.Driver { return &hangStop{Driver: d, destroyFails: true} },
+}
+
 // noAddress is the process driver with a bug: Start starts the worker, then
 // replies with a handle whose address is empty.
 type noAddress struct{ *process.Driver }
@@ -95,6 +108,39 @@ func (d *noAddress) Start(ctx context.Context, spec drivers.WorkerSpec) (*driver
 	bad := *h
 	bad.Address = ""
 	return &bad, nil
+}
+
+// panicMessage is what panicStart's Start panics with.
+const panicMessage = "boom in Start (test)"
+
+// panicStart is the process driver with a Start that panics, which kills
+// the plugin process, at every call.
+type panicStart struct{ *process.Driver }
+
+func (d *panicStart) Start(context.Context, drivers.WorkerSpec) (*drivers.Handle, error) {
+	panic(panicMessage)
+}
+
+// destroyRefused is the error of hangStop's failing Destroy.
+const destroyRefused = "destroy refused (test)"
+
+// hangStop is the process driver with a Stop that never returns (it
+// ignores its ctx: the client's deadline is all that ends the call), and,
+// with destroyFails, a Destroy that always fails.
+type hangStop struct {
+	*process.Driver
+	destroyFails bool
+}
+
+func (d *hangStop) Stop(context.Context, string, string, time.Duration) error {
+	select {}
+}
+
+func (d *hangStop) Destroy(ctx context.Context, id string) error {
+	if d.destroyFails {
+		return errors.New(destroyRefused)
+	}
+	return d.Driver.Destroy(ctx, id)
 }
 
 // agentMain runs an agent on the config at path until SIGTERM or SIGINT.

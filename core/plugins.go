@@ -37,11 +37,33 @@ type pluginManager struct {
 	builtins []string // the drivers self serves (Options.Builtins)
 	store    *state.Store
 	logger   *slog.Logger
-	hclog    hclog.Logger
+	level    hclog.Level // of the plugins' own log lines
 	dataDir  string
+	crashes  crashLog
+
+	// hurry is closed at shutdown: a crashed plugin is relaunched without
+	// its backoff, since stopping its workers needs it.
+	hurry     chan struct{}
+	hurryOnce sync.Once
 
 	mu      sync.Mutex
 	plugins map[string]*managedPlugin
+}
+
+// instance is one launched plugin process.
+type instance struct {
+	client   *drivers.Client
+	info     drivers.Info
+	watch    *crashWatch // its stderr: a panic, if it dies of one
+	launched time.Time
+}
+
+// pluginHooks are what the agent does when a plugin restarts, crashes
+// (note is the groups' NOTE) or settles (lives minUptime after a crash).
+type pluginHooks struct {
+	restarted func(ctx context.Context, driver string, c *drivers.Client)
+	crashed   func(driver, note string)
+	settled   func(driver string)
 }
 
 // managedPlugin is one driver's current plugin instance.
@@ -52,10 +74,13 @@ type managedPlugin struct {
 	mu       sync.Mutex
 	client   *drivers.Client
 	info     drivers.Info
+	watch    *crashWatch
+	launched time.Time
 	replaced chan struct{} // closed when client is replaced by a new instance
 	restarts int
-	probing  bool // a liveness probe is under way
-	silent   int  // liveness probes in a row that got no answer
+	probing  bool   // a liveness probe is under way
+	silent   int    // liveness probes in a row that got no answer
+	killed   string // why golb killed the current instance, if it did
 }
 
 // A plugin process can be alive but not answering (stopped, deadlocked): its
@@ -74,22 +99,21 @@ func newPluginManager(cfg *config.Config, self, builtins []string, store *state.
 	if verbose {
 		level = hclog.Debug
 	}
-	// go-plugin logs through hclog, including the lines it reads from each
-	// plugin's stderr; forward them into golb's slog logger so that golb
-	// has one log stream in one format.
-	hl := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "plugin", Level: level, Output: io.Discard})
-	hl.RegisterSink(slogSink{logger: logger, level: level})
 	return &pluginManager{
 		cfg:      cfg,
 		self:     self,
 		builtins: builtins,
 		store:    store,
 		logger:   logger,
-		hclog:    hl,
+		level:    level,
 		dataDir:  cfg.DataDir,
+		hurry:    make(chan struct{}),
 		plugins:  map[string]*managedPlugin{},
 	}
 }
+
+// hurryUp lifts the crash backoff for the rest of the agent's life.
+func (m *pluginManager) hurryUp() { m.hurryOnce.Do(func() { close(m.hurry) }) }
 
 // slogSink is an hclog sink that writes to a slog logger.
 type slogSink struct {
@@ -157,24 +181,31 @@ func (m *pluginManager) command(name string) (*exec.Cmd, *plugin.SecureConfig, e
 // launch starts a new instance of driver name's plugin and asks it for its
 // Info. The caller configures it (configure, with the driver block decoded
 // against info's schema: see prepareDriver), then registers it (add).
-func (m *pluginManager) launch(ctx context.Context, name string) (*drivers.Client, drivers.Info, error) {
+func (m *pluginManager) launch(ctx context.Context, name string) (*instance, error) {
 	cmd, sc, err := m.command(name)
 	if err != nil {
-		return nil, drivers.Info{}, err
+		return nil, err
 	}
-	c, err := drivers.Launch(ctx, drivers.ClientConfig{Cmd: cmd, SecureConfig: sc, Logger: m.hclog.Named(name), Name: name})
+	// go-plugin logs through hclog, including the lines it reads from the
+	// plugin's stderr; they go into golb's slog logger (one log stream in
+	// one format), except a panic's trace, which the watch keeps.
+	watch := &crashWatch{driver: name, next: slogSink{logger: m.logger, level: m.level}}
+	hl := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "plugin." + name, Level: m.level, Output: io.Discard})
+	hl.RegisterSink(watch)
+	launched := time.Now()
+	c, err := drivers.Launch(ctx, drivers.ClientConfig{Cmd: cmd, SecureConfig: sc, Logger: hl, Name: name})
 	if err != nil {
-		return nil, drivers.Info{}, err
+		return nil, err
 	}
 	info, err := c.Info(ctx)
 	if err != nil {
 		c.Kill()
-		return nil, drivers.Info{}, fmt.Errorf("asking driver %s for its info: %w", name, err)
+		return nil, fmt.Errorf("asking driver %s for its info: %w", name, err)
 	}
 	if info.Name != name {
 		m.logger.Warn("driver plugin reports another name", "driver", name, "reported", info.Name)
 	}
-	return c, info, nil
+	return &instance{client: c, info: info, watch: watch, launched: launched}, nil
 }
 
 // configure hands a plugin instance its data dir and settings.
@@ -192,10 +223,10 @@ func (m *pluginManager) configure(ctx context.Context, c *drivers.Client, name s
 }
 
 // add registers a launched and configured plugin.
-func (m *pluginManager) add(name string, c *drivers.Client, info drivers.Info, settings []byte) {
+func (m *pluginManager) add(name string, in *instance, settings []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.plugins[name] = &managedPlugin{name: name, settings: settings, client: c, info: info, replaced: make(chan struct{})}
+	m.plugins[name] = &managedPlugin{name: name, settings: settings, client: in.client, info: in.info, watch: in.watch, launched: in.launched, replaced: make(chan struct{})}
 }
 
 // managed returns the plugin record of driver name.
@@ -237,7 +268,7 @@ func (m *pluginManager) all() []*managedPlugin {
 // monitor watches every plugin and restarts the ones that exit, until ctx
 // ends. Each restart runs on its own, so one driver's backoff never delays
 // another's.
-func (m *pluginManager) monitor(ctx context.Context, onRestart func(ctx context.Context, driver string, c *drivers.Client)) {
+func (m *pluginManager) monitor(ctx context.Context, hooks pluginHooks) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	restarting := map[string]bool{}
@@ -268,10 +299,13 @@ func (m *pluginManager) monitor(ctx context.Context, onRestart func(ctx context.
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						m.restart(ctx, p, onRestart)
+						c := m.restart(ctx, p, hooks)
 						select {
 						case done <- p.name:
 						case <-ctx.Done():
+						}
+						if c != nil {
+							m.settleLater(ctx, p, c, hooks)
 						}
 					}()
 				}
@@ -315,6 +349,7 @@ func (m *pluginManager) probe(ctx context.Context, p *managedPlugin) {
 	m.logger.Error("driver plugin not answering; killing it so that a new instance takes over (its workers keep running)",
 		"driver", p.name, "pid", c.Pid(), "unanswered", probeFailures, "timeout", probeTimeout.String())
 	m.setDriverState(p.name, func(d *state.Driver) { d.Error = "plugin not answering" })
+	p.killed = "stopped answering; golb killed it"
 	// SIGKILL, not Kill(): go-plugin's graceful Kill asks the plugin to
 	// shut down first, which a stopped plugin never answers.
 	if pid := c.Pid(); pid > 0 {
@@ -322,28 +357,55 @@ func (m *pluginManager) probe(ctx context.Context, p *managedPlugin) {
 	}
 }
 
-// restart relaunches a crashed plugin with capped exponential backoff.
-func (m *pluginManager) restart(ctx context.Context, p *managedPlugin, onRestart func(context.Context, string, *drivers.Client)) {
-	m.logger.Error("driver plugin exited; restarting it (its workers keep running)", "driver", p.name)
-	m.setDriverState(p.name, func(d *state.Driver) { d.Running = false; d.Error = "plugin exited" })
-	delay := 50 * time.Millisecond
+// restart relaunches a dead plugin: after the crash backoff (plugincrash.go),
+// then with capped exponential backoff while launches fail. It returns the
+// new instance's client, or nil when ctx ended first.
+func (m *pluginManager) restart(ctx context.Context, p *managedPlugin, hooks pluginHooks) *drivers.Client {
+	p.mu.Lock()
+	watch, launched, killed := p.watch, p.launched, p.killed
+	p.mu.Unlock()
+	cr := crash{}
+	if watch != nil {
+		cr = watch.crashed()
+	}
+	key, note := cr.panic, cr.note(p.name)
+	if key == "" {
+		key = "exited"
+	}
+	if killed != "" {
+		key, note = killed, "driver "+p.name+" "+killed
+	}
+	delay, streak, times := m.crashes.record(p.name, time.Since(launched), key)
+	logCrash(m.logger, p.name, cr, streak, times, delay)
+	m.setDriverState(p.name, func(d *state.Driver) { d.Running = false; d.Error = note })
+	if hooks.crashed != nil {
+		hooks.crashed(p.name, note)
+	}
+	if !wait(ctx, delay, m.hurry) {
+		return nil
+	}
+	retry := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		c, info, err := m.launch(lctx, p.name)
+		in, err := m.launch(lctx, p.name)
 		if err == nil {
-			if err = m.configure(lctx, c, p.name, p.settings); err != nil {
-				c.Kill()
+			if err = m.configure(lctx, in.client, p.name, p.settings); err != nil {
+				in.client.Kill()
 			}
 		}
 		cancel()
 		if err == nil {
+			c := in.client
 			p.mu.Lock()
 			old := p.replaced
-			p.client, p.info, p.replaced = c, info, make(chan struct{})
+			p.client, p.info, p.replaced = c, in.info, make(chan struct{})
+			p.watch, p.launched, p.killed = in.watch, in.launched, ""
 			p.restarts++
 			restarts := p.restarts
 			p.mu.Unlock()
-			onRestart(ctx, p.name, c)
+			if hooks.restarted != nil {
+				hooks.restarted(ctx, p.name, c)
+			}
 			close(old)
 			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			fp, ferr := c.Fingerprint(fctx)
@@ -352,18 +414,43 @@ func (m *pluginManager) restart(ctx context.Context, p *managedPlugin, onRestart
 				fp = drivers.Fingerprint{Detail: ferr.Error()}
 			}
 			m.setDriverState(p.name, func(d *state.Driver) {
-				d.Running, d.Error, d.PluginPID, d.Restarts, d.Fingerprint = true, "", c.Pid(), restarts, fp
+				d.Running, d.PluginPID, d.Restarts, d.Fingerprint = true, c.Pid(), restarts, fp
 			})
-			m.logger.Info("driver plugin restarted", "driver", p.name, "attempt", attempt, "pid", c.Pid())
-			return
+			level := slog.LevelInfo
+			if times > 1 {
+				level = slog.LevelDebug // the same crash again: logCrash said so
+			}
+			m.logger.Log(ctx, level, "driver plugin restarted", "driver", p.name, "restarts", restarts, "attempt", attempt, "pid", c.Pid())
+			return c
 		}
-		m.logger.Error("restarting driver plugin failed", "driver", p.name, "attempt", attempt, "err", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
+		if ctx.Err() != nil {
+			return nil // shut down while it launched
 		}
-		delay = min(delay*2, 10*time.Second)
+		m.logger.Error("restarting driver plugin failed", "driver", p.name, "attempt", attempt, "err", err, "retry_in", retry)
+		if !wait(ctx, retry, nil) {
+			return nil
+		}
+		retry = min(retry*2, 10*time.Second)
+	}
+}
+
+// settleLater ends driver p's crash streak once its instance c has lived
+// minUptime, and lifts the crash note it left; a c that dies first leaves
+// them to the next restart.
+func (m *pluginManager) settleLater(ctx context.Context, p *managedPlugin, c *drivers.Client, hooks pluginHooks) {
+	if !wait(ctx, minUptime, nil) {
+		return
+	}
+	p.mu.Lock()
+	current := p.client == c && !c.Exited()
+	p.mu.Unlock()
+	if !current {
+		return
+	}
+	m.crashes.settle(p.name)
+	m.setDriverState(p.name, func(d *state.Driver) { d.Error = "" })
+	if hooks.settled != nil {
+		hooks.settled(p.name)
 	}
 }
 

@@ -83,13 +83,14 @@ func (a *Agent) prepareDriver(ctx context.Context, name string) hcl.Diagnostics 
 	}
 	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, info, err := a.plugins.launch(lctx, name)
+	in, err := a.plugins.launch(lctx, name)
 	if errors.Is(err, ErrDriverNotFound) {
 		return diagErr(fmt.Sprintf("Driver %q not found", name), fmt.Sprintf("Use a built-in driver (%v) or put an executable golb-driver-%s in plugin_dir (%s).", a.plugins.builtins, name, a.cfg.PluginDir))
 	}
 	if err != nil {
 		return diagErr(fmt.Sprintf("Driver %q failed to start", name), err.Error())
 	}
+	c, info := in.client, in.info
 	var settings json.RawMessage
 	var diags hcl.Diagnostics
 	if blk := a.cfg.DriverBlock(name); blk != nil {
@@ -103,7 +104,7 @@ func (a *Agent) prepareDriver(ctx context.Context, name string) hcl.Diagnostics 
 		c.Kill()
 		return diagErr(fmt.Sprintf("Driver %q rejected its settings", name), err.Error())
 	}
-	a.plugins.add(name, c, info, settings)
+	a.plugins.add(name, in, settings)
 	fp, err := c.Fingerprint(lctx)
 	if err != nil {
 		fp = drivers.Fingerprint{Detail: err.Error()}

@@ -52,10 +52,11 @@ func ProbeDrivers(ctx context.Context, cfg *config.Config, opts Options) []Drive
 func probe(ctx context.Context, m *pluginManager, name string) (version string, healthy bool, detail string) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, info, err := m.launch(ctx, name)
+	in, err := m.launch(ctx, name)
 	if err != nil {
 		return "", false, "plugin failed to start: " + err.Error()
 	}
+	c, info := in.client, in.info
 	defer c.Kill()
 	var settings []byte
 	if blk := m.cfg.DriverBlock(name); blk != nil {

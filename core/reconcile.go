@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -269,11 +270,25 @@ func (a *Agent) settle(g *state.Group, live []*state.Worker) time.Time {
 	a.mu.Lock()
 	delete(a.crashes, g.Name)
 	a.mu.Unlock()
-	if g.Failing {
-		_ = a.store.UpdateGroup(g.Name, func(g *state.Group) error { g.Failing, g.Reason = false, ""; return nil })
+	if g.Failing && ownedByCrashLoop(g.Reason) {
+		_ = a.store.UpdateGroup(g.Name, func(g *state.Group) error {
+			if ownedByCrashLoop(g.Reason) {
+				g.Failing, g.Reason = false, ""
+			}
+			return nil
+		})
 		a.logger.Info("group recovered", "group", g.Name)
 	}
 	return time.Time{}
+}
+
+// crashLoopingPrefix starts the NOTE of a crash-looping group.
+const crashLoopingPrefix = "crash-looping: "
+
+// ownedByCrashLoop reports whether a group's Reason is the crash loop's to
+// set or lift: none, or its own.
+func ownedByCrashLoop(reason string) bool {
+	return reason == "" || strings.HasPrefix(reason, crashLoopingPrefix)
 }
 
 // recordCrash notes a worker that failed to start or died young (reason is
@@ -301,9 +316,12 @@ func (a *Agent) recordCrash(group string, uptime time.Duration, reason string) {
 	failing := streak >= failingAfter
 	a.mu.Unlock()
 	_ = a.store.UpdateGroup(group, func(g *state.Group) error {
+		if !ownedByCrashLoop(g.Reason) {
+			return nil // a note of another cause (a plugin crash) stays
+		}
 		g.Failing, g.Reason = failing, ""
 		if failing {
-			g.Reason = "crash-looping: " + reason
+			g.Reason = crashLoopingPrefix + reason
 		}
 		return nil
 	})

@@ -77,7 +77,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); fn(ctx) }()
 	}
-	spawn(&monitorWG, monCtx, func(ctx context.Context) { a.plugins.monitor(ctx, a.recoverAfterPluginCrash) })
+	spawn(&monitorWG, monCtx, func(ctx context.Context) { a.plugins.monitor(ctx, pluginHooks{
+		restarted: a.recoverAfterPluginCrash,
+		crashed:   a.notePluginCrash,
+		settled:   func(driver string) { a.notePluginCrash(driver, "") },
+	}) })
 	spawn(&statsWG, statsCtx, a.agg.Run)
 	for group, bs := range a.byGroup {
 		for _, b := range bs {
@@ -97,6 +101,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	<-ctx.Done()
 	a.logger.Info("shutting down: draining balancers, stopping workers")
+	a.plugins.hurryUp()
 	stopControl()
 	controlWG.Wait()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.maxDrain()+5*time.Second)
