@@ -71,7 +71,7 @@ type Agent struct {
 	adopted map[string]bool       // drivers whose earlier workers were adopted
 	// pluginNotes are the NOTEs a driver's plugin crash put on its groups.
 	pluginNotes map[string]string // by driver
-	wg      sync.WaitGroup
+	wg          sync.WaitGroup
 }
 
 // groupSpec is a group's resolved, driver-checked worker template.

@@ -77,11 +77,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); fn(ctx) }()
 	}
-	spawn(&monitorWG, monCtx, func(ctx context.Context) { a.plugins.monitor(ctx, pluginHooks{
-		restarted: a.recoverAfterPluginCrash,
-		crashed:   a.notePluginCrash,
-		settled:   func(driver string) { a.notePluginCrash(driver, "") },
-	}) })
+	spawn(&monitorWG, monCtx, func(ctx context.Context) {
+		a.plugins.monitor(ctx, pluginHooks{
+			restarted: a.recoverAfterPluginCrash,
+			crashed:   a.notePluginCrash,
+			settled:   func(driver string) { a.notePluginCrash(driver, "") },
+		})
+	})
 	spawn(&statsWG, statsCtx, a.agg.Run)
 	for group, bs := range a.byGroup {
 		for _, b := range bs {
