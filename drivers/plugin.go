@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"syscall"
@@ -44,24 +45,31 @@ func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc
 // Serve runs impl as a golb driver plugin. It is the whole main() of an external
 // driver: `func main() { drivers.Serve(mydriver.New()) }`. It returns when golb
 // closes the connection.
+//
+// The SDK logs, as an ERROR with MsgOutlivedContext, every call that runs on
+// ContextGrace after its ctx ended.
 func Serve(impl Driver) {
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       "driver",
+		Level:      hclog.Info,
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{pluginName: &grpcPlugin{impl: impl}},
-		GRPCServer:      plugin.DefaultGRPCServer,
-		Logger: hclog.New(&hclog.LoggerOptions{
-			Name:       "driver",
-			Level:      hclog.Info,
-			Output:     os.Stderr,
-			JSONFormat: true,
-		}),
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(outlivedContext(logger)))...)
+		},
+		Logger: logger,
 	})
 }
 
 // Client is a running plugin subprocess and the Driver that talks to it.
 type Client struct {
 	Driver
-	pc *plugin.Client
+	pc     *plugin.Client
+	stderr *stderrTail
 }
 
 // ClientConfig tells Launch how to start a plugin.
@@ -75,6 +83,10 @@ type ClientConfig struct {
 	SecureConfig *plugin.SecureConfig
 	// Logger receives the plugin's log lines. Default: discard.
 	Logger hclog.Logger
+	// Stderr, when set, receives a copy of the plugin's stderr as it is
+	// written, line by line, whether or not Logger is set. The Client also
+	// keeps its last lines (Client.Stderr). Default: nil.
+	Stderr io.Writer
 	// Name is the driver's name as the config writes it ("nice"). Errors
 	// about the plugin's replies say it. Default: "" (they say "driver
 	// plugin").
@@ -99,6 +111,13 @@ func Launch(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
+	// The last lines of its stderr are kept whatever Logger does with
+	// them: a plugin that dies of a panic leaves its stack trace there.
+	tail := &stderrTail{}
+	var stderr io.Writer = tail
+	if cfg.Stderr != nil {
+		stderr = io.MultiWriter(tail, cfg.Stderr)
+	}
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          plugin.PluginSet{pluginName: &grpcPlugin{}},
@@ -107,6 +126,7 @@ func Launch(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           logger,
+		Stderr:           stderr,
 	})
 	done := make(chan error, 1)
 	var raw any
@@ -121,7 +141,7 @@ func Launch(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	case err := <-done:
 		if err != nil {
 			pc.Kill()
-			return nil, fmt.Errorf("launching driver plugin %s: %w", cfg.Cmd.Path, err)
+			return nil, launchError(cfg.Cmd.Path, err, tail)
 		}
 	case <-ctx.Done():
 		pc.Kill()
@@ -130,8 +150,28 @@ func Launch(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	}
 	gc := raw.(*grpcClient)
 	gc.name = cfg.Name
-	return &Client{Driver: gc, pc: pc}, nil
+	return &Client{Driver: gc, pc: pc, stderr: tail}, nil
 }
+
+// launchError is the error of a launch that failed: with the plugin's own
+// last word on stderr (a panic, a missing library), when it said one.
+func launchError(path string, err error, tail *stderrTail) error {
+	if p := tail.Panic(); p != "" {
+		return fmt.Errorf("launching driver plugin %s: %w (plugin stderr: %s)", path, err, p)
+	}
+	return fmt.Errorf("launching driver plugin %s: %w", path, err)
+}
+
+// Stderr returns the last lines the plugin wrote to its stderr: at most
+// StderrTailLines lines, each cut to a few hundred bytes, oldest first,
+// with the first line of its last panic kept in front when its trace has
+// pushed it out. Once the plugin has exited (Exited), it holds all that the
+// plugin wrote. Tests show it when a call fails; it is not a log.
+func (c *Client) Stderr() string { return c.stderr.String() }
+
+// Panic returns the first line of the last panic or fatal error the plugin
+// wrote to its stderr ("panic: runtime error: …"), or "".
+func (c *Client) Panic() string { return c.stderr.Panic() }
 
 // Kill stops the plugin process (not its workers).
 func (c *Client) Kill() { c.pc.Kill() }

@@ -111,15 +111,33 @@ func (s *suite) ctx() context.Context {
 	return ctx
 }
 
-// launch starts a plugin instance and configures it.
+// launch starts a plugin instance and configures it. When the test fails,
+// it shows the end of the plugin's stderr: a panicking driver's stack trace,
+// rather than only "error reading from server: EOF".
 func (s *suite) launch() *drivers.Client {
 	s.t.Helper()
 	c := s.h.Launch(s.t)
+	pid := c.Pid()
+	s.t.Cleanup(func() { s.showStderr(c, pid) }) // runs after Kill: all of it is read
 	s.t.Cleanup(c.Kill)
 	if err := c.SetConfig(s.ctx(), s.h.Plugin); err != nil {
 		s.t.Fatalf("SetConfig: %v", err)
 	}
 	return c
+}
+
+// showStderr logs the end of c's stderr if the test failed, and a panic
+// there as its own error.
+func (s *suite) showStderr(c *drivers.Client, pid int) {
+	if !s.t.Failed() {
+		return
+	}
+	if p := c.Panic(); p != "" {
+		s.t.Errorf("the driver plugin crashed: %s", p)
+	}
+	if out := c.Stderr(); out != "" {
+		s.t.Logf("driver plugin stderr (pid %d), last lines:\n%s", pid, out)
+	}
 }
 
 func (s *suite) spec(id string, config json.RawMessage) drivers.WorkerSpec {
