@@ -152,12 +152,12 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 	defer c.cur.Store(nil)
 
 	for fresh := false; ; fresh = true {
-		_, err = uc.io.Write(c.out)
-		var early bool // the worker failed while taking the body: it may have answered
 		if r.body != h1.BodyNone {
 			x.bodySent = true
 		}
-		if err == nil && r.bodyLeft {
+		if !r.bodyLeft {
+			err = c.readResponse(uc, r, c.out) // sends the request too
+		} else if _, err = uc.io.Write(c.out); err == nil {
 			var clientErr error
 			clientErr, err = c.sendBody(uc, r)
 			if clientErr != nil {
@@ -165,10 +165,8 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 				be.release()
 				return false, c.clientBodyFailed(clientErr)
 			}
-			early = err != nil
-		}
-		if err == nil || early {
-			err = c.readResponse(uc, r)
+			// A worker that failed while taking the body may have answered.
+			err = c.readResponse(uc, r, nil)
 		}
 		if err == nil {
 			break
@@ -313,12 +311,14 @@ func (c *clientConn) clientBodyFailed(err error) bool {
 	return false
 }
 
-// readResponse reads the worker's response head into uc.head, relaying
-// interim 1xx answers. A worker slow to answer does not hold a read
-// buffer, and its client is checked now and then (after watchAfter, then
-// at doubling intervals up to a second): a client that hung up ends the
-// wait with errClientGone, so that its attempt is abandoned, not counted.
-func (c *clientConn) readResponse(uc *upstream, r *reqInfo) error {
+// readResponse sends req (the request's head and inline body, when not
+// already sent) and reads the worker's response head into uc.head,
+// relaying interim 1xx answers. A worker slow to answer does not hold a
+// read buffer, and its client is checked now and then (after watchAfter,
+// then at doubling intervals up to a second): a client that hung up ends
+// the wait with errClientGone, so that its attempt is abandoned, not
+// counted.
+func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 	b := c.b
 	max := max(b.cfg.MaxHeaderBytes, 64<<10)
 	now := time.Now()
@@ -329,11 +329,33 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo) error {
 		next = deadline
 	}
 	_ = uc.nc.SetReadDeadline(next)
-	if b.busy() && uc.rd.Len() == 0 {
+	busy := b.busy() && uc.rd.Len() == 0
+	if busy {
 		// Many connections: wait for the answer before taking a buffer
-		// for it (one system call more, 4 KiB less per connection).
+		// for it (4 KiB less per connection).
 		uc.rd.Release()
-		_ = waitReadable(uc.io)
+	}
+	var err error
+	waited := false // err is what waiting for the answer gave
+	if len(req) > 0 {
+		// Send, then wait for the answer in the same poller call: no
+		// read that finds nothing yet (rawio_linux.go). Measured with
+		// `perf trace -s` on the fast workload: 1.29 empty reads per
+		// request before, 0.53 after (the rest were the client's).
+		n, aerr := ask(uc.io, req)
+		switch {
+		case n == len(req) && (aerr == nil || isTimeout(aerr)):
+			err, waited = aerr, true
+		case aerr != nil:
+			return aerr
+		default: // the socket was full: the rest the usual way
+			if _, err := uc.io.Write(req[n:]); err != nil {
+				return err
+			}
+		}
+	}
+	if busy && !waited {
+		err, waited = waitReadable(uc.io), true
 	}
 	resume := 0
 	for {
@@ -356,7 +378,10 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo) error {
 			}
 			resume = next
 		}
-		_, err := uc.rd.Fill(max)
+		if !waited || err == nil {
+			_, err = uc.rd.Fill(max)
+		}
+		waited = false
 		for err != nil && isTimeout(err) && uc.rd.Len() == 0 {
 			now := time.Now()
 			if !now.Before(deadline) {

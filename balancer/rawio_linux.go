@@ -28,6 +28,9 @@ type rawIO struct {
 	writeFn func(fd uintptr) bool
 	peekFn  func(fd uintptr) bool
 	peek    [1]byte
+	askFn   func(fd uintptr) bool
+	asked   bool // askFn sent all of p: its next call means "readable"
+
 	nc      net.Conn
 	stall   time.Duration
 	armed   bool // a write deadline is set
@@ -92,6 +95,28 @@ func newRawIO(nc net.Conn, stall time.Duration) io.ReadWriter {
 			}
 		}
 	}
+	r.askFn = func(fd uintptr) bool {
+		if r.asked {
+			return true // the poller saw the socket readable
+		}
+		for len(r.p) > 0 {
+			n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.p))), uintptr(len(r.p)), syscall.MSG_NOSIGNAL, 0, 0)
+			switch e {
+			case 0:
+				r.n += int(n)
+				r.p = r.p[n:]
+				continue
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return true // the socket is full: the caller writes the rest
+			}
+			r.errno = e
+			return true
+		}
+		r.asked = true
+		return false // all sent: wait in the poller until the answer comes
+	}
 	return r
 }
 
@@ -125,6 +150,33 @@ func (r *rawIO) Write(p []byte) (int, error) {
 	switch {
 	case err != nil:
 		return n, err
+	case r.errno != 0:
+		return n, &net.OpError{Op: "write", Net: "tcp", Err: r.errno}
+	}
+	return n, nil
+}
+
+// ask sends p on rw (a rawIO) and waits until the socket has something to
+// read (the answer, or the peer's close), or its read deadline passes. It
+// saves the read that would find nothing yet: the send happens inside the
+// poller's read call, after the poller forgot the socket's earlier
+// readiness, so the answer's arrival cannot be missed (which is also why
+// it is for a peer that sends nothing unasked, a worker). n is how much of
+// p was sent; when n < len(p) and err is nil, the socket was full (or rw
+// is not a rawIO) and the caller writes the rest itself and reads as
+// usual.
+func ask(rw io.ReadWriter, p []byte) (n int, err error) {
+	r, ok := rw.(*rawIO)
+	if !ok {
+		return 0, nil
+	}
+	r.p, r.n, r.errno, r.asked = p, 0, 0, false
+	err = r.rc.Read(r.askFn)
+	r.p = nil
+	n = r.n
+	switch {
+	case err != nil:
+		return n, err // a deadline, or the connection closed
 	case r.errno != 0:
 		return n, &net.OpError{Op: "write", Net: "tcp", Err: r.errno}
 	}
