@@ -31,9 +31,9 @@ type rawIO struct {
 	askFn   func(fd uintptr) bool
 	asked   bool // askFn sent all of p: its next call means "readable"
 
-	nc      net.Conn
-	stall   time.Duration
-	armed   bool // a write deadline is set
+	nc    net.Conn
+	stall time.Duration
+	armed bool // a write deadline is set
 }
 
 // newRawIO returns a reader and writer for nc: a rawIO for a TCP
