@@ -11,6 +11,7 @@ import (
 
 	"github.com/golb/golb/core"
 	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/drivers/containerd"
 	"github.com/golb/golb/drivers/docker"
 	"github.com/golb/golb/drivers/process"
 )
@@ -21,6 +22,8 @@ import (
 var builtins = map[string]func() drivers.Driver{
 	"process": func() drivers.Driver { return process.New(pluginLogger()) },
 	"docker":  func() drivers.Driver { return docker.New(pluginLogger()) },
+
+	"containerd": func() drivers.Driver { return containerd.New(pluginLogger()) },
 }
 
 // coreOptions are the core.Options of every verb that runs driver plugins:

@@ -227,11 +227,11 @@ func (d *Driver) Fingerprint(ctx context.Context) (drivers.Fingerprint, error) {
 	cli, s, err := d.engine()
 	attrs := map[string]string{"address": s.Address, "namespace": s.Namespace}
 	if err != nil {
-		return drivers.Fingerprint{Detail: oneLine(err.Error()), Attrs: attrs}, nil
+		return drivers.Fingerprint{Detail: detail(err), Attrs: attrs}, nil
 	}
 	v, err := daemonVersion(ctx, cli, s)
 	if err != nil {
-		return drivers.Fingerprint{Detail: oneLine(err.Error()), Attrs: attrs}, nil
+		return drivers.Fingerprint{Detail: detail(err), Attrs: attrs}, nil
 	}
 	attrs["version"] = v.Version
 	attrs["revision"] = v.Revision
@@ -243,6 +243,16 @@ func (d *Driver) Fingerprint(ctx context.Context) (drivers.Fingerprint, error) {
 		Detail:  fmt.Sprintf("containerd %s at %s, namespace %s", v.Version, s.Address, s.Namespace),
 		Attrs:   attrs,
 	}, nil
+}
+
+// detail is err as a fingerprint's one line, without the sentinel's words
+// (the fingerprint says unhealthy already).
+func detail(err error) string {
+	msg := oneLine(err.Error())
+	for _, sentinel := range []error{drivers.ErrRuntimeUnavailable, drivers.ErrBadConfig} {
+		msg = strings.TrimPrefix(msg, sentinel.Error()+": ")
+	}
+	return msg
 }
 
 // ValidateConfig implements drivers.Driver. When the daemon is reachable it
@@ -270,7 +280,7 @@ func (d *Driver) ValidateConfig(ctx context.Context, raw json.RawMessage) ([]dri
 	if err != nil {
 		return append(diags, drivers.Diagnostic{Attribute: "image", Summary: fmt.Sprintf("invalid image reference %q", c.Image), Detail: "use name:tag, e.g. myapp:1.2"}), nil
 	}
-	if cli, s, err := d.engine(); err == nil {
+	if cli, s, err := d.engine(); err == nil && probeSocket(s.Address) == nil {
 		if _, err := findImage(ctx, cli, s, c.Image, ref); isBadConfig(err) {
 			diags = append(diags, drivers.Diagnostic{Attribute: "image", Summary: fmt.Sprintf("image %q is not in containerd namespace %s", c.Image, s.Namespace), Detail: missingImageFix(s.Namespace)})
 		}

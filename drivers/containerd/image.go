@@ -28,54 +28,57 @@ type builtImage struct {
 // binary changed since the last call, and imported only when the namespace
 // lacks an image of its config digest: importing a docker-archive writes a
 // manifest of its own, so only the config digest names the content.
-func (d *Driver) workerImage(ctx context.Context, cli *client.Client, s settings) (client.Image, error) {
+func (d *Driver) workerImage(ctx context.Context, cli *client.Client, s settings) (img client.Image, imported bool, err error) {
 	bin, err := d.workerBinary()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	key, err := image.KeyOf(bin)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v: set driver \"containerd\" { worker_binary = ... }", drivers.ErrBadConfig, err)
+		return nil, false, fmt.Errorf("%w: %v: set driver \"containerd\" { worker_binary = ... }", drivers.ErrBadConfig, err)
 	}
 	d.imgMu.Lock()
 	defer d.imgMu.Unlock()
 	if d.img.key == key && d.img.namespace == s.Namespace {
 		img, err := cli.GetImage(ctx, d.img.name)
 		if err == nil && img.Target().Digest.String() == d.img.target {
-			return img, nil
+			if err := unpack(ctx, img, s); err != nil {
+				return nil, false, err
+			}
+			return img, false, nil
 		}
 		if err != nil && !errdefs.IsNotFound(err) {
-			return nil, engineErr(s, "looking up the worker image", err)
+			return nil, false, engineErr(s, "looking up the worker image", err)
 		}
 	}
 	begin := time.Now()
 	built, err := image.Build(bin, image.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v: set driver \"containerd\" { worker_binary = ... } to a Linux build of golb", drivers.ErrBadConfig, err)
+		return nil, false, fmt.Errorf("%w: %v: set driver \"containerd\" { worker_binary = ... } to a Linux build of golb", drivers.ErrBadConfig, err)
 	}
 	name, err := normalizeRef(built.Tag)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	img, err := imageWithConfig(ctx, cli, name, built.ID)
+	img, err = imageWithConfig(ctx, cli, name, built.ID)
 	if err != nil {
-		return nil, engineErr(s, "looking up the worker image", err)
+		return nil, false, engineErr(s, "looking up the worker image", err)
 	}
-	imported := img == nil
+	imported = img == nil
 	if imported {
 		if img, err = importImage(ctx, cli, s, built); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	if err := unpack(ctx, img, s); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if imported {
 		d.logger.Info("worker image imported", "name", img.Name(), "id", built.ID, "namespace", s.Namespace, "binary", bin,
 			"dynamic", built.Dynamic, "files", len(built.Files), "took", time.Since(begin).Round(time.Millisecond).String())
 	}
 	d.img = builtImage{key: key, namespace: s.Namespace, id: built.ID, name: img.Name(), target: img.Target().Digest.String()}
-	return img, nil
+	return img, imported, nil
 }
 
 // imageWithConfig returns the image called name if its config digest is

@@ -78,7 +78,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 
 	var img client.Image
 	if c.Image == "" {
-		img, err = d.workerImage(ctx, cli, s)
+		img, _, err = d.workerImage(ctx, cli, s)
 	} else {
 		img, err = findImage(ctx, cli, s, c.Image, ref)
 	}

@@ -32,7 +32,12 @@ type Env struct {
 // cgroups. The test fails if a mount or a process of the namespace is left.
 func NewEnv(t testing.TB) Env {
 	t.Helper()
-	d := Shared(t)
+	return EnvOn(t, Shared(t))
+}
+
+// EnvOn is NewEnv on daemon d (one a test started with Start).
+func EnvOn(t testing.TB, d *Daemon) Env {
+	t.Helper()
 	name := fmt.Sprintf("golbtest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
 	e := Env{
 		Daemon:       d,
