@@ -44,6 +44,9 @@ type WorkerView struct {
 	// HealthError is why the worker's last health check failed, e.g.
 	// "GET /healthz: 404 Not Found"; set only while it is unhealthy.
 	HealthError string `json:"health_error,omitempty"`
+	// Reason is why a lost worker is lost: it could not be stopped (it may
+	// still run; golb retries), or not be recovered with its plugin.
+	Reason string `json:"reason,omitempty"`
 	// Requests, Failed and MeanLatencyMS are the stats' figures, across
 	// golb restarts: the same as /worker/stats.
 	Requests      uint64  `json:"requests"`
@@ -265,7 +268,7 @@ func (a *Agent) WorkerViews() []WorkerView {
 	out := make([]WorkerView, 0, len(ws))
 	for _, w := range ws {
 		v := WorkerView{ID: w.ID, Group: w.Group, Driver: w.Driver, Address: w.Address, Status: string(w.Status), Adopted: w.Adopted, StartedAt: w.StartedAt.Format(time.RFC3339)}
-		v.Details = w.Details
+		v.Details, v.Reason = w.Details, w.Reason
 		if h := hs[w.ID]; h != nil {
 			v.Healthy, v.InFlight = h.healthy, h.inflight
 			if !v.Healthy {

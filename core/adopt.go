@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sort"
 	"strconv"
@@ -141,15 +142,9 @@ func (a *Agent) adoptDriver(ctx context.Context, driver string) error {
 			// In the background: graceful stops can take a while, and the
 			// workers being kept should serve meanwhile.
 			a.logger.Info("removing worker left from an earlier run", "worker", h.ID, "reason", reason)
-			signal, timeout := a.stopSettings(group)
-			id := h.ID
-			a.goWork(context.WithoutCancel(ctx), func(ctx context.Context) {
-				sctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
-				defer cancel()
-				if err := a.stopAndDestroy(sctx, driver, id, signal, timeout); err != nil {
-					a.logger.Warn("removing worker", "worker", id, "err", err)
-				}
-			})
+			w := &state.Worker{ID: h.ID, Group: group, Driver: driver, Port: portOf(h.Address), Address: h.Address,
+				Handle: h, StartedAt: h.StartedAt, Adopted: true, Details: a.inspectDetails(driver, h.ID)}
+			a.goWork(ctx, func(ctx context.Context) { a.removeUnwanted(ctx, w) })
 			continue
 		}
 		if stale {
@@ -217,13 +212,18 @@ func (a *Agent) recoverAfterPluginCrash(ctx context.Context, driver string, c *d
 		}
 		if err != nil {
 			a.logger.Error("worker lost with its plugin", "worker", w.ID, "err", err)
-			a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status = state.StatusLost })
+			a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status, w.Reason = state.StatusLost, "not recovered: "+err.Error() })
 			for _, b := range a.byGroup[w.Group] {
 				b.MarkDown(w.ID)
 			}
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_ = c.Destroy(dctx, w.ID)
+			derr := c.Destroy(dctx, w.ID)
 			cancel()
+			if derr != nil {
+				// It may still run: kept lost, and retried.
+				a.keepLost(ctx, w, fmt.Errorf("not recovered: %v; destroy: %w", err, derr), !a.finalStop.Load())
+				continue
+			}
 			_ = a.store.DeleteWorker(w.ID)
 			continue
 		}

@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/golb/golb/balancer"
 	"github.com/golb/golb/core/config"
@@ -56,19 +58,29 @@ type Agent struct {
 	plugins  *pluginManager
 	instance string
 
-	groups    map[string]*groupSpec
-	balancers []*balancer.Balancer
-	byGroup   map[string][]*balancer.Balancer
-	agg       *stats.Aggregator
-	sink      stats.Sink
+	groups        map[string]*groupSpec
+	failedDrivers []string // plugins Prepare could not start
+	balancers     []*balancer.Balancer
+	byGroup       map[string][]*balancer.Balancer
+	agg           *stats.Aggregator
+	sink          stats.Sink
 
 	// trafficCtx outlives the control loops at shutdown: worker supervisors
 	// run on it until the listeners have drained.
 	trafficCtx context.Context
+	// controlCtx ends first at shutdown: background retries run on it.
+	controlCtx context.Context
 
 	mu      sync.Mutex
 	crashes map[string]*crashLoop // by group
 	adopted map[string]bool       // drivers whose earlier workers were adopted
+	// stopGrace and destroyTimeout bound a worker's Stop (past its
+	// stop_timeout) and Destroy: stop.go.
+	stopGrace, destroyTimeout time.Duration
+	// finalStop is set once shutdown stops the workers: a worker that
+	// cannot be stopped then is reported, not retried.
+	finalStop atomic.Bool
+
 	// pluginNotes are the NOTEs a driver's plugin crash put on its groups.
 	pluginNotes map[string]string // by driver
 	wg          sync.WaitGroup
@@ -115,7 +127,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		crashes:  map[string]*crashLoop{},
 		adopted:  map[string]bool{},
 
-		pluginNotes: map[string]string{},
+		pluginNotes:    map[string]string{},
+		stopGrace:      defaultStopGrace,
+		destroyTimeout: defaultDestroyTimeout,
 	}, nil
 }
 

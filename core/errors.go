@@ -9,6 +9,12 @@ var (
 	ErrConfig = errors.New("invalid config")
 	// ErrDataDirInUse: another golb agent holds the data_dir lock.
 	ErrDataDirInUse = errors.New("data_dir locked")
+	// ErrPinMismatch: an external plugin's SHA-256 is not its pin's
+	// (PinError says both).
+	ErrPinMismatch = errors.New("plugin does not match its sha256 pin")
+	// ErrWorkersLeft: shutdown could not stop some workers; they may still
+	// run (Run's error names them; the log says how to kill each).
+	ErrWorkersLeft = errors.New("workers left running")
 	// ErrScaleBounds: a scale request outside the group's bounds.
 	ErrScaleBounds = errors.New("count outside the group's scale bounds")
 )

@@ -270,7 +270,17 @@ func newTestAgent(t *testing.T, cfg *config.Config, self ...string) *testAgent {
 // stops it if the test did not. self is as for newTestAgent.
 func startAgent(t *testing.T, cfg *config.Config, self ...string) *testAgent {
 	t.Helper()
+	return startTunedAgent(t, cfg, nil, self...)
+}
+
+// startTunedAgent is startAgent with tune applied to the agent before it
+// starts (say, shorter stop deadlines).
+func startTunedAgent(t *testing.T, cfg *config.Config, tune func(a *Agent), self ...string) *testAgent {
+	t.Helper()
 	ta := newTestAgent(t, cfg, self...)
+	if tune != nil {
+		tune(ta.Agent)
+	}
 	pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	diags := ta.Prepare(pctx)
 	cancel()
@@ -297,6 +307,14 @@ func startAgent(t *testing.T, cfg *config.Config, self ...string) *testAgent {
 		if err := ws.WatchCtx(wctx); err != nil {
 			t.Fatalf("Run did not record the groups within 30s (has %d)", len(gs))
 		}
+	}
+}
+
+// showLogs logs the agent's log even when the test passes, with
+// GOLB_TEST_LOGS=1: to read what a user would see.
+func (ta *testAgent) showLogs(t *testing.T) {
+	if os.Getenv("GOLB_TEST_LOGS") != "" {
+		t.Logf("agent log:\n%s", ta.logs.String())
 	}
 }
 

@@ -64,9 +64,7 @@ func TestPluginPanicInStartBacksOff(t *testing.T) {
 		}
 	}
 	t.Logf("%d ERROR lines for %d restarts", errLines, restarts)
-	if os.Getenv("DUMP") != "" {
-		t.Log(logs)
-	}
+	ta.showLogs(t)
 	if n := strings.Count(logs, "trace="); n != 1 {
 		t.Errorf("the panic's trace was logged %d times, want once", n)
 	}

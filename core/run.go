@@ -70,7 +70,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer stopControl()
 	unwatch := context.AfterFunc(ctx, stopControl) // a Ctrl-C during adoption ends it
 	defer unwatch()
-	a.trafficCtx = trafficCtx
+	a.trafficCtx, a.controlCtx = trafficCtx, controlCtx
 
 	var monitorWG, statsWG, trafficWG, controlWG sync.WaitGroup
 	spawn := func(wg *sync.WaitGroup, ctx context.Context, fn func(context.Context)) {
@@ -112,7 +112,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	stopTraffic()
 	trafficWG.Wait()
 	a.wg.Wait() // workers being started, stopped or supervised
-	a.stopAllWorkers(context.Background())
+	left := a.stopAllWorkers(context.Background())
 	stopStats()
 	statsWG.Wait()
 	if err := a.agg.Flush(context.Background()); err != nil {
@@ -122,6 +122,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	monitorWG.Wait()
 	if admin != nil {
 		_ = admin.Shutdown(shutdownCtx)
+	}
+	if err := a.stopReport(left); err != nil {
+		a.logger.Error("golb stopped, but not cleanly: workers may still run", "left", len(left))
+		return err
 	}
 	a.logger.Info("golb stopped")
 	return nil

@@ -3,10 +3,8 @@ package core
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
-	"github.com/golb/golb/balancer"
 	"github.com/golb/golb/core/state"
 	"github.com/golb/golb/drivers"
 )
@@ -85,9 +83,9 @@ func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
 	if !kept {
 		// Scaled away or shut down while it started.
 		a.logger.Info("worker no longer wanted after it started; removing it", "worker", w.ID)
-		signal, timeout := a.stopSettings(w.Group)
-		_ = a.stopAndDestroy(sctx, w.Driver, w.ID, signal, timeout)
-		_ = a.store.DeleteWorker(w.ID)
+		cp := *w
+		cp.Handle, cp.Address, cp.Details = h, h.Address, details
+		a.removeUnwanted(ctx, &cp)
 		return
 	}
 	a.logger.Info("worker started", "worker", w.ID, "group", w.Group, "address", h.Address)
@@ -131,25 +129,6 @@ func (a *Agent) firstBadReply(group, msg string) bool {
 	}
 	cl.badReply = msg
 	return true
-}
-
-// stopSettings is how a group's workers are stopped: its stop_signal and
-// stop_timeout, or SIGTERM and 10 s for a group the config no longer has.
-func (a *Agent) stopSettings(group string) (signal string, timeout time.Duration) {
-	if gs := a.groups[group]; gs != nil {
-		return gs.cfg.StopSignal, gs.cfg.StopTimeoutDur
-	}
-	return "SIGTERM", 10 * time.Second
-}
-
-// stopAndDestroy stops a worker with signal and timeout, then destroys it.
-func (a *Agent) stopAndDestroy(ctx context.Context, driver, id, signal string, timeout time.Duration) error {
-	return a.withPlugin(ctx, driver, func(c *drivers.Client) error {
-		if err := c.Stop(ctx, id, signal, timeout); err != nil && !errors.Is(err, drivers.ErrNotFound) {
-			return err
-		}
-		return c.Destroy(ctx, id)
-	})
 }
 
 // destroyQuietly destroys a worker, logging (not returning) a failure.
@@ -220,6 +199,10 @@ func (a *Agent) supervise(ctx context.Context, id, driver, group string) {
 // reconciler starts a replacement.
 func (a *Agent) workerExited(ctx context.Context, id, group string, status state.WorkerStatus, res drivers.ExitResult) {
 	w, _ := a.store.Worker(nil, id)
+	if w != nil && w.Status == state.StatusLost {
+		a.lostExited(ctx, w, res)
+		return
+	}
 	if w == nil || !w.Status.Live() {
 		return // golb stopped it on purpose
 	}
@@ -241,47 +224,6 @@ func (a *Agent) workerExited(ctx context.Context, id, group string, status state
 	_ = a.store.DeleteWorker(id)
 }
 
-// stopWorker stops and destroys a worker, then forgets it. With drain, it
-// first takes the worker out of every pool and waits up to its group's
-// drainTimeout for its in-flight requests.
-func (a *Agent) stopWorker(ctx context.Context, id string, drain bool) {
-	w, _ := a.store.Worker(nil, id)
-	if w == nil {
-		return
-	}
-	if drain {
-		// Out of every pool now, not when the feeds catch up: no new request
-		// may reach it while it drains. Then wait for all of its balancers
-		// at once, under one deadline.
-		bs := a.byGroup[w.Group]
-		for _, b := range bs {
-			b.MarkDown(id)
-		}
-		dctx, cancel := context.WithTimeout(ctx, a.drainTimeout(w.Group))
-		var wg sync.WaitGroup
-		for _, b := range bs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := b.WaitIdle(dctx, id); err != nil && !errors.Is(err, balancer.ErrUnknownBackend) {
-					a.logger.Warn("drain timeout; stopping worker with requests in flight", "worker", id)
-				}
-			}()
-		}
-		wg.Wait()
-		cancel()
-	}
-	signal, timeout := a.stopSettings(w.Group)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout+30*time.Second)
-	defer cancel()
-	if err := a.stopAndDestroy(sctx, w.Driver, id, signal, timeout); err != nil {
-		a.logger.Warn("stopping worker", "worker", id, "err", err)
-	}
-	a.store.UpdateWorker(id, func(w *state.Worker) { w.Status = state.StatusStopped })
-	_ = a.store.DeleteWorker(id)
-	a.logger.Info("worker stopped", "worker", id, "group", w.Group)
-}
-
 // withPlugin runs fn with the driver's plugin; if the plugin turns out to have
 // crashed, it waits for the new instance (which recovered the workers) and
 // runs fn once more.
@@ -301,17 +243,4 @@ func (a *Agent) withPlugin(ctx context.Context, driver string, fn func(c *driver
 			return err
 		}
 	}
-}
-
-// stopAllWorkers stops every worker in parallel, without draining (shutdown,
-// once the listeners have drained), and waits for them.
-func (a *Agent) stopAllWorkers(ctx context.Context) {
-	ws, _ := a.store.Workers(nil)
-	for _, w := range ws {
-		a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status = state.StatusDraining })
-	}
-	for _, w := range ws {
-		a.goWork(ctx, func(ctx context.Context) { a.stopWorker(ctx, w.ID, false) })
-	}
-	a.wg.Wait()
 }

@@ -113,7 +113,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		if w.Healthy {
 			health = "healthy"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fms\t%s\n", w.ID, w.Group, w.Driver, w.Address, w.Status, health, w.Requests, w.Failed, w.MeanLatencyMS, w.HealthError)
+		note := w.HealthError
+		if w.Reason != "" {
+			note = w.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1fms\t%s\n", w.ID, w.Group, w.Driver, w.Address, w.Status, health, w.Requests, w.Failed, w.MeanLatencyMS, note)
 	}
 	tw.Flush()
 	fmt.Fprintln(stdout)

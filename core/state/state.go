@@ -25,7 +25,7 @@ const (
 	StatusDraining WorkerStatus = "draining" // out of the pool, finishing in-flight requests
 	StatusStopped  WorkerStatus = "stopped"  // stopped by golb
 	StatusFailed   WorkerStatus = "failed"   // exited on its own
-	StatusLost     WorkerStatus = "lost"     // its plugin is gone and it could not be recovered
+	StatusLost     WorkerStatus = "lost"     // it could not be recovered with its plugin, or not be stopped: it may still run
 )
 
 // Live reports whether the worker counts toward its group's desired count.
@@ -59,6 +59,9 @@ type Worker struct {
 	StartedAt time.Time
 	UpdatedAt time.Time
 	Exit      *drivers.ExitResult
+	// Reason is why a lost worker is lost, for `golb status`, e.g. "could
+	// not be stopped: stop: context deadline exceeded; destroy: …".
+	Reason string
 	// Details are the driver's facts about it (pid and log files, container
 	// id), read once when it started or was adopted.
 	Details map[string]string
