@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/golb/golb/core/config"
 	"github.com/golb/golb/core/state"
@@ -172,10 +174,45 @@ func (m *pluginManager) command(name string) (*exec.Cmd, *plugin.SecureConfig, e
 			if err != nil {
 				return nil, nil, fmt.Errorf("plugin %s: sha256: %w", name, err)
 			}
+			// Checked here, to say which digest the file has; go-plugin
+			// checks it again as it runs the file.
+			if err := checkPin(p, path, sum); err != nil {
+				return nil, nil, err
+			}
 			sc = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 		}
 	}
 	return exec.Command(path), sc, nil
+}
+
+// PinError is a plugin binary whose digest is not its pin's.
+type PinError struct {
+	Driver, Path string
+	Want, Got    string     // hex SHA-256: the pin's, the file's
+	Pin          *hcl.Range // the pin's sha256 attribute
+}
+
+func (e *PinError) Error() string {
+	return fmt.Sprintf("%s: checksum mismatch: plugin %q pins sha256 %s, the file has %s", e.Path, e.Driver, e.Want, e.Got)
+}
+
+func (e *PinError) Unwrap() error { return ErrPinMismatch }
+
+// checkPin compares the SHA-256 of the file at path with p's pin.
+func checkPin(p *config.Plugin, path string, want []byte) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("checking plugin %s against its pin: %w", p.Name, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("checking plugin %s against its pin: reading %s: %w", p.Name, path, err)
+	}
+	if got := h.Sum(nil); !bytes.Equal(got, want) {
+		return &PinError{Driver: p.Name, Path: path, Want: hex.EncodeToString(want), Got: hex.EncodeToString(got), Pin: attrRangeOf(p.Body, "sha256").Ptr()}
+	}
+	return nil
 }
 
 // launch starts a new instance of driver name's plugin and asks it for its

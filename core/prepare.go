@@ -66,6 +66,10 @@ func (a *Agent) Prepare(ctx context.Context) hcl.Diagnostics {
 	return diags
 }
 
+// FailedDrivers are the drivers whose plugin Prepare could not start (not a
+// config error: the plugin's own failure), in the order it tried them.
+func (a *Agent) FailedDrivers() []string { return slices.Clone(a.failedDrivers) }
+
 // prepareDriver launches driver name's plugin, decodes its driver block
 // against the schema the plugin reports, hands it its settings and records
 // it. An unreachable runtime is a warning: the groups wait for it (adopt.go).
@@ -87,7 +91,18 @@ func (a *Agent) prepareDriver(ctx context.Context, name string) hcl.Diagnostics 
 	if errors.Is(err, ErrDriverNotFound) {
 		return diagErr(fmt.Sprintf("Driver %q not found", name), fmt.Sprintf("Use a built-in driver (%v) or put an executable golb-driver-%s in plugin_dir (%s).", a.plugins.builtins, name, a.cfg.PluginDir))
 	}
+	var pin *PinError
+	if errors.As(err, &pin) {
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Plugin %q does not match its sha256 pin (checksum mismatch)", name),
+			Detail: fmt.Sprintf("The pin expects %s; %s has %s. If you rebuilt or replaced the plugin on purpose, pin the new digest: sha256 = %q.",
+				pin.Want, pin.Path, pin.Got, pin.Got),
+			Subject: pin.Pin,
+		}}
+	}
 	if err != nil {
+		a.failedDrivers = append(a.failedDrivers, name)
 		return diagErr(fmt.Sprintf("Driver %q failed to start", name), err.Error())
 	}
 	c, info := in.client, in.info

@@ -2,6 +2,8 @@ package core
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,8 +18,14 @@ type DriverProbe struct {
 	Source  string `json:"source"` // "built-in" or the plugin's path
 	Version string `json:"version"`
 	Healthy bool   `json:"reachable"`
-	Detail  string `json:"detail"`
+	// Detail is one line of at most maxDetail bytes: the runtime's version,
+	// or why the driver cannot be used (`golb validate` shows the whole
+	// error of a plugin that fails to start).
+	Detail string `json:"detail"`
 }
+
+// maxDetail bounds DriverProbe.Detail, to keep `golb drivers` a table.
+const maxDetail = 160
 
 // ProbeDrivers launches every driver golb can find — the built-in ones
 // (opts.Builtins) and each golb-driver-NAME in plugin_dir — with the
@@ -44,6 +52,7 @@ func ProbeDrivers(ctx context.Context, cfg *config.Config, opts Options) []Drive
 			row.Source = filepath.Join(cfg.PluginDir, ExternalPrefix+name)
 		}
 		row.Version, row.Healthy, row.Detail = probe(ctx, m, name)
+		row.Detail = oneLine(row.Detail, maxDetail)
 		out = append(out, row)
 	}
 	return out
@@ -53,7 +62,15 @@ func probe(ctx context.Context, m *pluginManager, name string) (version string, 
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	in, err := m.launch(ctx, name)
+	var pin *PinError
+	if errors.As(err, &pin) {
+		return "", false, fmt.Sprintf("checksum mismatch: the pin expects sha256 %s, the file has %s", pin.Want, pin.Got)
+	}
 	if err != nil {
+		// Without "launching driver plugin PATH": SOURCE has the path.
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner
+		}
 		return "", false, "plugin failed to start: " + err.Error()
 	}
 	c, info := in.client, in.info

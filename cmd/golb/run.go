@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -61,7 +62,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	printDiags(stderr, files, diags)
 	if diags.HasErrors() {
 		agent.Close()
-		fmt.Fprintln(stderr, "golb: not starting: fix the config first")
+		if failed := agent.FailedDrivers(); len(failed) > 0 {
+			// The plugin's own failure, not the config's.
+			fmt.Fprintf(stderr, "golb: not starting: the driver plugin %s failed to start\n", strings.Join(failed, ", "))
+		} else {
+			fmt.Fprintln(stderr, "golb: not starting: fix the config first")
+		}
 		return exitError
 	}
 	go func() {
