@@ -28,6 +28,7 @@ type rawIO struct {
 	writeFn func(fd uintptr) bool
 	peekFn  func(fd uintptr) bool
 	peek    [1]byte
+	peeked  bool // peekFn looked once: its next call means "readable"
 	askFn   func(fd uintptr) bool
 	asked   bool // askFn sent all of p: its next call means "readable"
 
@@ -88,6 +89,10 @@ func newRawIO(nc net.Conn, stall time.Duration) io.ReadWriter {
 		return true
 	}
 	r.peekFn = func(fd uintptr) bool {
+		if r.peeked {
+			return true // the poller saw the socket readable: the read will tell
+		}
+		r.peeked = true
 		for {
 			_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.peek[0])), 1, syscall.MSG_PEEK, 0, 0)
 			if e != syscall.EINTR {
@@ -208,5 +213,6 @@ func waitReadable(rw io.ReadWriter) error {
 	if !ok {
 		return nil
 	}
+	r.peeked = false
 	return r.rc.Read(r.peekFn)
 }
