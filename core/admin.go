@@ -333,6 +333,7 @@ func (a *Agent) DriverViews() []DriverView {
 	out := make([]DriverView, 0, len(ds))
 	for _, d := range ds {
 		out = append(out, DriverView{Name: d.Name, Version: d.Info.Version, Healthy: d.Fingerprint.Healthy, Detail: d.Fingerprint.Detail, Running: d.Running, PID: d.PluginPID, Restarts: d.Restarts, Error: d.Error})
+		out[len(out)-1].Detail = oneLine(d.Fingerprint.Detail, maxDetail)
 	}
 	return out
 }

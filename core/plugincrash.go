@@ -42,6 +42,7 @@ type crashWatch struct {
 	inPanic bool
 	trace   []string // the panic's first line, then its trace (bounded)
 	more    int      // trace lines past maxTraceLines
+	exit    string   // how the process ended, e.g. "signal: killed"
 }
 
 // Accept is hclog's sink interface.
@@ -63,12 +64,17 @@ func (w *crashWatch) Accept(name string, level hclog.Level, msg string, args ...
 		w.mu.Unlock()
 		return
 	}
-	w.mu.Unlock()
 	if msg == "plugin process exited" {
 		// go-plugin says so at every stop, at ERROR after a crash; golb
-		// logs its own line about a crash (pluginCrashed).
+		// logs its own line about a crash (logCrash).
 		level = hclog.Debug
+		for i := 0; i+1 < len(args); i += 2 {
+			if k, _ := args[i].(string); k == "error" {
+				w.exit = fmt.Sprint(args[i+1])
+			}
+		}
 	}
+	w.mu.Unlock()
 	w.next.Accept(name, level, msg, args...)
 }
 
@@ -77,6 +83,7 @@ type crash struct {
 	panic string // the first line, e.g. "panic: runtime error: …"; "" if none
 	call  string // the driver call it died in, from the trace; "" if unknown
 	trace string // the first lines of the trace
+	exit  string // how the process ended ("exit status 2"), if known
 }
 
 // serverCall finds the driver call in a trace: the SDK's gRPC handler
@@ -89,9 +96,9 @@ func (w *crashWatch) crashed() crash {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.trace) == 0 {
-		return crash{}
+		return crash{exit: w.exit}
 	}
-	c := crash{panic: oneLine(w.trace[0], 300), trace: strings.Join(w.trace, "\n")}
+	c := crash{panic: oneLine(w.trace[0], 300), trace: strings.Join(w.trace, "\n"), exit: w.exit}
 	if w.more > 0 {
 		c.trace += fmt.Sprintf("\n… %d more lines", w.more)
 	}
@@ -111,6 +118,8 @@ func (c crash) note(driver string) string {
 		return fmt.Sprintf("driver %s crashed in %s: %s", driver, c.call, c.panic)
 	case c.panic != "":
 		return fmt.Sprintf("driver %s crashed: %s", driver, c.panic)
+	case c.exit != "":
+		return fmt.Sprintf("driver %s exited: %s", driver, c.exit)
 	}
 	return fmt.Sprintf("driver %s exited", driver)
 }
@@ -177,6 +186,9 @@ func (l *crashLog) settle(driver string) {
 // else at DEBUG.
 func logCrash(logger *slog.Logger, driver string, c crash, streak, times int, delay time.Duration) {
 	attrs := []any{"driver", driver, "crashes_in_a_row", streak, "restart_in", delay.String()}
+	if c.exit != "" {
+		attrs = append(attrs, "exit", c.exit)
+	}
 	if c.call != "" {
 		attrs = append(attrs, "call", c.call)
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 )
@@ -58,6 +59,15 @@ func flagsFirst(fs *flag.FlagSet, args []string) []string {
 		if f == nil {
 			continue // Parse reports it
 		}
+		if o, ok := f.Value.(*optionalValue); ok {
+			// `--admin ADDR`: the next argument is the value when it
+			// looks like one, else `--admin` stands alone.
+			if i+1 < len(args) && o.accepts(args[i+1]) {
+				i++
+				flags[len(flags)-1] = a + "=" + args[i]
+			}
+			continue
+		}
 		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
 			continue
 		}
@@ -74,5 +84,54 @@ func flagsFirst(fs *flag.FlagSet, args []string) []string {
 
 func isNumber(s string) bool {
 	_, err := strconv.ParseFloat(s, 64)
+	return err == nil
+}
+
+// optionalValue is a flag whose value may be left out: `--admin` alone
+// means "yes, at the default", `--admin=ADDR` and `--admin ADDR` give the
+// value (flagsFirst takes the next argument when accepts it).
+type optionalValue struct {
+	set     bool
+	value   string
+	accepts func(string) bool
+}
+
+// optionalFlag defines an optionalValue flag with default def.
+func optionalFlag(fs *flag.FlagSet, name, def, usage string, accepts func(string) bool) *optionalValue {
+	v := &optionalValue{value: def, accepts: accepts}
+	fs.Var(v, name, usage)
+	return v
+}
+
+func (v *optionalValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return v.value
+}
+
+func (v *optionalValue) Set(s string) error {
+	switch s {
+	case "true": // the flag alone
+		v.set = true
+	case "false":
+		v.set = false
+	default:
+		v.set, v.value = true, s
+	}
+	return nil
+}
+
+// IsBoolFlag lets the flag stand alone.
+func (v *optionalValue) IsBoolFlag() bool { return true }
+
+// isAddress reports whether s is HOST:PORT with a numeric port, as an
+// admin address is (and a config file name is not).
+func isAddress(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	_, err = strconv.ParseUint(port, 10, 16)
 	return err == nil
 }

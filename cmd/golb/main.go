@@ -30,9 +30,10 @@ Usage:
   golb scale GROUP N             set a group's desired worker count
   golb stats [--json]            per-worker request stats (--json: the seed's JSON)
   golb drivers [--json] [FILE]   each driver found, its version, and whether its runtime is reachable
+  golb drivers --admin [ADDR]    the running agent's driver plugins: pid, restarts, why one last died
   golb version                   print the version
 
-Client verbs (status, scale, stats) talk to the admin API at --admin ADDR
+Client verbs (status, scale, stats, drivers --admin) talk to the admin API at --admin ADDR
 (default $GOLB_ADMIN, else 127.0.0.1:5040).
 
 Exit codes: 0 ok, 1 failure, 2 bad usage.
