@@ -105,7 +105,11 @@ func TestContainerdExample(t *testing.T) {
 	if err != nil {
 		ctrdtest.SkipOrFail(t, err)
 	}
-	t.Cleanup(d.Stop)
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
 	env := ctrdtest.EnvOn(t, d)
 	ctr := ctrCLI{t: t, env: env}
 

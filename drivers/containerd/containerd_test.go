@@ -31,7 +31,10 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	ctrdtest.StopShared()
+	if err := ctrdtest.StopShared(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		code = 1
+	}
 	if worker.dir != "" {
 		os.RemoveAll(worker.dir)
 	}

@@ -54,11 +54,13 @@ func Shared(t testing.TB) *Daemon {
 }
 
 // StopShared stops the shared daemon, if one was started, and removes its
-// directory.
-func StopShared() {
-	if shared.d != nil {
-		shared.d.Stop()
+// directory. It reports what was left behind (a mount, a process), which
+// Stop had to remove by force.
+func StopShared() error {
+	if shared.d == nil {
+		return nil
 	}
+	return shared.d.Stop()
 }
 
 // Required reports whether $GOLB_REQUIRE (a comma list) names containerd.
@@ -104,7 +106,6 @@ func Start() (*Daemon, error) {
 	d := &Daemon{
 		Address: filepath.Join(dir, "containerd.sock"),
 		Dir:     dir,
-		done:    make(chan struct{}),
 		log:     filepath.Join(dir, "containerd.log"),
 	}
 	cfg := filepath.Join(dir, "config.toml")
@@ -112,25 +113,35 @@ func Start() (*Daemon, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	logf, err := os.Create(d.log)
-	if err != nil {
+	if err := d.launch(bin); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	defer logf.Close()
-	d.cmd = exec.Command(bin, "--config", cfg, "--log-level", "warn")
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting containerd: %w", err)
-	}
-	go func() { _ = d.cmd.Wait(); close(d.done) }()
 	if err := d.waitReady(20 * time.Second); err != nil {
 		d.Stop()
 		return nil, err
 	}
 	return d, nil
+}
+
+// launch starts the daemon process on d.Dir's config, its output appended
+// to d.log.
+func (d *Daemon) launch(bin string) error {
+	logf, err := os.OpenFile(d.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	d.done = make(chan struct{})
+	d.cmd = exec.Command(bin, "--config", filepath.Join(d.Dir, "config.toml"), "--log-level", "warn")
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
+		return fmt.Errorf("starting containerd: %w", err)
+	}
+	cmd, done := d.cmd, d.done
+	go func() { _ = cmd.Wait(); close(done) }()
+	return nil
 }
 
 // configFile is the daemon's config: every path under dir, no CRI, no
@@ -221,19 +232,52 @@ func (d *Daemon) Client(t testing.TB, ns string) *client.Client {
 
 // Stop stops the daemon (its shims are gone once every namespace was
 // cleaned), unmounts whatever is left under its directory and removes it.
-func (d *Daemon) Stop() {
-	if d.cmd != nil && d.cmd.Process != nil {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-			<-d.done
-		}
+// It reports what it had to remove by force: processes and mounts that the
+// tests' own cleanup left.
+func (d *Daemon) Stop() error {
+	d.stopDaemon()
+	var left []string
+	for _, pid := range ProcessesUnder(d.Dir) {
+		left = append(left, fmt.Sprintf("process %d", pid))
 	}
 	killUnder(d.Dir)
+	for _, m := range MountsUnder(d.Dir) {
+		left = append(left, "mount "+m)
+	}
 	unmountUnder(d.Dir)
 	_ = os.RemoveAll(d.Dir)
+	if len(left) > 0 {
+		return fmt.Errorf("private containerd %s left %s", d.Dir, strings.Join(left, ", "))
+	}
+	return nil
+}
+
+func (d *Daemon) stopDaemon() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		<-d.done
+	}
+}
+
+// Restart stops the daemon process and starts it again on the same
+// directory, as a system containerd is restarted: the shims and their
+// tasks live on.
+func (d *Daemon) Restart() error {
+	d.stopDaemon()
+	bin, err := exec.LookPath("containerd")
+	if err != nil {
+		return err
+	}
+	if err := d.launch(bin); err != nil {
+		return err
+	}
+	return d.waitReady(20 * time.Second)
 }
 
 // MountsUnder lists the mount points in /proc/mounts under dir.
