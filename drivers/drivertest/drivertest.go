@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -73,6 +74,9 @@ type suite struct {
 	t     *testing.T
 	h     Harness
 	group string
+
+	mu      sync.Mutex
+	started []string // the ids of the workers Start was asked for
 }
 
 // Run runs the conformance suite as subtests of t.
@@ -89,6 +93,7 @@ func Run(t *testing.T, h Harness) {
 	}{
 		{"StartServeStopDestroy", testLifecycle},
 		{"StopKillsAfterTimeout", testStopTimeout},
+		{"StopHonoursDeadline", testStopDeadline},
 		{"RecoverAfterPluginCrash", testRecover},
 		{"StartFailuresLeakNothing", testStartFailures},
 		{"ExitReportsOutput", testExitOutput},
@@ -100,7 +105,9 @@ func Run(t *testing.T, h Harness) {
 			if h.Plugin.DataDir == "" {
 				h.Plugin.DataDir = t.TempDir()
 			}
-			tc.fn(&suite{t: t, h: h, group: fmt.Sprintf("conf%d", time.Now().UnixNano()%1e9)})
+			s := &suite{t: t, h: h, group: fmt.Sprintf("conf%d", time.Now().UnixNano()%1e9)}
+			t.Cleanup(s.sweep) // the last cleanup: after each worker's Destroy
+			tc.fn(s)
 		})
 	}
 }
@@ -129,6 +136,9 @@ func (s *suite) launch() *drivers.Client {
 // showStderr logs the end of c's stderr if the test failed, and a panic
 // there as its own error.
 func (s *suite) showStderr(c *drivers.Client, pid int) {
+	if line := outlived(c); line != "" && !s.t.Failed() {
+		s.t.Errorf("a driver call ignored the end of its ctx: %s", line)
+	}
 	if !s.t.Failed() {
 		return
 	}
@@ -151,23 +161,54 @@ func (s *suite) spec(id string, config json.RawMessage) drivers.WorkerSpec {
 	}
 }
 
-// start starts a worker and registers its destruction.
+// start starts a worker and registers its destruction (also when Start
+// fails: a refused reply may come from a driver that did start one).
 func (s *suite) start(d drivers.Driver, spec drivers.WorkerSpec) *drivers.Handle {
 	s.t.Helper()
-	h, err := d.Start(s.ctx(), spec)
-	if err != nil {
-		s.t.Fatalf("Start(%s): %v", spec.ID, err)
-	}
+	s.mu.Lock()
+	s.started = append(s.started, spec.ID)
+	s.mu.Unlock()
 	s.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = d.Destroy(ctx, spec.ID)
 	})
+	h, err := d.Start(s.ctx(), spec)
+	if errors.Is(err, drivers.ErrBadReply) {
+		s.t.Fatalf("Start(%s): golb refuses the reply: %v\n"+
+			"A Start reply carries the spec's id, an Address host:port with a numeric port (1-65535) and a State of at most %d bytes.",
+			spec.ID, err, drivers.MaxStateSize)
+	}
+	if err != nil {
+		s.t.Fatalf("Start(%s): %v", spec.ID, err)
+	}
 	if h.ID != spec.ID || h.Address == "" {
 		s.t.Fatalf("Start returned handle %+v for spec %s: want its id and an address", h, spec.ID)
 	}
+	if _, port, err := net.SplitHostPort(h.Address); err != nil || port != strconv.Itoa(spec.Port) {
+		s.t.Fatalf("Start returned address %q for spec %s: the worker serves on the spec's port %d", h.Address, spec.ID, spec.Port)
+	}
 	return h
 }
+
+// stop calls Stop with a ctx that outlasts timeout by stopMargin, and fails
+// when Stop does not return by then.
+func (s *suite) stop(d drivers.Driver, id string, timeout time.Duration) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+stopMargin)
+	defer cancel()
+	err := d.Stop(ctx, id, "SIGTERM", timeout)
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.t.Fatalf("Stop(%s) with a %v timeout did not return within %v: Stop returns once the worker has exited, and SIGKILL comes after the timeout", id, timeout, timeout+stopMargin)
+	}
+	if err != nil {
+		s.t.Fatalf("Stop(%s): %v", id, err)
+	}
+}
+
+// stopMargin is how long Stop may take past its timeout (SIGKILL, the exit
+// noticed, a loaded machine) before the suite calls it stuck.
+const stopMargin = 20 * time.Second
 
 // waitServing waits for the worker's first 200, and on failure reports what
 // the driver knows of it (exit status, log paths).
@@ -188,6 +229,9 @@ func (s *suite) waitServing(d drivers.Driver, h *drivers.Handle) {
 func (s *suite) listGroup(d drivers.Driver) []*drivers.Handle {
 	s.t.Helper()
 	hs, err := d.List(s.ctx(), map[string]string{drivers.LabelManaged: "true", drivers.LabelGroup: s.group})
+	if errors.Is(err, drivers.ErrBadReply) {
+		s.t.Fatalf("List: golb refuses the reply: %v\nEach handle carries a worker id, an Address host:port with a numeric port and a State of at most %d bytes.", err, drivers.MaxStateSize)
+	}
 	if err != nil {
 		s.t.Fatalf("List: %v", err)
 	}
@@ -230,9 +274,7 @@ func testLifecycle(s *suite) {
 		s.t.Fatalf("Wait returned %v while the worker runs", res)
 	case <-time.After(200 * time.Millisecond):
 	}
-	if err := d.Stop(s.ctx(), spec.ID, "SIGTERM", 10*time.Second); err != nil {
-		s.t.Fatalf("Stop: %v", err)
-	}
+	s.stop(d, spec.ID, 10*time.Second)
 	select {
 	case res := <-waited:
 		s.t.Logf("exit after SIGTERM: %v", res)
@@ -269,9 +311,7 @@ func testStopTimeout(s *suite) {
 	spec := s.spec("stubborn", s.h.IgnoresTERM)
 	s.waitServing(d, s.start(d, spec)) // serving: SIGTERM is ignored by now
 	begin := time.Now()
-	if err := d.Stop(s.ctx(), spec.ID, "SIGTERM", time.Second); err != nil {
-		s.t.Fatalf("Stop: %v", err)
-	}
+	s.stop(d, spec.ID, time.Second)
 	took := time.Since(begin)
 	s.t.Logf("stop with 1s timeout took %v", took)
 	if took < 900*time.Millisecond {
@@ -347,9 +387,7 @@ func testRecover(s *suite) {
 	// The new instance controls the recovered workers fully.
 	done := make(chan error, 1)
 	go func() { _, err := second.Wait(s.ctx(), a.ID); done <- err }()
-	if err := second.Stop(s.ctx(), a.ID, "SIGTERM", 10*time.Second); err != nil {
-		s.t.Fatalf("Stop recovered worker: %v", err)
-	}
+	s.stop(second, a.ID, 10*time.Second)
 	select {
 	case err := <-done:
 		if err != nil {
@@ -453,6 +491,9 @@ func testUnknown(s *suite) {
 	}
 	if err := d.Destroy(s.ctx(), "no-such-worker"); err != nil {
 		s.t.Fatalf("Destroy unknown: %v, want nil", err)
+	}
+	if diags, err := d.ValidateConfig(s.ctx(), s.h.Serving); err != nil || len(diags) != 0 {
+		s.t.Fatalf("ValidateConfig of the Serving config: %v, %v; want no diagnostics", diags, err)
 	}
 	info, err := d.Info(s.ctx())
 	if err != nil || info.Name == "" || info.ProtocolVersion != drivers.ProtocolVersion {
