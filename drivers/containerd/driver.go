@@ -268,9 +268,15 @@ func (d *Driver) ValidateConfig(ctx context.Context, raw json.RawMessage) ([]dri
 	if c.Command != nil && (len(c.Command) == 0 || c.Command[0] == "") {
 		diags = append(diags, drivers.Diagnostic{Attribute: "command", Summary: "command is empty", Detail: "give the program and its arguments, e.g. [\"/app\", \"-v\"], or remove command to use the image's entrypoint"})
 	}
-	for k := range c.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			diags = append(diags, drivers.Diagnostic{Attribute: "env", Summary: fmt.Sprintf("invalid environment variable name %q", k)})
+	for k, v := range c.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			diags = append(diags, drivers.Diagnostic{Attribute: "env", Summary: fmt.Sprintf("invalid environment variable %q", k), Detail: "a name has no '=' and neither name nor value a NUL byte"})
+		}
+	}
+	for _, arg := range c.Command {
+		if strings.ContainsRune(arg, 0) {
+			diags = append(diags, drivers.Diagnostic{Attribute: "command", Summary: fmt.Sprintf("command argument %q holds a NUL byte", arg)})
+			break
 		}
 	}
 	if c.Image == "" {

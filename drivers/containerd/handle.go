@@ -204,6 +204,13 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 		}
 	}
 	if h != nil {
+		// The kill's exit is on its way to watch; a Wait must not hang on
+		// a worker that is gone.
+		select {
+		case <-h.exit.Done():
+		case <-time.After(2 * time.Second):
+		}
+		h.exit.Finish(drivers.ExitResult{ExitCode: -1, Err: "worker destroyed", Output: proc.ExitOutput(h.state.Log)})
 		h.cancel()
 		d.workers.Remove(id)
 	}

@@ -76,6 +76,8 @@ func TestHostileGroupConfig(t *testing.T) {
 		{`{"image":"app@sha256:1234"}`, "image"},
 		{`{"env":{"A=B":"c"}}`, "env"},
 		{`{"env":{"":"c"}}`, "env"},
+		{`{"env":{"A":"b\u0000c"}}`, "env"},
+		{`{"command":["/app","a\u0000b"]}`, "command"},
 		{`{"image":3}`, ""},
 	} {
 		diags, err := d.ValidateConfig(ctx, json.RawMessage(tc.config))

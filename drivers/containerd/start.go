@@ -40,10 +40,8 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	if c.Command != nil && (len(c.Command) == 0 || c.Command[0] == "") {
 		return nil, fmt.Errorf("%w: starting worker %s: command is empty", drivers.ErrBadConfig, spec.ID)
 	}
-	for k := range c.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return nil, fmt.Errorf("%w: starting worker %s: invalid environment variable name %q", drivers.ErrBadConfig, spec.ID, k)
-		}
+	if err := checkStrings(spec, c); err != nil {
+		return nil, err
 	}
 	var ref string
 	if c.Image != "" {
@@ -155,6 +153,24 @@ func (d *Driver) startTask(ctx context.Context, cli *client.Client, s settings, 
 	h.state.Pid = st.Pid
 	go d.watch(h, exits)
 	return h, nil
+}
+
+// checkStrings refuses environment variables and arguments no process can
+// be given: a name with '=' or NUL, a NUL anywhere.
+func checkStrings(spec drivers.WorkerSpec, c groupConfig) error {
+	for _, env := range []map[string]string{c.Env, spec.Env} {
+		for k, v := range env {
+			if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+				return fmt.Errorf("%w: starting worker %s: invalid environment variable %q", drivers.ErrBadConfig, spec.ID, k)
+			}
+		}
+	}
+	for _, arg := range c.Command {
+		if strings.ContainsRune(arg, 0) {
+			return fmt.Errorf("%w: starting worker %s: command argument %q holds a NUL byte", drivers.ErrBadConfig, spec.ID, arg)
+		}
+	}
+	return nil
 }
 
 // runcOptions are the shim's runc options: runc_root when set.

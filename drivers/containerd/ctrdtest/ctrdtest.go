@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,8 +99,9 @@ func Start() (*Daemon, error) {
 			return nil, fmt.Errorf("no %s binary: %w", need, err)
 		}
 	}
+	sweepStale()
 	// A short path: unix socket paths are limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "golb-ctrd-")
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -117,11 +119,39 @@ func Start() (*Daemon, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	_ = os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600)
 	if err := d.waitReady(20 * time.Second); err != nil {
 		d.Stop()
 		return nil, err
 	}
 	return d, nil
+}
+
+// dirPrefix names the daemons' directories in $TMPDIR; ownerFile in one
+// holds the pid of the test process that started it.
+const (
+	dirPrefix = "golb-ctrd-"
+	ownerFile = "owner.pid"
+)
+
+// sweepStale removes the directories of private daemons whose test process
+// is gone (one that panicked before its cleanup): their daemon died with it
+// (Pdeathsig), but mounts and files may be left.
+func sweepStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // starting right now, or not ours
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		killUnder(dir)
+		unmountUnder(dir)
+		_ = os.RemoveAll(dir)
+	}
 }
 
 // launch starts the daemon process on d.Dir's config, its output appended
