@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,11 @@ type Options struct {
 	// Self is how to run the golb binary itself (built-in drivers run as
 	// `Self... driver NAME`). Default: os.Executable().
 	Self []string
+	// WorkerCommand is how to run golb's built-in worker: every driver gets
+	// it in WorkerSpec.WorkerCommand for a group that runs the built-in
+	// worker, so that external drivers can run it too. Default: Self
+	// followed by "worker".
+	WorkerCommand []string
 	// Builtins are the drivers Self serves as `Self... driver NAME`, in
 	// the order `golb drivers` lists them: cmd/golb passes the names of its
 	// registry of built-in drivers. Any other driver is an external
@@ -52,11 +58,12 @@ type Options struct {
 
 // Agent runs one config.
 type Agent struct {
-	cfg      *config.Config
-	logger   *slog.Logger
-	store    *state.Store
-	plugins  *pluginManager
-	instance string
+	cfg       *config.Config
+	logger    *slog.Logger
+	store     *state.Store
+	plugins   *pluginManager
+	instance  string
+	workerCmd []string // Options.WorkerCommand
 
 	groups        map[string]*groupSpec
 	failedDrivers []string // plugins Prepare could not start
@@ -106,6 +113,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		}
 		opts.Self = []string{exe}
 	}
+	if len(opts.WorkerCommand) == 0 {
+		opts.WorkerCommand = append(slices.Clone(opts.Self), "worker")
+	}
 	store, err := state.New()
 	if err != nil {
 		return nil, err
@@ -117,15 +127,16 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	cfg.DataDir = abs
 	sum := sha256.Sum256([]byte(abs))
 	return &Agent{
-		cfg:      cfg,
-		logger:   opts.Logger,
-		store:    store,
-		plugins:  newPluginManager(cfg, opts.Self, opts.Builtins, store, opts.Logger, opts.Verbose),
-		instance: hex.EncodeToString(sum[:6]),
-		groups:   map[string]*groupSpec{},
-		byGroup:  map[string][]*balancer.Balancer{},
-		crashes:  map[string]*crashLoop{},
-		adopted:  map[string]bool{},
+		cfg:       cfg,
+		logger:    opts.Logger,
+		store:     store,
+		plugins:   newPluginManager(cfg, opts.Self, opts.Builtins, store, opts.Logger, opts.Verbose),
+		instance:  hex.EncodeToString(sum[:6]),
+		workerCmd: opts.WorkerCommand,
+		groups:    map[string]*groupSpec{},
+		byGroup:   map[string][]*balancer.Balancer{},
+		crashes:   map[string]*crashLoop{},
+		adopted:   map[string]bool{},
 
 		pluginNotes:    map[string]string{},
 		stopGrace:      defaultStopGrace,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,17 +44,18 @@ var testBuiltins = []string{"process"}
 // when golb starts and comes up later (see gatedList).
 //
 // The others, `KNOB driver process`, serve the process driver with one bug
-// of a beginner's plugin each (see buggyDrivers): a Start that replies with
+// of a beginner's plugin each (see knobDrivers): a Start that replies with
 // an empty address (noaddress), a Start that panics (panicstart), a Stop
 // that never returns (hangstop), and that with a Destroy that fails too
-// (hangstopdestroyfails).
+// (hangstopdestroyfails); and one that checks what core puts in each
+// WorkerSpec (strictspec).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 4 && os.Args[1] == "listgate" && os.Args[3] == "driver" && os.Args[4] == "process" {
 		drivers.Serve(&gatedList{Driver: process.New(nil), gate: os.Args[2]})
 		os.Exit(0)
 	}
 	if len(os.Args) > 3 && os.Args[2] == "driver" && os.Args[3] == "process" {
-		if mk, ok := buggyDrivers[os.Args[1]]; ok {
+		if mk, ok := knobDrivers[os.Args[1]]; ok {
 			drivers.Serve(mk(process.New(nil)))
 			os.Exit(0)
 		}
@@ -88,12 +90,37 @@ func (d *gatedList) List(ctx context.Context, labels map[string]string) ([]*driv
 	return d.Driver.List(ctx, labels)
 }
 
-// buggyDrivers are the test binary's broken plugins, by knob.
-var buggyDrivers = map[string]func(*process.Driver) drivers.Driver{
+// knobDrivers are the test binary's broken plugins, by knob.
+var knobDrivers = map[string]func(*process.Driver) drivers.Driver{
 	"noaddress":            func(d *process.Driver) drivers.Driver { return &noAddress{d} },
 	"panicstart":           func(d *process.Driver) drivers.Driver { return &panicStart{d} },
 	"hangstop":             func(d *process.Driver) drivers.Driver { return &hangStop{Driver: d} },
 	"hangstopdestroyfails": func(d *process.Driver) drivers.Driver { return &hangStop{Driver: d, destroyFails: true} },
+	"strictspec":           func(d *process.Driver) drivers.Driver { return &strictSpec{d} },
+}
+
+// strictSpec is the process driver refusing a spec without what core must
+// fill: PORT and BIND_ADDR in Env, matching Port and BindAddr, and the
+// built-in worker's argv in WorkerCommand exactly when the group gives no
+// command of its own.
+type strictSpec struct{ *process.Driver }
+
+func (d *strictSpec) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.Handle, error) {
+	var cfg struct {
+		Command []string `json:"command"`
+	}
+	if err := spec.DecodeConfig(&cfg); err != nil {
+		return nil, err
+	}
+	switch {
+	case spec.Env["PORT"] != strconv.Itoa(spec.Port) || spec.Env["BIND_ADDR"] != spec.BindAddr || spec.BindAddr == "":
+		return nil, fmt.Errorf("strictspec: env PORT=%q BIND_ADDR=%q for port %d, bind %q", spec.Env["PORT"], spec.Env["BIND_ADDR"], spec.Port, spec.BindAddr)
+	case len(cfg.Command) == 0 && (len(spec.WorkerCommand) != 2 || spec.WorkerCommand[1] != "worker"):
+		return nil, fmt.Errorf("strictspec: built-in worker with worker command %q", spec.WorkerCommand)
+	case len(cfg.Command) > 0 && len(spec.WorkerCommand) > 0:
+		return nil, fmt.Errorf("strictspec: a group with its own command got worker command %q", spec.WorkerCommand)
+	}
+	return d.Driver.Start(ctx, spec)
 }
 
 // noAddress is the process driver with a bug: Start starts the worker, then
@@ -253,7 +280,9 @@ func newTestAgent(t *testing.T, cfg *config.Config, self ...string) *testAgent {
 	if len(self) == 0 {
 		self = []string{os.Args[0]}
 	}
-	a, err := New(cfg, Options{Self: self, Builtins: testBuiltins, Logger: logger})
+	// The built-in worker is the test binary's `worker`, whatever knob the
+	// plugin runs with.
+	a, err := New(cfg, Options{Self: self, WorkerCommand: []string{os.Args[0], "worker"}, Builtins: testBuiltins, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,28 +3,44 @@ package core
 import (
 	"context"
 	"errors"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/golb/golb/core/state"
 	"github.com/golb/golb/drivers"
 )
 
-// specFor builds the WorkerSpec of worker w.
+// bindAddr is the address every worker binds (a driver whose worker must
+// bind elsewhere inside its runtime, a container, overrides BIND_ADDR).
+const bindAddr = "127.0.0.1"
+
+// specFor builds the WorkerSpec of worker w. Its Env has what every worker
+// reads, PORT, BIND_ADDR and GOLB_WORKER_ID, plus the app settings for the
+// built-in worker, whose argv is in WorkerCommand.
 func (a *Agent) specFor(w *state.Worker) drivers.WorkerSpec {
 	gs := a.groups[w.Group]
-	env := map[string]string{"GOLB_WORKER_ID": w.ID}
+	env := map[string]string{
+		"PORT":           strconv.Itoa(w.Port),
+		"BIND_ADDR":      bindAddr,
+		"GOLB_WORKER_ID": w.ID,
+	}
 	for k, v := range gs.env {
 		env[k] = v
 	}
-	return drivers.WorkerSpec{
+	spec := drivers.WorkerSpec{
 		ID:       w.ID,
 		Group:    w.Group,
 		Port:     w.Port,
-		BindAddr: "127.0.0.1",
+		BindAddr: bindAddr,
 		Env:      env,
 		Labels:   map[string]string{LabelInstance: a.instance, LabelSpec: gs.hash},
 		Config:   gs.config,
 	}
+	if gs.cfg.RunsBuiltinWorker() {
+		spec.WorkerCommand = slices.Clone(a.workerCmd)
+	}
+	return spec
 }
 
 // startTimeout bounds one Start call (an image load can take a while).
