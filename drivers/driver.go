@@ -272,7 +272,8 @@ type Status struct {
 }
 
 // ExitResult is how a worker ended. ExitCode is -1 when the runtime cannot know it
-// (a re-attached process that was not our child).
+// (a re-attached process that was not our child); with no Signal and no Err
+// either, String says "exit status unknown (not our child)".
 type ExitResult struct {
 	ExitCode int    `json:"exit_code"`
 	Signal   int    `json:"signal,omitempty"`
@@ -287,20 +288,32 @@ type ExitResult struct {
 // Successful reports whether the worker exited 0 without a signal.
 func (r ExitResult) Successful() bool { return r.ExitCode == 0 && r.Signal == 0 && r.Err == "" }
 
-// String is one line: how the worker ended, then the last line of its
-// Output when there is one, e.g. `exit code 2: golb worker: GOLB_FAILURE_RATE
-// "bogus": not a number`.
+// String is one line: how the worker ended, then the line of its Output
+// that says why, when one does, e.g. `exit code 2: golb worker:
+// GOLB_FAILURE_RATE "bogus": not a number`. That line is a panic's first
+// line, else the last line unless it is a routine log line (level INFO or
+// below), else the last line that reads like an error. When the exit status
+// is unknown (Err, or ExitCode -1 with no Signal) the last line may be old
+// news, so it is shown only when it reads like an error. A worker killed
+// from outside (SIGKILL, SIGTERM, SIGINT) gets no line: it said nothing
+// about why.
 func (r ExitResult) String() string {
 	var s string
+	unknown := false
 	switch {
 	case r.Err != "":
-		s = "error: " + r.Err
+		s, unknown = "error: "+r.Err, true
 	case r.Signal != 0:
 		s = fmt.Sprintf("killed by signal %d", r.Signal)
+	case r.ExitCode == -1:
+		s, unknown = "exit status unknown (not our child)", true
 	default:
 		s = fmt.Sprintf("exit code %d", r.ExitCode)
 	}
-	if line := lastLine(r.Output); line != "" && !killedFromOutside(r.Signal) {
+	if killedFromOutside(r.Signal) {
+		return s
+	}
+	if line := reasonLine(r.Output, unknown); line != "" {
 		s += ": " + line
 	}
 	return s

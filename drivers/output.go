@@ -69,20 +69,16 @@ func stripControl(s string) string {
 
 func isControl(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }
 
-// lastLine is the last non-blank line of an Output, at most maxNoteLine bytes
-// (cut at the end, marked "…").
-func lastLine(output string) string {
-	output = strings.TrimRight(output, " \t\r\n")
-	if i := strings.LastIndexByte(output, '\n'); i >= 0 {
-		output = output[i+1:]
-	}
-	output = strings.TrimSpace(output)
-	if len(output) > maxNoteLine {
+// noteLine is one line of an Output, at most maxNoteLine bytes (cut at the
+// end, marked "…").
+func noteLine(line string) string {
+	line = strings.TrimSpace(line)
+	if len(line) > maxNoteLine {
 		cut := maxNoteLine - len("…")
-		for cut > 0 && !utf8.RuneStart(output[cut]) {
+		for cut > 0 && !utf8.RuneStart(line[cut]) {
 			cut--
 		}
-		output = output[:cut] + "…"
+		line = line[:cut] + "…"
 	}
-	return output
+	return line
 }

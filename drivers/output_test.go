@@ -47,6 +47,12 @@ func TestExitResultString(t *testing.T) {
 		{ExitResult{ExitCode: -1, Signal: 9, Output: "worker listening\n"}, "killed by signal 9"},
 		{ExitResult{ExitCode: -1, Signal: 15, Output: "worker listening\n"}, "killed by signal 15"},
 		{ExitResult{ExitCode: -1, Err: "exit status unknown", Output: "  \n"}, "error: exit status unknown"},
+		// A routine log line is no reason, even the last one.
+		{ExitResult{ExitCode: 0, Output: `time=2026-12-01T22:30:46Z level=INFO msg="worker stopped"`}, "exit code 0"},
+		{ExitResult{ExitCode: 1, Output: "level=ERROR msg=\"db down\"\nlevel=INFO msg=\"shutting down\""}, `exit code 1: level=ERROR msg="db down"`},
+		{ExitResult{ExitCode: 2, Output: "2026/12/01 22:30:46 INFO listening\n{\"level\":\"info\",\"msg\":\"bye\"}"}, "exit code 2"},
+		// A panic's first line is the reason, wherever it is.
+		{ExitResult{ExitCode: 2, Output: "panic: boom\n\ngoroutine 1 [running]:\nmain.main()\n\t/src/main.go:9 +0x25"}, "exit code 2: panic: boom"},
 	} {
 		if got := tc.res.String(); got != tc.want {
 			t.Errorf("%+v.String() = %q, want %q", tc.res, got, tc.want)
@@ -74,5 +80,26 @@ func TestExitOutputSurvivesTheWire(t *testing.T) {
 	var back proto.WaitResponse
 	if err := gproto.Unmarshal(raw, &back); err != nil || back.Result.Output != "raw \uFFFD bytes" {
 		t.Fatalf("unmarshalled %q, %v", back.Result.GetOutput(), err)
+	}
+}
+
+// TestReattachedExitIsNotItsLastInfoLine pins a bug: a re-attached worker
+// that died (exit status unknown: not our child) was reported as
+// `exit code -1: time=… msg="worker listening"`, its routine start-up line
+// taken for the reason.
+func TestReattachedExitIsNotItsLastInfoLine(t *testing.T) {
+	for _, tc := range []struct {
+		output, want string
+	}{
+		{`time=2026-12-01T22:30:46Z level=INFO msg="worker listening" addr=127.0.0.1:6000`, "exit status unknown (not our child)"},
+		{"listening on 127.0.0.1:6000", "exit status unknown (not our child)"},
+		{"", "exit status unknown (not our child)"},
+		{"fatal: lost my database", "exit status unknown (not our child): fatal: lost my database"},
+		{`level=ERROR msg="db down"` + "\n" + `level=INFO msg="retrying"`, `exit status unknown (not our child): level=ERROR msg="db down"`},
+		{"panic: boom\n\ngoroutine 1 [running]:", "exit status unknown (not our child): panic: boom"},
+	} {
+		if got := (ExitResult{ExitCode: -1, Output: tc.output}).String(); got != tc.want {
+			t.Errorf("output %q: String() = %q, want %q", tc.output, got, tc.want)
+		}
 	}
 }

@@ -53,13 +53,15 @@ func exitResult(cmd *exec.Cmd, err error) drivers.ExitResult {
 
 // newAdoptedHandle tracks a process started by an earlier plugin instance. It is
 // not our child, so its exit status cannot be known: a pidfd (or, on kernels
-// without one, polling /proc) tells when it is gone. Its stderr log still
-// says why.
+// without one, polling /proc) tells when it is gone. Its result is ExitCode
+// -1 with no signal or error, which reads "exit status unknown (not our
+// child)"; its stderr log may say why, and the result shows a line of it
+// only when that reads like an error (ExitResult.String).
 func newAdoptedHandle(id string, st workerState) *handle {
 	h := &handle{id: id, state: st, exit: proc.NewExit()}
 	go func() {
 		_ = st.Identity.Wait(context.Background())
-		h.exit.Finish(drivers.ExitResult{ExitCode: -1, Err: "exit status unknown: worker was re-attached", Output: proc.ExitOutput(st.Stderr)})
+		h.exit.Finish(drivers.ExitResult{ExitCode: -1, Output: proc.ExitOutput(st.Stderr)})
 	}()
 	return h
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -269,7 +270,57 @@ func TestRecoveredWorkerExitReportsStderr(t *testing.T) {
 	if err != nil || res.Output != "fatal: lost my database" {
 		t.Fatalf("Wait on a recovered worker = %+v, %v; want its stderr in Output", res, err)
 	}
-	t.Logf("exit: %v", res)
+	if got, want := res.String(), "exit status unknown (not our child): fatal: lost my database"; got != want {
+		t.Fatalf("exit reason %q, want %q", got, want)
+	}
+}
+
+// TestRecoveredWorkerKilledIsNotItsInfoLine pins a bug: a re-attached
+// worker killed from outside was reported as `exit code -1: time=…
+// msg="worker listening"`, its routine start-up log line taken for a reason.
+func TestRecoveredWorkerKilledIsNotItsInfoLine(t *testing.T) {
+	cfg := settings(t)
+	ctx := context.Background()
+	first := launch(t)
+	defer first.Kill()
+	if err := first.SetConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	spec := drivers.WorkerSpec{ID: "recovered-killed", Group: "g", Port: drivertest.FreePort(t), BindAddr: "127.0.0.1",
+		Env: map[string]string{"GOLB_AVG_DELAY": "1ms"}}
+	h, err := first.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drivertest.WaitHTTP(t, "http://"+h.Address+"/healthz", 10*time.Second) // it has logged "worker listening"
+	st, err := first.Inspect(ctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Kill()
+
+	second := launch(t)
+	defer second.Kill()
+	if err := second.SetConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Recover(ctx, h); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	defer func() { _ = second.Destroy(ctx, h.ID) }()
+	pid, _ := strconv.Atoi(st.Details["pid"])
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil { // someone else's kill
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := second.Wait(wctx, h.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := res.String(), "exit status unknown (not our child)"; got != want {
+		t.Fatalf("exit reason %q (output %q), want %q", got, res.Output, want)
+	}
 }
 
 // TestStopLogsReadableDuration pins a bug: the plugin logs as JSON, which golb
