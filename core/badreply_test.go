@@ -26,13 +26,7 @@ func TestStartReplyWithEmptyAddressFailsTheGroup(t *testing.T) {
 	ta.waitGroup(t, g, 60*time.Second, "the group failing on the bad reply", func(gr *state.Group) bool {
 		return gr.Failing && gr.Reason == want
 	})
-	var note string
-	for _, v := range ta.GroupViews() {
-		if v.Name == g {
-			note = v.Reason
-		}
-	}
-	if note != want {
+	if note := ta.note(g); note != want {
 		t.Errorf("golb status NOTE = %q, want %q", note, want)
 	}
 	ws, err := ta.Store().Workers(nil)

@@ -408,6 +408,16 @@ func (ta *testAgent) waitGroup(t *testing.T, name string, timeout time.Duration,
 	}
 }
 
+// note is group's NOTE as `golb status` shows it (GroupViews).
+func (ta *testAgent) note(group string) string {
+	for _, v := range ta.GroupViews() {
+		if v.Name == group {
+			return v.Reason
+		}
+	}
+	return ""
+}
+
 func describe(ws []*state.Worker) string {
 	var parts []string
 	for _, w := range ws {

@@ -36,13 +36,7 @@ func TestPluginPanicInStartBacksOff(t *testing.T) {
 	if restarts > 10 || restarts < 2 {
 		t.Errorf("%d plugin restarts in the first 10 s, want 2 to 10", restarts)
 	}
-	var note string
-	for _, v := range ta.GroupViews() {
-		if v.Name == g {
-			note = v.Reason
-		}
-	}
-	if note != want {
+	if note := ta.note(g); note != want {
 		t.Errorf("golb status NOTE = %q, want %q", note, want)
 	}
 	for _, v := range ta.DriverViews() {
