@@ -31,6 +31,7 @@ type Balancer struct {
 	budget   retryBudget
 	retry5xx bool
 	local    map[string]http.Handler
+	hold     *holdQueue // nil: holding off
 
 	// Pre-rendered JSON error bodies.
 	bodyUnavailable, bodyUnreachable, bodyTimeout, bodyFailed []byte
@@ -131,6 +132,7 @@ func New(cfg Config) (*Balancer, error) {
 			b.local[p] = h
 		}
 	}
+	b.hold = newHoldQueue(cfg.Hold, cfg.Name)
 	b.bodyUnavailable = errorBody("no healthy workers", cfg.Name)
 	b.bodyUnreachable = errorBody("worker unreachable", cfg.Name)
 	b.bodyTimeout = errorBody("worker timed out", cfg.Name)
@@ -434,6 +436,9 @@ func (b *Balancer) rebuildLocked() {
 		b.log.Warn("no healthy workers")
 	}
 	b.pool.Store(&pool)
+	if len(pool) > 0 {
+		b.hold.wake()
+	}
 }
 
 // rebuild is rebuildLocked for callers not holding b.mu.

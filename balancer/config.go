@@ -150,6 +150,10 @@ type Config struct {
 	// negative.
 	DrainTimeout time.Duration
 
+	// Hold holds requests while no worker is a candidate (hold.go).
+	// Default: off, such a request is answered 503 at once.
+	Hold Hold
+
 	// Local maps exact paths that golb answers itself on every listener
 	// (e.g. "/worker/stats"); such requests are not proxied nor counted.
 	Local map[string]http.Handler
@@ -257,6 +261,9 @@ func (c Config) Validate() error {
 		return ErrMissingName
 	}
 	d := c.withDefaults()
+	if err := c.Hold.validate(); err != nil {
+		return err
+	}
 	if d.BindAddr != "localhost" && net.ParseIP(d.BindAddr) == nil {
 		return fmt.Errorf("%w: %q is not an IP address", ErrInvalidBindAddr, c.BindAddr)
 	}

@@ -28,6 +28,8 @@ var (
 	ErrInvalidLimit = errors.New("invalid HTTP limit")
 	// ErrInvalidLocalPath: a Config.Local path does not start with "/" or has a nil handler.
 	ErrInvalidLocalPath = errors.New("invalid local handler path")
+	// ErrInvalidHold: a Hold field is negative.
+	ErrInvalidHold = errors.New("invalid hold setting")
 	// ErrInvalidBackend: a Backend passed to SetBackends has no ID or no address, or an ID repeats.
 	ErrInvalidBackend = errors.New("invalid backend")
 

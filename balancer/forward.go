@@ -115,6 +115,13 @@ func (c *clientConn) proxy(r *reqInfo) bool {
 	x.tried = x.triedBuf[:0]
 	for {
 		be := b.pick(x)
+		if be == nil && x.tries == 0 && b.hold != nil {
+			var keep bool
+			if be, keep = c.hold(x, r); be == nil {
+				return keep
+			}
+			start = time.Now() // the hold is not the worker's latency
+		}
 		if be == nil {
 			return c.answerNoBackend(x, r)
 		}
