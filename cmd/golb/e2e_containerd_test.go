@@ -184,6 +184,10 @@ func TestContainerdExample(t *testing.T) {
 		if tasks[cid] == "" || tasks[cid] != w.Details["pid"] {
 			t.Fatalf("worker %s: ctr tasks ls shows %s with pid %q, golb says %q", w.ID, cid, tasks[cid], w.Details["pid"])
 		}
+		logDir := filepath.Join(dir, ".golb-containerd", "drivers", "containerd", "logs")
+		if log := w.Details["log"]; filepath.Dir(log) != logDir || !strings.Contains(mustRead(t, log), "worker listening") {
+			t.Fatalf("worker %s: log %q is not in %s or lacks the worker's output", w.ID, log, logDir)
+		}
 		l := ctr.labels(cid)
 		if l["golb.managed"] != "true" || l["golb.group"] != "hello" || l["golb.worker"] != w.ID || l["golb.instance"] == "" || l["golb.spec"] == "" {
 			t.Fatalf("container %s labels %v lack golb's", cid, l)
