@@ -105,7 +105,7 @@ func engineErr(s settings, op string, err error) error {
 		if perr := probeSocket(s.Address); perr != nil {
 			return fmt.Errorf("%s: %w", op, perr)
 		}
-		return fmt.Errorf("%w: %s: containerd at %s: %s", drivers.ErrRuntimeUnavailable, op, s.Address, oneLine(err.Error()))
+		return fmt.Errorf("%w: %s: containerd at %s: %s (is this containerd's gRPC socket? set driver \"containerd\" { address = ... })", drivers.ErrRuntimeUnavailable, op, s.Address, oneLine(err.Error()))
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -140,6 +141,41 @@ func TestDaemonTooOld(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkUnavailable(t, c, "does not implement", "1.6 or newer")
+}
+
+// TestNotContainerd: a socket that speaks something else (an HTTP/1.1
+// server, as Docker's API socket is) is one line, within the fingerprint's
+// bound, and never a hang.
+func TestNotContainerd(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "http.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				_, _ = conn.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
+				_, _ = io.Copy(io.Discard, conn)
+			}()
+		}
+	}()
+	c := launch(t)
+	defer c.Kill()
+	if err := c.SetConfig(context.Background(), pluginConfig(t, map[string]string{"address": sock, "worker_binary": "/bin/true"})); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	checkUnavailable(t, c, sock, "is this containerd's gRPC socket?")
+	if took := time.Since(begin); took > 40*time.Second {
+		t.Fatalf("a socket that is not containerd took %v to refuse", took)
+	}
 }
 
 type oldVersion struct {
