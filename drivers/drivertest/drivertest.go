@@ -5,6 +5,7 @@
 package drivertest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,6 +57,14 @@ type Harness struct {
 	// StartTimeout bounds Start plus the time until the worker serves.
 	// Default 10s.
 	StartTimeout time.Duration
+	// WorkerCommand, when set, is the built-in worker's argv that the
+	// suite puts in WorkerSpec.WorkerCommand of the Serving and IgnoresTERM
+	// workers' specs, as core does for a group that runs golb's built-in
+	// worker: a driver that runs it by default needs no Serving config.
+	// The worker serves GET /healthz with 200 on $PORT and, with
+	// GOLB_TEST_IGNORE_TERM=1 in its env, may be the IgnoresTERM one.
+	// Default: nil.
+	WorkerCommand []string
 	// Ports, when set, is the range the workers' ports are picked from
 	// (ports free at the time). Default: the zero PortRange, a port the
 	// kernel picks as free (FreePort). Set it when the kernel's ephemeral
@@ -151,7 +160,7 @@ func (s *suite) showStderr(c *drivers.Client, pid int) {
 }
 
 func (s *suite) spec(id string, config json.RawMessage) drivers.WorkerSpec {
-	return drivers.WorkerSpec{
+	spec := drivers.WorkerSpec{
 		ID:       fmt.Sprintf("%s-%s", s.group, id),
 		Group:    s.group,
 		Port:     s.port(),
@@ -159,6 +168,10 @@ func (s *suite) spec(id string, config json.RawMessage) drivers.WorkerSpec {
 		Env:      map[string]string{"GOLB_AVG_DELAY": "1ms", "GOLB_FAILURE_RATE": "0"},
 		Config:   config,
 	}
+	if bytes.Equal(config, s.h.Serving) || bytes.Equal(config, s.h.IgnoresTERM) {
+		spec.WorkerCommand = s.h.WorkerCommand
+	}
+	return spec
 }
 
 // start starts a worker and registers its destruction (also when Start
