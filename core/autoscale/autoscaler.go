@@ -83,11 +83,26 @@ func (a *Autoscaler) SetFloor(now time.Time, n int) (int, time.Time) {
 	return a.floor, a.floorUntil
 }
 
+// Floor is the floor SetFloor set and when it ends.
+func (a *Autoscaler) Floor() (int, time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.floor, a.floorUntil
+}
+
 // Last is the last decision Decide returned (zero before the first).
 func (a *Autoscaler) Last() Decision {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.last
+}
+
+// Mode is ModePanic while panicking, else ModeStable.
+func (a *Autoscaler) Mode() Mode {
+	if a.Panicking() {
+		return ModePanic
+	}
+	return ModeStable
 }
 
 // Panicking reports whether the autoscaler is in panic mode.
@@ -209,7 +224,7 @@ func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 		want = s.Min
 		reason += fmt.Sprintf("; clamped to min %d", s.Min)
 	}
-	d.To, d.Direction, d.Reason = want, direction(current, want), reason
+	d.To, d.Direction, d.Reason = want, DirectionOf(current, want), reason
 	a.last = d
 	return d
 }

@@ -59,7 +59,8 @@ type Decision struct {
 // Changed reports whether the decision moves the desired count.
 func (d Decision) Changed() bool { return d.To != d.From }
 
-func direction(from, to int) Direction {
+// DirectionOf is the direction of a change from from to to.
+func DirectionOf(from, to int) Direction {
 	switch {
 	case to > from:
 		return Up
