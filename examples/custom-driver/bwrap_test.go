@@ -153,13 +153,16 @@ func TestConformance(t *testing.T) {
 	requireBwrap(t)
 	_, worker := binaries(t)
 	drivertest.Run(t, drivertest.Harness{
-		Launch:      func(t *testing.T) *drivers.Client { return launch(t) },
-		Serving:     config(t, map[string]any{"command": []string{worker}}),
-		IgnoresTERM: config(t, map[string]any{"command": []string{worker}, "env": map[string]string{"GOLB_TEST_IGNORE_TERM": "1"}}),
-		BadConfig:   config(t, map[string]any{"command": []string{"/no/such/program"}}),
-		Crashing:    config(t, map[string]any{"command": []string{"sh", "-c", crashScript}}),
-		CrashOutput: "worker: bad setting, giving up",
-		IdentityKey: "pid",
+		Launch: func(t *testing.T) *drivers.Client { return launch(t) },
+		// No Serving config: the built-in worker, whose command golb
+		// sends in WorkerSpec.WorkerCommand. (drivers/drivertest's own
+		// test of this driver gives a command instead.)
+		WorkerCommand: []string{worker},
+		IgnoresTERM:   config(t, map[string]any{"command": []string{worker}, "env": map[string]string{"GOLB_TEST_IGNORE_TERM": "1"}}),
+		BadConfig:     config(t, map[string]any{"command": []string{"/no/such/program"}}),
+		Crashing:      config(t, map[string]any{"command": []string{"sh", "-c", crashScript}}),
+		CrashOutput:   "worker: bad setting, giving up",
+		IdentityKey:   "pid",
 	})
 }
 
@@ -178,8 +181,9 @@ func TestInfo(t *testing.T) {
 			required = append(required, a.Name)
 		}
 	}
-	if len(required) != 1 || required[0] != "command" {
-		t.Fatalf("required config attributes = %v, want [command]", required)
+	// No command runs golb's built-in worker, from WorkerSpec.WorkerCommand.
+	if len(required) != 0 {
+		t.Fatalf("required config attributes = %v, want none", required)
 	}
 }
 
@@ -190,7 +194,6 @@ func TestValidateConfig(t *testing.T) {
 		config string
 		attr   string
 	}{
-		{`{}`, "command"},
 		{`{"command":[]}`, "command"},
 		{`{"command":["/no/such/bin"]}`, "command"},
 		{`{"command":["/bin/sh"],"binds":["relative/dir"]}`, "binds"},

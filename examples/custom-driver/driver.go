@@ -35,7 +35,7 @@ var info = drivers.Info{
 	ProtocolVersion: drivers.ProtocolVersion,
 	Capabilities:    drivers.Capabilities{Signals: true, Recover: true, Isolation: "namespace"},
 	ConfigSchema: []drivers.Attribute{
-		{Name: "command", Type: drivers.TypeStringList, Required: true, Doc: "program and arguments of an HTTP service that listens on $PORT, e.g. [\"/usr/local/bin/golb\", \"worker\"]; the program itself is bound read-only into the sandbox"},
+		{Name: "command", Type: drivers.TypeStringList, Doc: "program and arguments of an HTTP service that listens on $PORT, e.g. [\"/srv/app\", \"-v\"]; the program itself is bound read-only into the sandbox; default: golb's built-in worker, as golb sends it (WorkerSpec.WorkerCommand)"},
 		{Name: "env", Type: drivers.TypeStringMap, Doc: "extra environment variables; default: none beyond PATH, HOME=/tmp, TMPDIR=/tmp and golb's PORT, BIND_ADDR and GOLB_*"},
 		{Name: "binds", Type: drivers.TypeStringList, Doc: "extra absolute host paths bound read-only at the same place; default: none beyond /usr, /etc and the /bin, /sbin, /lib* links"},
 	},
@@ -154,7 +154,7 @@ func (c groupConfig) diagnostics() []drivers.Diagnostic {
 	var diags []drivers.Diagnostic
 	switch {
 	case c.Command == nil:
-		diags = append(diags, drivers.Diagnostic{Attribute: "command", Summary: "command is required", Detail: "the bwrap driver has no built-in worker: give the program and its arguments, e.g. [\"/usr/local/bin/golb\", \"worker\"]"})
+		// The built-in worker: golb sends its command with each spec.
 	case len(c.Command) == 0 || c.Command[0] == "":
 		diags = append(diags, drivers.Diagnostic{Attribute: "command", Summary: "command is empty", Detail: "give the program and its arguments, e.g. [\"/usr/local/bin/golb\", \"worker\"]"})
 	default:
@@ -204,12 +204,19 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	if diags := c.diagnostics(); len(diags) > 0 {
 		return nil, fmt.Errorf("%w: starting worker %s: %v", drivers.ErrBadConfig, spec.ID, diags[0])
 	}
-	program, err := exec.LookPath(c.Command[0])
+	command := c.Command
+	if len(command) == 0 {
+		command = spec.WorkerCommand // golb's built-in worker, when the group runs it
+	}
+	if len(command) == 0 {
+		return nil, fmt.Errorf("%w: starting worker %s: no command, and golb sent no built-in worker command (an older golb): give config { command = [...] }", drivers.ErrBadConfig, spec.ID)
+	}
+	program, err := exec.LookPath(command[0])
 	if err == nil {
 		program, err = filepath.Abs(program)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: starting worker %s: program %q: %v", drivers.ErrBadConfig, spec.ID, c.Command[0], err)
+		return nil, fmt.Errorf("%w: starting worker %s: program %q: %v", drivers.ErrBadConfig, spec.ID, command[0], err)
 	}
 	bwrap, err := d.bwrapPath()
 	if err != nil {
@@ -247,7 +254,7 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	}
 	defer status.Close()
 
-	argv := append([]string{program}, c.Command[1:]...)
+	argv := append([]string{program}, command[1:]...)
 	sb, err := startSandbox(ctx, sandbox{
 		bwrap:  bwrap,
 		argv:   argv,
