@@ -40,9 +40,11 @@ func newHandle(id string, st workerState, task client.Task) *handle {
 func (d *Driver) lookup(id string) (*handle, error) { return d.workers.Get(id) }
 
 // watch records the task's exit from its Wait stream: containerd tells, no
-// polling. A stream cut by the daemon (a restart) is opened again; Wait on a
-// task that has already exited answers at once.
+// polling. A stream cut by the daemon (a restart) is opened again, after 1 s
+// and then twice as long each time up to 10 s; Wait on a task that has
+// exited meanwhile answers at once.
 func (d *Driver) watch(h *handle, exits <-chan client.ExitStatus) {
+	retry, warned := time.Second, false
 	for {
 		var st client.ExitStatus
 		select {
@@ -50,31 +52,33 @@ func (d *Driver) watch(h *handle, exits <-chan client.ExitStatus) {
 		case <-h.watchCtx.Done():
 			return
 		}
-		if st.Error() == nil {
+		err := st.Error()
+		switch {
+		case err == nil:
 			res := exitResult(st.ExitCode())
 			res.Output = proc.ExitOutput(h.state.Log)
 			h.exit.Finish(res)
 			return
-		}
-		if h.watchCtx.Err() != nil {
+		case h.watchCtx.Err() != nil:
+			return
+		case errdefs.IsNotFound(err):
+			h.exit.Finish(drivers.ExitResult{ExitCode: -1, Err: "task of container " + h.state.ContainerID + " was deleted outside golb", Output: proc.ExitOutput(h.state.Log)})
 			return
 		}
-		d.logger.Warn("waiting on task: stream cut, waiting again", "worker", h.id, "err", st.Error())
-		for {
-			select {
-			case <-h.watchCtx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			var err error
-			exits, err = h.task.Wait(h.watchCtx)
-			if err == nil {
-				break
-			}
-			if errdefs.IsNotFound(err) {
-				h.exit.Finish(drivers.ExitResult{ExitCode: -1, Err: "task of container " + h.state.ContainerID + " was deleted outside golb", Output: proc.ExitOutput(h.state.Log)})
-				return
-			}
+		if !warned {
+			d.logger.Warn("waiting on task: stream cut, waiting again", "worker", h.id, "err", err)
+			warned = true
+		}
+		select {
+		case <-h.watchCtx.Done():
+			return
+		case <-time.After(retry):
+		}
+		retry = min(2*retry, 10*time.Second)
+		if exits, err = h.task.Wait(h.watchCtx); err != nil {
+			failed := make(chan client.ExitStatus, 1)
+			failed <- *client.NewExitStatus(client.UnknownExitStatus, time.Time{}, err)
+			exits = failed
 		}
 	}
 }

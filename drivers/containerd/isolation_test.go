@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/golb/golb/drivers/containerd"
 	"github.com/golb/golb/drivers/containerd/ctrdtest"
 	"github.com/golb/golb/drivers/drivertest"
+	"github.com/golb/golb/internal/testutil"
 )
 
 // TestEnvTeardownLeavesNothing: a test that ends with a task running and
@@ -88,8 +90,14 @@ func TestDaemonRestartKeepsWatching(t *testing.T) {
 		}
 	})
 	env := ctrdtest.EnvOn(t, d)
-	c := launchIn(t, env, map[string]string{"worker_binary": staticWorker(t)})
+	// In-process, to read its log: the plugin path is the conformance
+	// suite's.
+	var logs testutil.SyncBuffer
+	c := containerd.New(slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx := context.Background()
+	if err := c.SetConfig(ctx, pluginConfig(t, env.Settings(map[string]string{"worker_binary": staticWorker(t)}))); err != nil {
+		t.Fatal(err)
+	}
 	spec := drivers.WorkerSpec{ID: "survivor", Group: "g", Port: drivertest.FreePort(t), BindAddr: "127.0.0.1"}
 	h, err := c.Start(ctx, spec)
 	if err != nil {
@@ -118,6 +126,9 @@ func TestDaemonRestartKeepsWatching(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Wait did not return after Stop: the exit was missed across the daemon's restart")
+	}
+	if !strings.Contains(logs.String(), "stream cut, waiting again") {
+		t.Errorf("the daemon's restart did not cut the Wait stream; log:\n%s", logs.String())
 	}
 	if err := c.Destroy(ctx, spec.ID); err != nil {
 		t.Fatal(err)
