@@ -136,6 +136,9 @@ func (d *Driver) SetConfig(_ context.Context, cfg drivers.PluginConfig) error {
 // namespaceRE is containerd's rule for namespace names (and container ids).
 var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
 
+// ownedNamespaces are namespaces other managers keep for themselves.
+var ownedNamespaces = map[string]string{"moby": "Docker", "k8s.io": "Kubernetes (CRI)"}
+
 // maxSocketPath is what a unix socket address may hold (sun_path).
 const maxSocketPath = 107
 
@@ -158,6 +161,8 @@ func (s *settings) fill() error {
 		return bad("address %q is longer than a unix socket path may be (%d bytes)", s.Address, maxSocketPath)
 	case len(s.Namespace) > 76 || !namespaceRE.MatchString(s.Namespace):
 		return bad("namespace %q: letters and digits, separated by single '.', '_' or '-', at most 76", s.Namespace)
+	case ownedNamespaces[s.Namespace] != "":
+		return bad("namespace %q is %s's: golb would mix its containers with those; use a namespace of golb's own (default %s)", s.Namespace, ownedNamespaces[s.Namespace], DefaultNamespace)
 	case s.RuncRoot != "" && (!filepath.IsAbs(s.RuncRoot) || strings.ContainsAny(s.RuncRoot, "\x00\n")):
 		return bad("runc_root %q is not an absolute path", s.RuncRoot)
 	case s.CgroupParent != "" && !validCgroup(s.CgroupParent):

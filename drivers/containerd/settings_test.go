@@ -37,6 +37,8 @@ func TestHostileSettings(t *testing.T) {
 		`{"address":7}`,
 		`{"namespace":"../moby"}`,
 		`{"namespace":"a b"}`,
+		`{"namespace":"moby"}`,
+		`{"namespace":"k8s.io"}`,
 		`{"namespace":"-x"}`,
 		`{"namespace":"` + strings.Repeat("n", 80) + `"}`,
 		`{"runc_root":"relative/dir"}`,
