@@ -77,6 +77,12 @@ type DriverView struct {
 type StatsStoreView struct {
 	Sink string `json:"sink"`
 	Path string `json:"path,omitempty"` // the SQLite file
+	// Database and Instance are a shared sink's (postgres): user@host:port/db,
+	// without the password, and the name of this agent's rows.
+	Database string `json:"database,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	// Unreachable is set while failing because the database does not answer.
+	Unreachable bool `json:"unreachable,omitempty"`
 	// State is "ok" while writes succeed (or none has been tried yet), "failing"
 	// once a write has failed, until one succeeds.
 	State string `json:"state"`
@@ -105,6 +111,7 @@ func (a *Agent) StatsStore() StatsStoreView {
 	}
 	h := a.agg.Health()
 	v.Path, v.State, v.UnflushedRequests = a.agg.SinkPath(), "ok", h.Unflushed
+	v.Database, v.Instance = a.agg.SinkDatabase()
 	if !h.LastFlush.IsZero() {
 		v.LastFlush = h.LastFlush.UTC().Format(time.RFC3339)
 	}
@@ -112,8 +119,34 @@ func (a *Agent) StatsStore() StatsStoreView {
 		v.State = "failing"
 		v.FailingSince = h.FailingSince.UTC().Format(time.RFC3339)
 		v.Error, v.FailedWrites = h.LastError, h.FailedWrites
+		v.Unreachable = h.Unreachable
 	}
 	return v
+}
+
+// StatsWorkerView is one row of GET /v1/stats/workers: a worker's totals as
+// /worker/stats has them, and the agent that runs it (the instance of a
+// shared sink; empty for SQLite, where every worker is this agent's).
+type StatsWorkerView struct {
+	ID            string  `json:"id"`
+	Instance      string  `json:"instance,omitempty"`
+	Success       uint64  `json:"success"`
+	Failed        uint64  `json:"failed"`
+	Total         uint64  `json:"total"`
+	MeanLatencyMS float64 `json:"mean_latency_ms"`
+}
+
+// StatsWorkers lists the stats of every worker, all agents' with a shared sink.
+func (a *Agent) StatsWorkers() []StatsWorkerView {
+	if a.agg == nil {
+		return []StatsWorkerView{}
+	}
+	snap := a.agg.Snapshot()
+	out := make([]StatsWorkerView, 0, len(snap))
+	for _, t := range snap {
+		out = append(out, StatsWorkerView{ID: t.WorkerID, Instance: t.Instance, Success: t.Success, Failed: t.Failed, Total: t.Total(), MeanLatencyMS: meanMS(t)})
+	}
+	return out
 }
 
 // serveAdmin starts the admin API on addr.
@@ -130,6 +163,7 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.GroupViews()) })
 	mux.HandleFunc("GET /v1/workers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.WorkerViews()) })
 	mux.HandleFunc("GET /v1/drivers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.DriverViews()) })
+	mux.HandleFunc("GET /v1/stats/workers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.StatsWorkers()) })
 	mux.HandleFunc("GET /v1/stats/store", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.StatsStore()) })
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		body, err := stats.SeedJSON(a.agg.Snapshot())

@@ -53,6 +53,14 @@ func (a *Agent) Prepare(ctx context.Context) hcl.Diagnostics {
 			Detail:   "Use one of: " + strings.Join(stats.Sinks(), ", ") + ".",
 			Subject:  attrRangeOf(a.cfg.Stats.Body, "sink").Ptr(),
 		})
+	} else if err := stats.Check(ctx, a.cfg.StatsSettings()); err != nil {
+		// One line with the cause and the fix: a bad DSN, password or
+		// database name, or a server that does not answer.
+		rng := attrRangeOf(a.cfg.Stats.Body, "dsn")
+		if a.cfg.Stats.DSNFromEnv {
+			rng = attrRangeOf(a.cfg.Stats.Body, "sink")
+		}
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: err.Error(), Subject: rng.Ptr()})
 	}
 	for _, name := range used {
 		diags = append(diags, a.prepareDriver(ctx, name)...)

@@ -25,7 +25,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer unlock()
-	if a.sink, err = stats.Open(a.cfg.Stats.Sink, a.cfg.Stats.Path); err != nil {
+	octx, cancelOpen := context.WithTimeout(ctx, 30*time.Second)
+	a.sink, err = stats.Open(octx, a.cfg.StatsSettings())
+	cancelOpen()
+	if err != nil {
 		return err
 	}
 	defer a.sink.Close()
@@ -115,9 +118,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	left := a.stopAllWorkers(context.Background())
 	stopStats()
 	statsWG.Wait()
-	if err := a.agg.Flush(context.Background()); err != nil {
-		a.logger.Error("final stats flush failed", "err", err)
+	// The final flush may take stop's grace period: a database that is down
+	// then costs what it holds, logged with the count, not a hung shutdown.
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), a.statsGrace())
+	if err := a.agg.Flush(flushCtx); err != nil {
+		a.logger.Error("final stats flush failed", "err", err, "requests_lost", a.agg.Health().Unflushed)
 	}
+	cancelFlush()
 	stopMonitor()
 	monitorWG.Wait()
 	if admin != nil {
@@ -129,4 +136,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	a.logger.Info("golb stopped")
 	return nil
+}
+
+// statsGrace is how long the final stats flush may take: the longest
+// stop_timeout of the groups, and at least 5 s.
+func (a *Agent) statsGrace() time.Duration {
+	d := 5 * time.Second
+	for _, g := range a.cfg.Groups {
+		d = max(d, g.StopTimeoutDur)
+	}
+	return d
 }

@@ -198,15 +198,27 @@ type Balancer struct {
 
 // Stats configures where per-worker counts go.
 type Stats struct {
-	// Sink is "sqlite" (default); others register behind core/stats.Sink.
+	// Sink is "sqlite" (default) or "postgres", or another name registered with
+	// core/stats.Register; an unknown name is an error listing the known ones.
 	Sink string `hcl:"sink,optional"`
-	// Path of the database. Default "worker-stats.db".
+	// Path of the SQLite file. Default "worker-stats.db". Not with sink "postgres".
 	Path string `hcl:"path,optional"`
+	// DSN is the PostgreSQL connection string, a libpq URL or key=value string
+	// (postgres only). Default: $GOLB_STATS_DSN, so that a password need not live
+	// in the file; an error when both are set and differ, or neither is. After
+	// Parse it holds the one in effect. It may hold a password: never print it.
+	DSN string `hcl:"dsn,optional"`
+	// Instance names this agent's rows in a database several agents share
+	// (postgres only). Default: the host name and the absolute data_dir
+	// (Config.StatsInstance). Two agents must not share one.
+	Instance string `hcl:"instance,optional"`
 	// FlushInterval between batches. Default "1s".
 	FlushInterval string   `hcl:"flush_interval,optional"`
 	Body          hcl.Body `hcl:",body"`
 
 	FlushIntervalDur time.Duration
+	// DSNFromEnv is set when DSN came from $GOLB_STATS_DSN.
+	DSNFromEnv bool
 }
 
 // Group returns the group named name, or nil.

@@ -349,6 +349,7 @@ func (v *validator) check() {
 		}
 	}
 	c.Stats.FlushIntervalDur = v.duration(c.Stats.Body, "flush_interval", c.Stats.FlushInterval, 10*time.Millisecond)
+	v.checkStats()
 	v.checkPorts()
 }
 

@@ -44,6 +44,9 @@ type FlushStats struct {
 	FailingSince time.Time
 	// FailedWrites is the number of writes failed in a row; 0 once one succeeds.
 	FailedWrites int
+	// Unreachable is set while failing because the database could not be reached
+	// (ErrUnreachable), rather than because it refused the write.
+	Unreachable bool
 	// Unflushed is the number of requests counted but not yet stored in the sink:
 	// the requests a shutdown would lose if the sink kept failing.
 	Unflushed uint64
@@ -85,6 +88,10 @@ type Aggregator struct {
 	written  map[string]Totals // what the sink holds, as far as we know
 	health   FlushStats        // Unflushed is computed by Health, not kept here
 	lastWarn time.Time         // when the last "stats flush failed" WARN was logged
+
+	// sh is set when the sink is shared by several agents (shared.go): known then
+	// holds this process's own counts only, and flushes add deltas.
+	sh *sharedState
 }
 
 // NewAggregator returns an Aggregator over sink, starting from the totals it holds.
@@ -111,6 +118,10 @@ func NewAggregator(sink Sink, interval time.Duration, logger *slog.Logger) (*Agg
 		known:     make([]Totals, 0, len(base)),
 		index:     make(map[string]int, len(base)),
 		written:   make(map[string]Totals, len(base)),
+	}
+	if ss, ok := sink.(SharedSink); ok {
+		a.sh = newSharedState(ss, base)
+		return a, nil
 	}
 	for _, t := range base {
 		if i, dup := a.index[t.WorkerID]; dup { // a sink should not do this; be safe
@@ -180,7 +191,13 @@ func (a *Aggregator) slotLocked(id string) int {
 // first-seen order: one entry per worker that has counts, or that a source lists now.
 // A worker gone before its first request (a crash loop makes many) is left out. It is
 // exact (no flush lag) and never waits for the sink.
-func (a *Aggregator) Snapshot() []Totals {
+func (a *Aggregator) Snapshot() []Totals { return a.snapshot(true) }
+
+// local is this process's own counts (the base folded from removed sources plus
+// the sources now), every worker it has seen: with a shared sink, what is added.
+func (a *Aggregator) local() []Totals { return a.snapshot(false) }
+
+func (a *Aggregator) snapshot(combine bool) []Totals {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 
@@ -213,6 +230,12 @@ func (a *Aggregator) Snapshot() []Totals {
 			t.LatencySum += c.LatencySum
 		}
 	}
+	if a.sh != nil && combine {
+		return a.sh.combineLocked(out, listed)
+	}
+	if a.sh != nil {
+		return out
+	}
 	kept := out[:0]
 	for i, t := range out {
 		if listed[i] || t.Success+t.Failed > 0 {
@@ -244,11 +267,18 @@ func (a *Aggregator) Run(ctx context.Context) {
 }
 
 func (a *Aggregator) tick(ctx context.Context) {
+	if a.sh != nil && a.sh.backingOff() {
+		return
+	}
 	slot, ok := a.claim()
 	if !ok {
 		a.fmu.Lock()
 		a.health.Skipped++
 		a.fmu.Unlock()
+		return
+	}
+	if a.sh != nil {
+		go a.writeShared(ctx, slot) //nolint:errcheck // recorded in Health and logged
 		return
 	}
 	batch := a.pending()
@@ -275,6 +305,12 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 			return fmt.Errorf("flushing stats: waiting for the running write: %w", ctx.Err())
 		}
 	}
+	if a.sh != nil {
+		if err := a.writeShared(ctx, slot); err != nil {
+			return fmt.Errorf("flushing stats (%d requests not stored): %w", a.Health().Unflushed, err)
+		}
+		return nil
+	}
 	batch := a.pending()
 	if len(batch) == 0 {
 		a.release(ctx, slot, nil, nil, 0)
@@ -291,6 +327,14 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 
 // Health reports the flush counters, and how many requests are not stored yet.
 func (a *Aggregator) Health() FlushStats {
+	if a.sh != nil {
+		local := a.local()
+		a.fmu.Lock()
+		defer a.fmu.Unlock()
+		h := a.health
+		h.Unflushed = a.unflushedLocked(local)
+		return h
+	}
 	snap := a.Snapshot() // before fmu: pending takes the locks in this order too
 	a.fmu.Lock()
 	defer a.fmu.Unlock()
@@ -308,9 +352,26 @@ func (a *Aggregator) SinkPath() string {
 	return ""
 }
 
+// SinkDatabase is the database of a shared sink, as user@host:port/database
+// without a password, and this agent's instance name; "" for other sinks.
+func (a *Aggregator) SinkDatabase() (target, instance string) {
+	if t, ok := a.sink.(interface{ Target() string }); ok {
+		target = t.Target()
+	}
+	if a.sh != nil {
+		instance = a.sh.instance
+	}
+	return target, instance
+}
+
 // unflushedLocked is the number of requests in totals beyond what the sink holds.
 // Totals only grow, so what was written is never ahead of a later snapshot.
 func (a *Aggregator) unflushedLocked(totals []Totals) uint64 {
+	if a.sh != nil {
+		a.omu.Lock()
+		defer a.omu.Unlock()
+		return a.sh.unflushedLocked(totals)
+	}
 	var n uint64
 	for _, t := range totals {
 		if w := a.written[t.WorkerID].Total(); t.Total() > w {
@@ -365,8 +426,10 @@ func (a *Aggregator) release(ctx context.Context, slot chan struct{}, batch []To
 	case batch == nil:
 		// nothing was written
 	case err == nil:
-		for _, t := range batch {
-			a.written[t.WorkerID] = t
+		if a.sh == nil {
+			for _, t := range batch {
+				a.written[t.WorkerID] = t
+			}
 		}
 		a.health.Flushes++
 		a.health.LastFlush = time.Now()
@@ -378,6 +441,7 @@ func (a *Aggregator) release(ctx context.Context, slot chan struct{}, batch []To
 		}
 		a.health.FailedWrites = 0
 		a.health.FailingSince = time.Time{}
+		a.health.Unreachable = false
 		a.log.Debug("stats flushed", "workers", len(batch), "took", took)
 	case ctx.Err() != nil:
 		// Interrupted by shutdown: nothing is lost, the next Flush writes it all.
@@ -390,6 +454,7 @@ func (a *Aggregator) release(ctx context.Context, slot chan struct{}, batch []To
 			a.health.FailingSince = now
 		}
 		a.health.FailedWrites++
+		a.health.Unreachable = errors.Is(err, ErrUnreachable)
 		// At the first failure, then every warnEvery (not every so many failures: a
 		// write stuck behind a lock fails once per busy timeout, not once per tick).
 		if a.health.FailedWrites == 1 || now.Sub(a.lastWarn) >= a.warnEvery {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/golb/golb/internal/testutil/pgtest"
 )
 
 // crashHelperEnv makes the test binary run crashHelper instead of the tests (the
@@ -27,7 +29,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if err := pgtest.StopShared(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the private postgres:", err)
+	}
+	os.Exit(code)
 }
 
 // crashRound is what every worker has counted after round r: all workers advance

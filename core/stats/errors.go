@@ -31,3 +31,19 @@ var (
 	// worker id, or a count beyond SQLite's signed 64-bit integers.
 	ErrInvalidTotals = errors.New("invalid worker totals")
 )
+
+var (
+	// ErrUnreachable marks an error of a database sink whose server could not be
+	// reached or went away (refused, timed out, shut down): the flush is retried.
+	ErrUnreachable = errors.New("database unreachable")
+
+	// ErrBadDSN is returned for a connection string that does not parse.
+	ErrBadDSN = errors.New("invalid stats dsn")
+
+	// ErrInstanceTaken is returned by a shared sink's flush once another process
+	// has claimed this agent's instance name: two agents must not share one.
+	ErrInstanceTaken = errors.New("another golb agent has claimed this stats instance")
+
+	// ErrSharedSink is returned by Write of a sink that takes deltas (Apply).
+	ErrSharedSink = errors.New("a shared sink adds deltas through Apply, not absolute totals")
+)

@@ -16,6 +16,9 @@ type Totals struct {
 	Success    uint64
 	Failed     uint64
 	LatencySum time.Duration
+	// Instance is the agent that last flushed the worker's counts, in a sink several
+	// agents share (postgres); "" otherwise.
+	Instance string
 }
 
 // Total is the number of attempts: successes plus failures.
@@ -42,21 +45,64 @@ type Sink interface {
 	Close() error
 }
 
+// SharedSink is a Sink that several golb agents write at once (PostgreSQL). Each adds
+// the deltas of its own workers, never absolute totals, and reads everyone's totals
+// back; the Aggregator detects the ability by type assertion and then uses Apply in
+// place of Write.
+type SharedSink interface {
+	Sink
+	// Apply adds every batch's deltas to the shared totals in one transaction, in
+	// order, skipping a batch whose Seq this agent has already applied (its commit
+	// went through but the answer was lost), and returns the shared totals of all
+	// agents' workers after it, in first-seen order. Deltas must be positive.
+	Apply(ctx context.Context, batches []Batch) ([]Totals, error)
+	// NextSeq is the sequence number the next new batch must carry: one above the
+	// last this agent's instance applied, as read when the sink was opened.
+	NextSeq() uint64
+	// Instance names this agent's rows.
+	Instance() string
+}
+
+// Batch is one flush of a SharedSink: the counts added since the previous batch.
+type Batch struct {
+	Seq    uint64
+	Deltas []Totals
+}
+
 // DefaultSink is the sink used when the configuration names none.
 const DefaultSink = "sqlite"
 
+// Settings are what a sink is opened with: the stats block of the configuration.
+// Each sink reads the fields that are its own and ignores the rest.
+type Settings struct {
+	// Sink names the registered sink; "" means DefaultSink.
+	Sink string
+	// Path is the SQLite file (sqlite only).
+	Path string
+	// DSN is the libpq URL or key=value connection string (postgres only). It may
+	// hold a password: errors and views never print it.
+	DSN string
+	// Instance names this agent's rows in a database several agents share
+	// (postgres only); see DefaultInstance.
+	Instance string
+}
+
+// OpenFunc opens one kind of sink with the given settings; ctx bounds the opening
+// (connecting, migrating), not the sink's life.
+type OpenFunc func(ctx context.Context, s Settings) (Sink, error)
+
 var registry = struct {
 	sync.RWMutex
-	open map[string]func(path string) (Sink, error)
-}{open: map[string]func(path string) (Sink, error){
-	"sqlite": func(path string) (Sink, error) { return OpenSQLite(path) },
+	open map[string]OpenFunc
+}{open: map[string]OpenFunc{
+	"sqlite":   func(_ context.Context, s Settings) (Sink, error) { return OpenSQLite(s.Path) },
+	"postgres": func(ctx context.Context, s Settings) (Sink, error) { return OpenPostgres(ctx, s) },
 }}
 
-// Register makes a sink available to Open under name; open receives the configured
-// path (whatever a path means to that kind of sink). Like database/sql.Register, it
+// Register makes a sink available to Open under name. Like database/sql.Register, it
 // panics if name is empty, open is nil, or name is already registered: all three are
 // programming errors, found at init time.
-func Register(name string, open func(path string) (Sink, error)) {
+func Register(name string, open OpenFunc) {
 	if name == "" {
 		panic("stats: Register with an empty sink name")
 	}
@@ -83,8 +129,9 @@ func Sinks() []string {
 	return names
 }
 
-// Open opens the sink registered as name at path. An empty name means DefaultSink.
-func Open(name, path string) (Sink, error) {
+// Open opens the sink registered as s.Sink (DefaultSink when empty).
+func Open(ctx context.Context, s Settings) (Sink, error) {
+	name := s.Sink
 	if name == "" {
 		name = DefaultSink
 	}
@@ -94,9 +141,9 @@ func Open(name, path string) (Sink, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownSink, name, strings.Join(Sinks(), ", "))
 	}
-	s, err := open(path)
+	sink, err := open(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return sink, nil
 }

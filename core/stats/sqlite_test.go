@@ -281,13 +281,13 @@ func TestOpenSQLiteErrorsNameTheFile(t *testing.T) {
 var registryRuns atomic.Int64
 
 func TestOpenRegistry(t *testing.T) {
-	_, err := Open("postgres", dbPath(t))
-	if !errors.Is(err, ErrUnknownSink) || !strings.Contains(err.Error(), "sqlite") {
-		t.Fatalf("Open(postgres) = %v, want ErrUnknownSink listing the known sinks", err)
+	_, err := Open(context.Background(), Settings{Sink: "mysql", Path: dbPath(t)})
+	if !errors.Is(err, ErrUnknownSink) || !strings.Contains(err.Error(), "postgres, sqlite") {
+		t.Fatalf("Open(mysql) = %v, want ErrUnknownSink listing the known sinks", err)
 	}
 
 	for _, name := range []string{"sqlite", ""} {
-		s, err := Open(name, dbPath(t))
+		s, err := Open(context.Background(), Settings{Sink: name, Path: dbPath(t)})
 		if err != nil {
 			t.Fatalf("Open(%q): %v", name, err)
 		}
@@ -299,9 +299,9 @@ func TestOpenRegistry(t *testing.T) {
 
 	opened := ""
 	name := fmt.Sprintf("test-registry-%d", registryRuns.Add(1)) // unique under -count=N
-	Register(name, func(path string) (Sink, error) { opened = path; return OpenSQLite(path) })
+	Register(name, func(_ context.Context, s Settings) (Sink, error) { opened = s.Path; return OpenSQLite(s.Path) })
 	p := dbPath(t)
-	s, err := Open(name, p)
+	s, err := Open(context.Background(), Settings{Sink: name, Path: p})
 	if err != nil || opened != p {
 		t.Fatalf("Open(%s) = %v (open saw %q)", name, err, opened)
 	}
@@ -314,5 +314,5 @@ func TestOpenRegistry(t *testing.T) {
 			t.Error("registering a name twice did not panic")
 		}
 	}()
-	Register("sqlite", func(string) (Sink, error) { return nil, nil })
+	Register("sqlite", func(context.Context, Settings) (Sink, error) { return nil, nil })
 }

@@ -95,3 +95,24 @@ func free(base, n int) bool {
 	}
 	return true
 }
+
+// Required reports whether $GOLB_REQUIRE (a comma list, as CI sets it) names
+// engine: a test that cannot use engine then fails instead of skipping.
+func Required(engine string) bool {
+	for _, name := range strings.Split(os.Getenv("GOLB_REQUIRE"), ",") {
+		if strings.TrimSpace(name) == engine {
+			return true
+		}
+	}
+	return false
+}
+
+// SkipOrFail skips t because engine cannot be used, for the reason why, or
+// fails it when $GOLB_REQUIRE names engine.
+func SkipOrFail(t testing.TB, engine string, why error) {
+	t.Helper()
+	if Required(engine) {
+		t.Fatalf("GOLB_REQUIRE names %s, but it cannot be used: %v", engine, why)
+	}
+	t.Skipf("%s cannot be used (set GOLB_REQUIRE=%s to fail instead): %v", engine, engine, why)
+}

@@ -74,7 +74,7 @@ balancer "internal" {
 }
 
 stats {
-  sink           = "memory"
+  sink           = "sqlite"
   path           = "/tmp/stats.db"
   flush_interval = "250ms"
 }
