@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,17 +19,36 @@ import (
 
 	"github.com/golb/golb/core"
 	"github.com/golb/golb/core/config"
+	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/drivers/process"
 	"github.com/golb/golb/internal/testutil"
 )
 
 // TestMain lets the test binary be golb itself (GOLB_E2E_SELF=1): the agent,
 // its driver plugins and its workers all run this binary, as they run the
 // real one, and with the race detector on.
+//
+// With GOLB_E2E_UNSTOPPABLE=1 too, `driver process` serves a broken process
+// driver whose Stop never returns and whose Destroy fails (unstoppable).
 func TestMain(m *testing.M) {
 	if os.Getenv("GOLB_E2E_SELF") == "1" {
+		if os.Getenv("GOLB_E2E_UNSTOPPABLE") == "1" && len(os.Args) == 3 && os.Args[1] == "driver" && os.Args[2] == "process" {
+			drivers.Serve(unstoppable{process.New(nil)})
+			os.Exit(0)
+		}
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
+}
+
+// unstoppable is the process driver with a Stop that never returns and a
+// Destroy that always fails: workers golb cannot stop.
+type unstoppable struct{ *process.Driver }
+
+func (unstoppable) Stop(context.Context, string, string, time.Duration) error { select {} }
+
+func (unstoppable) Destroy(context.Context, string) error {
+	return errors.New("destroy refused (test)")
 }
 
 // syncBuffer collects a process's output safely.

@@ -93,3 +93,55 @@ func TestPluginFailingToStartIsBlamed(t *testing.T) {
 		t.Errorf("golb drivers: exit %d, chatty's row %q, want its one-line DETAIL quoting the stray line", code, chatty)
 	}
 }
+
+// TestShutdownNamesWorkersItCannotStop pins issue 14's third bug at the
+// command line: with a plugin whose Stop never returns and whose Destroy
+// fails, SIGINT made golb forget every worker and exit 0 saying "golb
+// stopped". Now it names each worker with its pid and how to kill it, exits
+// 1 with a last line that says workers are left, and the next `golb run`
+// adopts and stops them.
+func TestShutdownNamesWorkersItCannotStop(t *testing.T) {
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := writeConfig(t, dir, pt, 1, "")
+	mustWrite(t, cfg, strings.Replace(mustRead(t, cfg), "  count  = 1\n", "  count  = 1\n  stop_timeout = \"1s\"\n", 1))
+	t.Setenv("GOLB_E2E_UNSTOPPABLE", "1") // golb() passes its environment on
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	p.waitHealthy(1, 60*time.Second)
+	w := p.workers()[0]
+	pid := pidOf(w)
+	t.Cleanup(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) })
+	start := time.Now()
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	code := p.wait(2 * time.Minute)
+	t.Logf("SIGINT to exit with an unstoppable worker: %v (stop_timeout 1s + 10s grace)", time.Since(start).Round(time.Millisecond))
+	out := p.out.String()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := lines[len(lines)-1]
+	if code != 1 || !strings.HasPrefix(last, "golb: workers left running: 1 could not be stopped") || !strings.Contains(last, w.ID) {
+		t.Errorf("exit %d, last line %q; want 1 and the worker left named", code, last)
+	}
+	named := "worker=" + w.ID + " group=hello driver=process pid=" + strconv.Itoa(pid) + ` kill="kill -KILL -- -` + strconv.Itoa(pid) + `"`
+	if !strings.Contains(out, named) || strings.Contains(out, `msg="golb stopped"`) {
+		t.Errorf("want the worker named (%s) and no clean stop claimed:\n%s", named, out)
+	}
+	if !alive(pid) {
+		t.Fatalf("the worker %d does not run: the test proves nothing", pid)
+	}
+
+	t.Setenv("GOLB_E2E_UNSTOPPABLE", "")
+	p = golb(t, dir, pt.adminAddr(), "run", cfg)
+	eventually(t, 60*time.Second, "the worker adopted", func() bool {
+		ws := p.healthyWorkers()
+		return len(ws) == 1 && ws[0].ID == w.ID && ws[0].Adopted
+	})
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(time.Minute); code != 0 {
+		t.Errorf("the next run's shutdown: exit %d, want 0:\n%s", code, p.out.String())
+	}
+	eventually(t, 10*time.Second, "the worker stopped", func() bool { return !alive(pid) })
+}
