@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -95,8 +96,9 @@ func (c ctrCLI) labels(container string) map[string]string {
 // binary against a private containerd, on ports and in a namespace the test
 // picks: 3 tasks serve through both listeners, ctr shows them with golb's
 // labels, a task killed with `ctr tasks kill -s SIGKILL` is replaced, golb
-// SIGKILLed and run again adopts the same tasks (same pids), and Ctrl-C
-// leaves no container, task or container snapshot.
+// SIGKILLed and run again adopts the same tasks (same pids), a task that
+// exits while no golb runs is removed and replaced by the next run, and
+// Ctrl-C leaves no container, task or container snapshot.
 func TestContainerdExample(t *testing.T) {
 	if _, err := exec.LookPath("ctr"); err != nil {
 		ctrdtest.SkipOrFail(t, err)
@@ -233,17 +235,50 @@ func TestContainerdExample(t *testing.T) {
 		t.Fatalf("adopted workers do not serve: %d %v", code, err)
 	}
 
+	// SIGKILL golb again and kill a task while no golb runs: the next run
+	// hears it exited, removes it and starts another; the rest are adopted.
+	if err := p2.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p2.done
+	var gone string
+	for cid := range before {
+		gone = cid
+		break
+	}
+	ctr.run("tasks", "kill", "-s", "SIGKILL", gone)
+	eventually(t, 10*time.Second, "the task killed meanwhile stopped", func() bool { return ctr.tasks()[gone] == "" })
+	p3 := start()
+	p3.waitHealthy(3, 60*time.Second)
+	eventually(t, 20*time.Second, "the exited container removed", func() bool { return !slices.Contains(ctr.containers(), gone) })
+	kept := 0
+	for _, w := range p3.workers() {
+		cid := w.Details["container_id"]
+		if cid == gone {
+			t.Fatalf("the task that exited meanwhile was adopted: %+v", w)
+		}
+		if before[cid] != "" {
+			kept++
+			if before[cid] != w.Details["pid"] {
+				t.Fatalf("worker %s has pid %s, was %s", w.ID, w.Details["pid"], before[cid])
+			}
+		}
+	}
+	if kept != 2 || len(ctr.containers()) != 3 || !strings.Contains(p3.out.String(), "exited meanwhile") {
+		t.Fatalf("after a task exited meanwhile: %d of the 2 others adopted, %d containers, golb said:\n%s", kept, len(ctr.containers()), p3.out.String())
+	}
+
 	// Ctrl-C: nothing of golb's left in the namespace.
-	if err := p2.cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := p3.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-p2.done:
+	case <-p3.done:
 	case <-time.After(60 * time.Second):
 		t.Fatal("golb did not exit after Ctrl-C")
 	}
-	if p2.err != nil {
-		t.Fatalf("golb exit after Ctrl-C: %v", p2.err)
+	if p3.err != nil {
+		t.Fatalf("golb exit after Ctrl-C: %v", p3.err)
 	}
 	if cs, ts, ss := ctr.containers(), ctr.allTasks(), ctr.activeSnapshots(); len(cs)+len(ts)+len(ss) != 0 {
 		t.Fatalf("after Ctrl-C: containers %v, tasks %v, container snapshots %v; want none", cs, ts, ss)
