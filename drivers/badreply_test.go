@@ -17,9 +17,12 @@ const badReplyPluginEnv = "GOLB_TEST_BADREPLY_PLUGIN"
 // TestMain lets the test binary play a plugin that sends bad replies
 // ($GOLB_TEST_BADREPLY_PLUGIN=1): the client is tested across the real wire.
 func TestMain(m *testing.M) {
-	if os.Getenv(badReplyPluginEnv) == "1" {
+	switch os.Getenv(badReplyPluginEnv) {
+	case "1":
 		Serve(badReplies{})
 		os.Exit(0)
+	case "panic": // a plugin that dies before its handshake
+		panic("broken driver: panic in main")
 	}
 	os.Exit(m.Run())
 }

@@ -1,9 +1,13 @@
 package drivers
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestStderrTailKeepsTheEndBounded(t *testing.T) {
@@ -40,5 +44,23 @@ func TestStderrTailKeepsTheEndBounded(t *testing.T) {
 	}
 	if p := tail.Panic(); p != "panic: broken driver: panic in Start" {
 		t.Fatalf("Panic() = %q", p)
+	}
+}
+
+// TestLaunchOfAPanickingPluginSaysThePanic: a plugin that dies before its
+// handshake fails Launch with its panic, not only go-plugin's "exited
+// before we could connect"; the Client's stderr is kept without a Logger.
+func TestLaunchOfAPanickingPluginSaysThePanic(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), badReplyPluginEnv+"=panic")
+	var copied syncBuffer
+	_, err := Launch(ctx, ClientConfig{Cmd: cmd, Stderr: &copied})
+	if err == nil || !strings.Contains(err.Error(), "panic: broken driver: panic in main") {
+		t.Fatalf("Launch = %v, want an error with the plugin's panic", err)
+	}
+	if !strings.Contains(copied.String(), "goroutine 1 [running]") {
+		t.Fatalf("ClientConfig.Stderr got %q, want the plugin's stack trace", copied.String())
 	}
 }
