@@ -46,8 +46,8 @@ var testBuiltins = []string{"process"}
 // The others, `KNOB driver process`, serve the process driver with one bug
 // of a beginner's plugin each (see knobDrivers): a Start that replies with
 // an empty address (noaddress), a Start that panics (panicstart), a Stop
-// that never returns (hangstop), and that with a Destroy that fails too
-// (hangstopdestroyfails); and one that checks what core puts in each
+// that panics (panicstop), a Stop that never returns (hangstop), and that
+// with a Destroy that fails too (hangstopdestroyfails); and one that checks what core puts in each
 // WorkerSpec (strictspec).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 4 && os.Args[1] == "listgate" && os.Args[3] == "driver" && os.Args[4] == "process" {
@@ -97,6 +97,15 @@ var knobDrivers = map[string]func(*process.Driver) drivers.Driver{
 	"hangstop":             func(d *process.Driver) drivers.Driver { return &hangStop{Driver: d} },
 	"hangstopdestroyfails": func(d *process.Driver) drivers.Driver { return &hangStop{Driver: d, destroyFails: true} },
 	"strictspec":           func(d *process.Driver) drivers.Driver { return &strictSpec{d} },
+	"panicstop":            func(d *process.Driver) drivers.Driver { return &panicStop{d} },
+}
+
+// panicStop is the process driver with a Stop that panics, killing the
+// plugin, at every call (its Destroy works).
+type panicStop struct{ *process.Driver }
+
+func (d *panicStop) Stop(context.Context, string, string, time.Duration) error {
+	panic("boom in Stop (test)")
 }
 
 // strictSpec is the process driver refusing a spec without what core must

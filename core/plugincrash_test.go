@@ -72,3 +72,42 @@ func TestPluginPanicInStartBacksOff(t *testing.T) {
 		t.Errorf("the repeats were not counted:\n%s", logs)
 	}
 }
+
+// TestPluginPanicInStopLeavesNoWorker: a plugin that dies in every Stop
+// must not make golb forget the worker it was stopping. The Stop is tried
+// again on the new instance, which dies too; then Destroy, on the next
+// instance, removes the worker. The NOTE names Stop, and shutdown, whose
+// Stops die the same way, stops the last worker so too. (The panicstop
+// knob.)
+func TestPluginPanicInStopLeavesNoWorker(t *testing.T) {
+	g := uniq("panicstop")
+	killProcs(t, g)
+	port := freePorts(t, 10)
+	ta := startAgent(t, parseConfig(t, header(t.TempDir(), "")+groupHCL(g, 2, port, "1ms")), os.Args[0], "panicstop")
+	ta.waitWorkers(t, 60*time.Second, "2 running workers", func(ws []*state.Worker) bool {
+		return len(inGroup(ws, g, state.StatusRunning)) == 2
+	})
+	procs := waitProcs(t, 10*time.Second, "2 worker processes", func(ps map[int]string) bool { return len(ps) == 2 }, g)
+	if err := ta.Scale(g, 1); err != nil {
+		t.Fatal(err)
+	}
+	ta.waitGroup(t, g, 30*time.Second, "the crash NOTE", func(gr *state.Group) bool {
+		return gr.Reason == "driver process crashed in Stop: panic: boom in Stop (test)"
+	})
+	ws := ta.waitWorkers(t, 60*time.Second, "the scaled-away worker gone", func(ws []*state.Worker) bool {
+		return len(inGroup(ws, g, "")) == 1
+	})
+	kept := inGroup(ws, g, "")[0].ID
+	waitProcs(t, 10*time.Second, "its process gone", func(ps map[int]string) bool {
+		return len(ps) == 1 && values(ps)[kept]
+	}, g)
+	logs := ta.logs.String()
+	for _, id := range procs {
+		if id != kept && !strings.Contains(logs, `msg="worker did not stop; destroying it" worker=`+id) {
+			t.Errorf("worker %s was not removed through Destroy:\n%s", id, logs)
+		}
+	}
+	ta.stop(t) // Run returns nil: the last worker is destroyed too
+	waitProcs(t, 10*time.Second, "no worker left", func(ps map[int]string) bool { return len(ps) == 0 }, g)
+	ta.showLogs(t)
+}

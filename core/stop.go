@@ -50,39 +50,37 @@ func (a *Agent) haltBudget(group string) time.Duration {
 }
 
 // halt stops worker id of group, then destroys it: Destroy is called even
-// when Stop failed or outlived its deadline (see above). It returns nil
-// once the worker is gone, else Destroy's error, with Stop's.
-func (a *Agent) halt(ctx context.Context, driver, id, group string) error {
+// when Stop failed, outlived its deadline, or killed the plugin (then on the
+// new instance). It returns nil once the worker is gone, else Destroy's
+// error, with Stop's; forced says that Stop failed.
+func (a *Agent) halt(ctx context.Context, driver, id, group string) (forced bool, err error) {
 	signal, timeout := a.stopSettings(group)
-	var stopErr error
-	err := a.withPlugin(ctx, driver, func(c *drivers.Client) error {
+	start := time.Now()
+	// A plugin that died before the Stop gets it again on its new
+	// instance (withPlugin); one that dies in it again gets Destroy.
+	stopErr := a.withPlugin(ctx, driver, func(c *drivers.Client) error {
 		sctx, cancel := context.WithTimeout(ctx, timeout+a.stopGrace)
-		start := time.Now()
-		stopErr = c.Stop(sctx, id, signal, timeout)
-		cancel()
-		switch {
-		case errors.Is(stopErr, drivers.ErrPluginExited):
-			return stopErr // withPlugin tries again on the new instance
-		case stopErr != nil && !errors.Is(stopErr, drivers.ErrNotFound):
-			a.logger.Warn("worker did not stop; destroying it", "worker", id, "driver", driver,
-				"stop_timeout", timeout.String(), "waited", time.Since(start).Round(time.Millisecond).String(), "err", stopErr)
-		default:
-			stopErr = nil
-		}
-		dctx, cancel := context.WithTimeout(ctx, a.destroyTimeout)
 		defer cancel()
-		return c.Destroy(dctx, id)
+		return c.Stop(sctx, id, signal, timeout)
 	})
-	if err != nil && stopErr != nil && !errors.Is(err, drivers.ErrPluginExited) {
-		return fmt.Errorf("stop: %v; destroy: %w", stopErr, err)
+	if errors.Is(stopErr, drivers.ErrNotFound) {
+		stopErr = nil
 	}
-	return err
+	if stopErr != nil {
+		a.logger.Warn("worker did not stop; destroying it", "worker", id, "driver", driver,
+			"stop_timeout", timeout.String(), "waited", time.Since(start).Round(time.Millisecond).String(), "err", stopErr)
+	}
+	_, err = a.destroy(ctx, driver, id, group)
+	if err != nil && stopErr != nil {
+		return true, fmt.Errorf("stop: %v; destroy: %w", stopErr, err)
+	}
+	return stopErr != nil, err
 }
 
-// destroy destroys worker id (of group: unused, as halt's), within
-// destroyTimeout.
-func (a *Agent) destroy(ctx context.Context, driver, id, _ string) error {
-	return a.withPlugin(ctx, driver, func(c *drivers.Client) error {
+// destroy destroys worker id within destroyTimeout; its signature is
+// halt's, whose Destroy part it is.
+func (a *Agent) destroy(ctx context.Context, driver, id, _ string) (forced bool, err error) {
+	return true, a.withPlugin(ctx, driver, func(c *drivers.Client) error {
 		dctx, cancel := context.WithTimeout(ctx, a.destroyTimeout)
 		defer cancel()
 		return c.Destroy(dctx, id)
@@ -104,17 +102,21 @@ func (a *Agent) stopWorker(ctx context.Context, id string, drain bool) error {
 	}
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.haltBudget(w.Group))
 	defer cancel()
-	how, halt := "stopped", a.halt
+	halt := a.halt
 	if w.Status == state.StatusLost {
-		// Its Stop failed already: Destroy alone.
-		how, halt = "destroyed (it was lost)", a.destroy
+		halt = a.destroy // its Stop failed already
 	}
-	if err := halt(hctx, w.Driver, id, w.Group); err != nil {
+	forced, err := halt(hctx, w.Driver, id, w.Group)
+	if err != nil {
 		a.keepLost(ctx, w, err, ctx.Err() == nil && !a.finalStop.Load())
 		return err
 	}
 	a.store.UpdateWorker(id, func(w *state.Worker) { w.Status = state.StatusStopped })
 	_ = a.store.DeleteWorker(id)
+	how := "stopped"
+	if forced {
+		how = "destroyed" // killed by Destroy: its Stop failed
+	}
 	a.logger.Info("worker stopped", "worker", id, "group", w.Group, "how", how)
 	return nil
 }
@@ -146,7 +148,7 @@ func (a *Agent) drain(ctx context.Context, w *state.Worker) {
 func (a *Agent) removeUnwanted(ctx context.Context, w *state.Worker) {
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.haltBudget(w.Group))
 	defer cancel()
-	if err := a.halt(hctx, w.Driver, w.ID, w.Group); err != nil {
+	if _, err := a.halt(hctx, w.Driver, w.ID, w.Group); err != nil {
 		a.keepLost(ctx, w, err, ctx.Err() == nil && !a.finalStop.Load())
 		return
 	}
@@ -192,13 +194,15 @@ func (a *Agent) retryLost(ctx context.Context, id string) {
 		if w == nil || w.Status != state.StatusLost {
 			return
 		}
-		err := a.destroy(ctx, w.Driver, id, w.Group)
+		_, err := a.destroy(ctx, w.Driver, id, w.Group)
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
-			_ = a.store.DeleteWorker(id)
-			a.logger.Info("lost worker destroyed at last", "worker", id, "group", w.Group)
+			if w, _ := a.store.Worker(nil, id); w != nil { // not seen exiting meanwhile
+				_ = a.store.DeleteWorker(id)
+				a.logger.Info("lost worker destroyed at last", "worker", id, "group", w.Group)
+			}
 			return
 		}
 		reason := "could not be stopped: destroy: " + err.Error()

@@ -59,7 +59,7 @@ func TestHungStopIsDestroyed(t *testing.T) {
 	if !strings.Contains(logs, `msg="worker did not stop; destroying it" worker=`+victim) {
 		t.Errorf("no WARN that the hung worker was destroyed:\n%s", logs)
 	}
-	if !strings.Contains(logs, `msg="worker stopped" worker=`+victim) {
+	if !strings.Contains(logs, `msg="worker stopped" worker=`+victim+" group="+g+" how=destroyed") {
 		t.Errorf("the destroyed worker was not logged stopped:\n%s", logs)
 	}
 }
