@@ -1,7 +1,9 @@
 // Package drivertest is the conformance suite every golb driver must pass,
 // built-in or external. It drives the real plugin subprocess through the SDK's
-// client: start, serve, inspect, wait, stop, destroy, list, recover after a
-// plugin crash, and clean start failures.
+// client: start, serve, inspect, wait, stop (also past its deadline),
+// destroy, list, recover after a plugin crash, and clean start failures. A
+// reply golb would refuse fails it with what was wrong, and a failed case
+// shows the end of the plugin's stderr (a panic and its stack trace).
 package drivertest
 
 import (
