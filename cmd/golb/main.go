@@ -5,7 +5,8 @@
 // Each verb is in the file named after it: run.go, validate.go, drivers.go,
 // driver.go (the hidden `golb driver NAME`, and the registry of built-in
 // drivers), worker.go; client.go holds the admin API clients status, scale
-// and stats; flags.go the flag handling they share.
+// and stats (`drivers --admin` is one too, in drivers.go); flags.go the flag
+// handling they share.
 package main
 
 import (
