@@ -27,6 +27,9 @@ type Autoscaler struct {
 	mu   sync.Mutex
 	spec Spec
 	win  *window
+	// recent is the span of the newest samples, the figure panic mode also
+	// scales on: two buckets (the current one and the last full one).
+	recent time.Duration
 
 	panicking  bool
 	lastBreach time.Time // the last decision whose panic-window desired breached the threshold
@@ -50,6 +53,7 @@ func New(spec Spec, now time.Time) (*Autoscaler, error) {
 	return &Autoscaler{
 		spec:       spec,
 		win:        newWindow(spec.StableWindow, gran),
+		recent:     2 * gran,
 		delay:      maxWindow{span: spec.ScaleDownDelay},
 		lastActive: now,
 	}, nil
@@ -121,6 +125,7 @@ func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 	target, metric := s.target()
 	st := a.win.averages(now, s.StableWindow)
 	pa := a.win.averages(now, s.PanicWindow)
+	re := a.win.averages(now, a.recent)
 	d := Decision{
 		Time: now, From: current, Metric: metric, Target: target, Ready: ready,
 		StableInflight: st.inflight, PanicInflight: pa.inflight, StableRPS: st.rps, PanicRPS: pa.rps,
@@ -135,9 +140,9 @@ func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 		a.last = d
 		return d
 	}
-	stableVal, panicVal := st.inflight, pa.inflight
+	stableVal, panicVal, recentVal := st.inflight, pa.inflight, re.inflight
 	if metric == MetricRPS {
-		stableVal, panicVal = st.rps, pa.rps
+		stableVal, panicVal, recentVal = st.rps, pa.rps, re.rps
 	}
 	readyF := math.Max(1, float64(ready))
 	wantStable := int(math.Ceil(stableVal / target))
@@ -163,6 +168,13 @@ func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 		if wantPanic > want {
 			want = wantPanic
 			reason = fmt.Sprintf("panic %s %.2f over %s / target %g = %d", metric, panicVal, s.PanicWindow, target, wantPanic)
+		}
+		// In panic the newest samples count too: a step is followed in
+		// seconds, not once it fills the window. Panic never scales down,
+		// so a peak costs at most one stable window of extra workers.
+		if wantRecent := int(math.Ceil(recentVal / target)); wantRecent > want {
+			want = wantRecent
+			reason = fmt.Sprintf("panic %s %.2f over the last %s / target %g = %d", metric, recentVal, a.recent, target, wantRecent)
 		}
 		if breach {
 			reason += fmt.Sprintf(" (panic: %d >= %g x %d ready)", wantPanic, s.PanicThreshold, ready)

@@ -82,6 +82,11 @@ func TestStepLoadScalesUpInPanic(t *testing.T) {
 	if got := first.Time.Sub(t0) - 30*time.Second; got > 2*time.Second {
 		t.Errorf("scaled up %s into the step, want within 2 s", got)
 	}
+	// Panic follows the newest samples: 8 within 3 s of the step, not
+	// once the 6 s panic window has filled.
+	if got := s.firstReach(8) - 30*time.Second; got < 0 || got > 3*time.Second {
+		t.Errorf("reached 8 workers %s into the step, want within 3 s", got)
+	}
 }
 
 func TestNoScaleDownInPanic(t *testing.T) {
