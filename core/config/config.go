@@ -116,15 +116,6 @@ type App struct {
 	AvgDelayDur time.Duration
 }
 
-// Scale turns on autoscaling: desired = ceil(in-flight / target_inflight),
-// kept within [min, max].
-type Scale struct {
-	Min            int      `hcl:"min"`
-	Max            int      `hcl:"max"`
-	TargetInflight *float64 `hcl:"target_inflight,optional"` // default 10
-	Body           hcl.Body `hcl:",body"`
-}
-
 // HealthCheck is the balancer's active check of each worker.
 type HealthCheck struct {
 	Path     string   `hcl:"path,optional"`     // default "/healthz"

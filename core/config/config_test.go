@@ -397,11 +397,6 @@ func renderConfig(t *testing.T, c *Config) string {
 		Name   string `json:"name"`
 		SHA256 string `json:"sha256"`
 	}
-	type scale struct {
-		Min            int     `json:"min"`
-		Max            int     `json:"max"`
-		TargetInflight float64 `json:"target_inflight"`
-	}
 	type group struct {
 		Name         string   `json:"name"`
 		Driver       string   `json:"driver"`
@@ -414,7 +409,7 @@ func renderConfig(t *testing.T, c *Config) string {
 		AvgDelay     string   `json:"app_avg_delay"`
 		FailureRate  float64  `json:"app_failure_rate"`
 		Config       []string `json:"config_attributes"`
-		Scale        *scale   `json:"scale"`
+		Scale        any      `json:"scale"`
 		HealthPath   string   `json:"health_path"`
 		HealthIntvl  string   `json:"health_interval"`
 		HealthTmo    string   `json:"health_timeout"`
@@ -479,7 +474,7 @@ func renderConfig(t *testing.T, c *Config) string {
 			r.Config = blockAttrs(g.Config.Body)
 		}
 		if s := g.Scale; s != nil {
-			r.Scale = &scale{s.Min, s.Max, *s.TargetInflight}
+			r.Scale = scaleGolden(s)
 		}
 		out.Groups = append(out.Groups, r)
 	}

@@ -3,7 +3,6 @@ package config
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -119,7 +118,7 @@ func recheck(c *Config) error {
 		if hc.TimeoutDur <= 0 || hc.TimeoutDur >= hc.IntervalDur || *hc.Rise < 1 || *hc.Fall < 1 || hc.Path == "" || hc.Path[0] != '/' {
 			return fmt.Errorf("has group %q with health check %+v", g.Name, *hc)
 		}
-		if s := g.Scale; s != nil && (s.Min < 0 || s.Min > s.Max || s.TargetInflight == nil || !(*s.TargetInflight > 0) || math.IsNaN(*s.TargetInflight)) {
+		if s := g.Scale; s != nil && (s.Min < 0 || s.Min > s.Max || (s.TargetInflight == nil) == (s.TargetRPS == nil) || s.Spec().WithDefaults().Validate() != nil) {
 			return fmt.Errorf("has group %q with scale %+v", g.Name, *s)
 		}
 		claims = append(claims, claim{g.Port, last, "group " + g.Name})

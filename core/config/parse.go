@@ -217,9 +217,8 @@ func (v *validator) defaults() {
 		if g.App.FailureRate == nil {
 			g.App.FailureRate = new(float64)
 		}
-		if g.Scale != nil && g.Scale.TargetInflight == nil {
-			t := 10.0
-			g.Scale.TargetInflight = &t
+		if g.Scale != nil {
+			scaleDefaults(g.Scale)
 		}
 		if g.HealthCheck == nil {
 			g.HealthCheck = &HealthCheck{Body: hcl.EmptyBody()}
@@ -406,22 +405,8 @@ func (v *validator) checkGroup(g *Group) {
 		v.errorf(attrRange(a.Body, "failure_rate"), "failure_rate must be between 0 and 1", "It is a fraction: 0.12 means 12% of requests fail.")
 	}
 
-	if s := g.Scale; s != nil {
-		if s.Min < 0 {
-			v.errorf(attrRange(s.Body, "min"), "scale.min must be 0 or more", "Set the fewest workers to keep.")
-		}
-		if s.Max < 1 || s.Max > 1000 {
-			v.errorf(attrRange(s.Body, "max"), "scale.max must be between 1 and 1000", "Set the most workers to run.")
-		}
-		if s.Min > s.Max {
-			v.errorf(attrRange(s.Body, "min"), "scale.min (%d) is greater than scale.max (%d)", "Swap them, or raise max.", s.Min, s.Max)
-		}
-		if *s.TargetInflight <= 0 {
-			v.errorf(attrRange(s.Body, "target_inflight"), "target_inflight must be above 0", "It is the in-flight requests one worker should carry, e.g. 10.")
-		}
-		if g.Count != nil && (*g.Count < s.Min || *g.Count > s.Max) {
-			v.errorf(attrRange(g.Body, "count"), "count %d is outside scale bounds [%d, %d]", "Remove count (scale.min is the initial count) or keep it within the bounds.", *g.Count, s.Min, s.Max)
-		}
+	if g.Scale != nil {
+		v.checkScale(g)
 	}
 
 	hc := g.HealthCheck

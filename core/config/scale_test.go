@@ -1,0 +1,57 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/golb/golb/core/autoscale"
+)
+
+// scaleGolden is a scale block as the testdata/valid goldens show it:
+// every field with its default filled.
+func scaleGolden(s *Scale) any {
+	type scale struct {
+		Min              int      `json:"min"`
+		Max              int      `json:"max"`
+		TargetInflight   *float64 `json:"target_inflight,omitempty"`
+		TargetRPS        *float64 `json:"target_rps,omitempty"`
+		StableWindow     string   `json:"stable_window"`
+		PanicWindow      string   `json:"panic_window"`
+		PanicThreshold   float64  `json:"panic_threshold"`
+		ScaleDownDelay   string   `json:"scale_down_delay"`
+		MaxScaleUpRate   float64  `json:"max_scale_up_rate"`
+		MaxScaleDownRate float64  `json:"max_scale_down_rate"`
+		ScaleToZeroAfter string   `json:"scale_to_zero_after"`
+		HoldMax          int      `json:"hold_max"`
+		HoldTimeout      string   `json:"hold_timeout"`
+	}
+	return scale{s.Min, s.Max, s.TargetInflight, s.TargetRPS, s.StableWindowDur.String(), s.PanicWindowDur.String(),
+		*s.PanicThreshold, s.ScaleDownDelayDur.String(), *s.MaxScaleUpRate, *s.MaxScaleDownRate,
+		s.ScaleToZeroAfterDur.String(), *s.HoldMax, s.HoldTimeoutDur.String()}
+}
+
+// TestScaleSpecIsValid: every scale block Parse accepts gives a Spec that
+// core/autoscale accepts, with the file's figures.
+func TestScaleSpecIsValid(t *testing.T) {
+	for _, src := range []string{
+		"group \"g\" {\n  port = 6000\n  scale {\n    min = 1\n    max = 3\n  }\n}\n",
+		"group \"g\" {\n  port = 6000\n  scale {\n    min = 0\n    max = 3\n    target_rps = 50\n    stable_window = \"20s\"\n    scale_down_delay = \"0s\"\n  }\n}\n",
+	} {
+		cfg, _, diags := Parse("t.hcl", []byte(src))
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", src, diags)
+		}
+		spec := cfg.Groups[0].Scale.Spec()
+		if err := spec.WithDefaults().Validate(); err != nil {
+			t.Errorf("%s: Spec %+v: %v", src, spec, err)
+		}
+		if _, err := autoscale.New(spec, time.Now()); err != nil {
+			t.Errorf("autoscale.New: %v", err)
+		}
+	}
+	cfg, _, _ := Parse("t.hcl", []byte("group \"g\" {\n  port = 6000\n  scale {\n    min = 0\n    max = 3\n    target_rps = 50\n    stable_window = \"20s\"\n    scale_down_delay = \"0s\"\n  }\n}\n"))
+	s := cfg.Groups[0].Scale.Spec()
+	if s.TargetRPS != 50 || s.TargetInflight != 0 || s.ScaleDownDelay >= 0 || s.ScaleToZeroAfter != 20*time.Second || s.PanicWindow != 6*time.Second {
+		t.Errorf("Spec = %+v: want target_rps 50 only, no scale-down delay, scale_to_zero_after = stable_window", s)
+	}
+}
