@@ -129,12 +129,20 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 //
 //	stats store: ok (sqlite worker-stats.db)
 //	stats store: failing since 2026-12-01T20:41:07Z, 1234 requests unflushed: writing stats to …
+//	stats store: ok (postgres golb@db:5432/golbstats as web-1:/srv/golb/.golb)
+//	stats: database unreachable since 2026-12-01T20:41:07Z, 1234 requests kept in memory and retried: …
 func statsStoreLine(s core.StatsStoreView) string {
 	where := strings.TrimSpace(s.Sink + " " + s.Path)
+	if s.Database != "" {
+		where = fmt.Sprintf("%s %s as %s", s.Sink, s.Database, s.Instance)
+	}
 	switch s.State {
 	case "ok":
 		return fmt.Sprintf("stats store: ok (%s)", where)
 	case "failing":
+		if s.Unreachable {
+			return fmt.Sprintf("stats: database unreachable since %s, %d requests kept in memory and retried: %s", s.FailingSince, s.UnflushedRequests, s.Error)
+		}
 		return fmt.Sprintf("stats store: failing since %s, %d requests unflushed: %s", s.FailingSince, s.UnflushedRequests, s.Error)
 	case "unknown":
 		return "stats store: unknown: " + s.Error
@@ -194,13 +202,47 @@ func cmdStats(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "golb: decoding stats:", err)
 		return exitError
 	}
+	agents := statsAgents(*admin)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "WORKER\tSUCCESSFUL\tFAILED\tTOTAL\tMEAN MS\t")
+	if agents == nil {
+		fmt.Fprintln(tw, "WORKER\tSUCCESSFUL\tFAILED\tTOTAL\tMEAN MS\t")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t\n", r.id, r.ok, r.failed, r.total, r.mean)
+		}
+		tw.Flush()
+		return exitOK
+	}
+	// A database several agents share: say which agent runs each worker.
+	fmt.Fprintln(tw, "WORKER\tSUCCESSFUL\tFAILED\tTOTAL\tMEAN MS\tAGENT")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t\n", r.id, r.ok, r.failed, r.total, r.mean)
+		agent := agents[r.id]
+		if agent == "" {
+			agent = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%s\n", r.id, r.ok, r.failed, r.total, r.mean, agent)
 	}
 	tw.Flush()
 	return exitOK
+}
+
+// statsAgents maps each worker to the agent (stats instance) that runs it,
+// from GET /v1/stats/workers; nil when no worker has one (SQLite, or an agent
+// without that endpoint).
+func statsAgents(admin string) map[string]string {
+	var views []core.StatsWorkerView
+	if err := call(admin, "GET", "/v1/stats/workers", nil, &views); err != nil {
+		return nil
+	}
+	var out map[string]string
+	for _, v := range views {
+		if v.Instance != "" {
+			if out == nil {
+				out = map[string]string{"total": ""}
+			}
+			out[v.ID] = v.Instance
+		}
+	}
+	return out
 }
 
 type statRow struct {

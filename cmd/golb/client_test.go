@@ -61,6 +61,11 @@ func TestStatusShowsStatsStoreState(t *testing.T) {
 		{`{"sink":"sqlite","path":"/srv/worker-stats.db","state":"failing","failing_since":"2026-12-01T20:41:07Z",` +
 			`"error":"writing stats to /srv/worker-stats.db: the file is damaged: database disk image is malformed (11)","failed_writes":60,"unflushed_requests":1234}`,
 			"stats store: failing since 2026-12-01T20:41:07Z, 1234 requests unflushed: writing stats to /srv/worker-stats.db: the file is damaged: database disk image is malformed (11)"},
+		{`{"sink":"postgres","database":"golb@db:5432/golbstats","instance":"web-1:/srv/.golb","state":"ok","unflushed_requests":4}`,
+			"stats store: ok (postgres golb@db:5432/golbstats as web-1:/srv/.golb)"},
+		{`{"sink":"postgres","database":"golb@db:5432/golbstats","instance":"web-1","state":"failing","unreachable":true,"failing_since":"2026-12-01T20:41:07Z",` +
+			`"error":"writing stats to golb@db:5432/golbstats: database unreachable: dial error","failed_writes":3,"unflushed_requests":99}`,
+			"stats: database unreachable since 2026-12-01T20:41:07Z, 99 requests kept in memory and retried: writing stats to golb@db:5432/golbstats: database unreachable: dial error"},
 	} {
 		admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -83,6 +88,51 @@ func TestStatusShowsStatsStoreState(t *testing.T) {
 		lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 		if last := lines[len(lines)-1]; last != tc.want {
 			t.Errorf("last line of golb status:\n%s\nwant\n%s", last, tc.want)
+		}
+	}
+}
+
+// TestStatsMarksEachWorkersAgent: with a database several agents share,
+// `golb stats` adds an AGENT column naming the agent that runs each worker;
+// with SQLite (no instance) the table is as before.
+func TestStatsMarksEachWorkersAgent(t *testing.T) {
+	seed := `{"SuccessfulRequests":[{"total":3},{"a-1":1},{"b-1":2}],"FailedRequests":[{"total":0},{"a-1":0},{"b-1":0}],` +
+		`"TotalRequests":[{"total":3},{"a-1":1},{"b-1":2}],"AverageResponseTime":[{"total":1},{"a-1":1},{"b-1":1}]}`
+	for _, tc := range []struct {
+		workers string
+		want    []string
+	}{
+		{`[{"id":"a-1","instance":"web-1:/srv/.golb","total":1},{"id":"b-1","instance":"web-2:/srv/.golb","total":2}]`,
+			[]string{"AGENT", "web-1:/srv/.golb", "web-2:/srv/.golb"}},
+		{`[{"id":"a-1","total":1},{"id":"b-1","total":2}]`, nil},
+	} {
+		admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			switch r.URL.Path {
+			case "/v1/stats":
+				_, _ = w.Write([]byte(seed))
+			case "/v1/stats/workers":
+				_, _ = w.Write([]byte(tc.workers))
+			default:
+				http.NotFound(w, r)
+			}
+		}))
+		var out, errOut bytes.Buffer
+		code := cmdStats([]string{"--admin", strings.TrimPrefix(admin.URL, "http://")}, &out, &errOut)
+		admin.Close()
+		if code != exitOK {
+			t.Fatalf("golb stats exit %d: %s", code, errOut.String())
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("golb stats lacks %q:\n%s", w, out.String())
+			}
+		}
+		if tc.want == nil && strings.Contains(out.String(), "AGENT") {
+			t.Errorf("golb stats on SQLite has an AGENT column:\n%s", out.String())
+		}
+		if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 4 {
+			t.Errorf("golb stats printed %d lines, want a header, 2 workers and the total:\n%s", len(lines), out.String())
 		}
 	}
 }

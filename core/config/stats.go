@@ -97,9 +97,11 @@ func (c *Config) StatsInstance() string {
 
 // StatsSettings are the settings core/stats opens the sink with.
 func (c *Config) StatsSettings() stats.Settings {
-	s := stats.Settings{Sink: c.Stats.Sink, Path: c.Stats.Path}
+	s := stats.Settings{Sink: c.Stats.Sink}
 	if c.Stats.Sink == "postgres" {
 		s.DSN, s.Instance = c.Stats.DSN, c.StatsInstance()
+	} else {
+		s.Path = c.Stats.Path
 	}
 	return s
 }

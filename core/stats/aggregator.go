@@ -278,7 +278,7 @@ func (a *Aggregator) tick(ctx context.Context) {
 		return
 	}
 	if a.sh != nil {
-		go a.writeShared(ctx, slot) //nolint:errcheck // recorded in Health and logged
+		go a.writeShared(ctx, slot, true) //nolint:errcheck // recorded in Health and logged
 		return
 	}
 	batch := a.pending()
@@ -306,7 +306,7 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 		}
 	}
 	if a.sh != nil {
-		if err := a.writeShared(ctx, slot); err != nil {
+		if err := a.writeShared(ctx, slot, false); err != nil {
 			return fmt.Errorf("flushing stats (%d requests not stored): %w", a.Health().Unflushed, err)
 		}
 		return nil

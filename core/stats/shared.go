@@ -160,18 +160,53 @@ func (a *Aggregator) nextBatch() (b *Batch, retry bool) {
 	return sh.inflight, false
 }
 
+// refreshShared reads everyone's totals when this agent has nothing to add, so
+// that its view of the other agents' workers keeps up with their flushes. It
+// holds the writer slot (no batch can be made meanwhile) and frees it. A failed
+// read counts as a failed flush: the database is as unreachable for it.
+func (a *Aggregator) refreshShared(ctx context.Context, slot chan struct{}) error {
+	sh := a.sh
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
+	view, err := sh.sink.Load(wctx)
+	cancel()
+	a.fmu.Lock()
+	failing := a.health.FailedWrites > 0
+	if err == nil {
+		a.omu.Lock()
+		sh.setViewLocked(view)
+		a.omu.Unlock()
+	}
+	a.fmu.Unlock()
+	switch {
+	case err != nil || failing:
+		a.release(ctx, slot, []Totals{}, err, time.Since(start))
+	default:
+		a.release(ctx, slot, nil, nil, 0)
+	}
+	a.fmu.Lock()
+	failures := a.health.FailedWrites
+	a.fmu.Unlock()
+	sh.backOff(failures, a.interval)
+	return err
+}
+
 // writeShared flushes to the shared sink while holding the writer slot, and
 // frees it: the unconfirmed batch, if any, then (once that is confirmed) a new
 // one, so that a recovered database is brought up to date in one tick.
-func (a *Aggregator) writeShared(ctx context.Context, slot chan struct{}) error {
+// With refresh, a tick that has nothing to add reads everyone's totals instead.
+func (a *Aggregator) writeShared(ctx context.Context, slot chan struct{}, refresh bool) error {
 	sh := a.sh
 	start := time.Now()
 	var (
 		err  error
 		sent []Totals
 	)
-	for range 2 {
+	for round := range 2 {
 		b, retry := a.nextBatch()
+		if b == nil && round == 0 && refresh {
+			return a.refreshShared(ctx, slot)
+		}
 		if b == nil {
 			break
 		}
