@@ -31,6 +31,8 @@ type GroupView struct {
 	Max     int    `json:"max"`
 	Failing bool   `json:"failing,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	// Autoscaler is set for a group with a scale block (admin_autoscale.go).
+	Autoscaler *AutoscalerView `json:"autoscaler,omitempty"`
 }
 
 // WorkerView is one row of GET /v1/workers.
@@ -157,7 +159,7 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
-	reg.MustRegister(&agentCollector{a: a}, collectors.NewGoCollector())
+	reg.MustRegister(&agentCollector{a: a}, &autoscaleCollector{a: a}, collectors.NewGoCollector())
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.GroupViews()) })
@@ -174,6 +176,7 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)
 	})
+	mux.HandleFunc("GET /v1/groups/{name}/events", a.serveGroupEvents)
 	mux.HandleFunc("POST /v1/groups/{name}/scale", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Count *int `json:"count"`
@@ -191,7 +194,11 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 		case err != nil:
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		default:
-			writeJSON(w, http.StatusOK, map[string]any{"group": r.PathValue("name"), "desired": *req.Count})
+			out := map[string]any{"group": r.PathValue("name"), "desired": *req.Count}
+			if until := a.FloorUntil(r.PathValue("name")); !until.IsZero() {
+				out["floor_until"] = until // an autoscaled group: a floor for one stable window
+			}
+			writeJSON(w, http.StatusOK, out)
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -347,7 +354,8 @@ func (a *Agent) GroupViews() []GroupView {
 	workers := a.WorkerViews()
 	out := make([]GroupView, 0, len(gs))
 	for _, g := range gs {
-		v := GroupView{Name: g.Name, Driver: g.Driver, Desired: g.Desired, Min: g.Min, Max: g.Max, Failing: g.Failing, Reason: g.Reason}
+		v := GroupView{Name: g.Name, Driver: g.Driver, Desired: g.Desired, Min: g.Min, Max: g.Max, Failing: g.Failing, Reason: g.Reason,
+			Autoscaler: a.autoscalerView(g.Name)}
 		for _, w := range workers {
 			if w.Group == g.Name && w.Status == string(state.StatusRunning) {
 				v.Running++

@@ -86,6 +86,10 @@ balancer "front" {
 	for _, gv := range groups {
 		w := want[gv.Name]
 		gv.Healthy = 0 // health depends on the checker's timing; not compared
+		if (gv.Autoscaler != nil) != (gv.Name == g) {
+			t.Errorf("GET /v1/groups: group %s has autoscaler %+v; want one for the scaled group only", gv.Name, gv.Autoscaler)
+		}
+		gv.Autoscaler = nil
 		if gv != w {
 			t.Errorf("GET /v1/groups: %+v, want %+v", gv, w)
 		}

@@ -70,6 +70,7 @@ type Agent struct {
 	balancers     []*balancer.Balancer
 	byGroup       map[string][]*balancer.Balancer
 	agg           *stats.Aggregator
+	autoscalers   *autoscaling // autoscale.go
 	sink          stats.Sink
 
 	// trafficCtx outlives the control loops at shutdown: worker supervisors
@@ -141,6 +142,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		pluginNotes:    map[string]string{},
 		stopGrace:      defaultStopGrace,
 		destroyTimeout: defaultDestroyTimeout,
+		autoscalers:    newAutoscaling(),
 	}, nil
 }
 

@@ -56,6 +56,7 @@ func (a *Agent) startBalancers(ctx context.Context) error {
 		cfg := balancerConfig(bc, a.cfg.Group(bc.Group))
 		cfg.Local = map[string]http.Handler{"/worker/stats": statsHandler}
 		cfg.Logger = a.logger
+		cfg.Hold = a.holdConfig(a.cfg.Group(bc.Group))
 		b, err := balancer.New(cfg)
 		if err != nil {
 			a.shutdownBalancers(context.Background())

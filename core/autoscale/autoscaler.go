@@ -127,9 +127,11 @@ func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 	pa := a.win.averages(now, s.PanicWindow)
 	re := a.win.averages(now, a.recent)
 	d := Decision{
-		Time: now, From: current, Metric: metric, Target: target, Ready: ready,
-		StableInflight: st.inflight, PanicInflight: pa.inflight, StableRPS: st.rps, PanicRPS: pa.rps,
-		Mode: ModeStable,
+		Time: now, From: current, Mode: ModeStable,
+		Figures: Figures{
+			Metric: metric, Target: target, Ready: ready,
+			StableInflight: st.inflight, PanicInflight: pa.inflight, StableRPS: st.rps, PanicRPS: pa.rps,
+		},
 	}
 	if a.panicking {
 		d.Mode = ModePanic

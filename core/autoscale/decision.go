@@ -44,7 +44,15 @@ type Decision struct {
 	// Reason says, in one line, what decided To: the window and figures
 	// it came from, or the bound, rate, delay or floor that held it.
 	Reason string `json:"reason"`
+	Figures
+	// NoData is set while no sample has been recorded yet: To is From.
+	NoData bool `json:"no_data,omitempty"`
+}
 
+// Figures are the numbers a decision is made of: the windowed averages of
+// in-flight requests and of arrivals per second, the target (of Metric)
+// and the ready workers.
+type Figures struct {
 	Metric         Metric  `json:"metric"`
 	Target         float64 `json:"target"`
 	StableInflight float64 `json:"stable_inflight"`
@@ -52,8 +60,6 @@ type Decision struct {
 	StableRPS      float64 `json:"stable_rps"`
 	PanicRPS       float64 `json:"panic_rps"`
 	Ready          int     `json:"ready"`
-	// NoData is set while no sample has been recorded yet: To is From.
-	NoData bool `json:"no_data,omitempty"`
 }
 
 // Changed reports whether the decision moves the desired count.
