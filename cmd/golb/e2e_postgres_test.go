@@ -216,7 +216,7 @@ func TestPostgresTwoAgentsShareExactStats(t *testing.T) {
 // other agent's counts are exact and untouched. Started again on its data_dir
 // it adopts its workers and adds to its rows.
 func TestPostgresAgentKilledLosesAtMostOneFlush(t *testing.T) {
-	srv := pgtest.Shared(t)
+	srv := pgtest.Private(t)
 	dsn := srv.NewDatabase(t)
 	t.Setenv(config.StatsDSNEnv, dsn)
 	const interval = 500 * time.Millisecond
@@ -306,7 +306,7 @@ func TestPostgresAgentKilledLosesAtMostOneFlush(t *testing.T) {
 // never the password), and golb run refuses to start on them; a good DSN is
 // valid.
 func TestPostgresValidateConnects(t *testing.T) {
-	srv := pgtest.Shared(t)
+	srv := pgtest.Private(t)
 	dsn := srv.NewDatabase(t)
 	dir := t.TempDir()
 	pt := pgPorts(t)
@@ -333,6 +333,33 @@ func TestPostgresValidateConnects(t *testing.T) {
 	}
 	if pids := workerPIDs(t, dir); len(pids) != 0 {
 		t.Fatalf("golb run on a bad DSN started workers: %v", pids)
+	}
+}
+
+// TestPostgresDownAtShutdownLogsTheLoss: golb stopped while PostgreSQL is
+// down tries its final flush within stop's grace period, exits 0, and logs
+// how many requests it could not store.
+func TestPostgresDownAtShutdownLogsTheLoss(t *testing.T) {
+	srv := pgtest.Private(t)
+	t.Setenv(config.StatsDSNEnv, srv.NewDatabase(t))
+	a := startPGAgent(t, 0, "1s")
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs := a.load(200); errs != 0 {
+		t.Fatalf("%d client errors while the database is down", errs)
+	}
+	stopping := time.Now()
+	if err := a.p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.p.wait(90 * time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+	t.Logf("stopped in %v", time.Since(stopping).Round(time.Millisecond))
+	line := grepLines(a.p.out.String(), "final stats flush failed")
+	if !strings.Contains(line, "requests_lost=200") || !strings.Contains(line, "200 requests not stored") {
+		t.Fatalf("no final flush error with the 200 requests lost:\n%s", a.p.out.String())
 	}
 }
 
