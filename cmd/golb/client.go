@@ -106,6 +106,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	tw.Flush()
 	fmt.Fprintln(stdout)
+	if autoscalerTable(stdout, groups) {
+		fmt.Fprintln(stdout)
+	}
 	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKER\tGROUP\tDRIVER\tADDRESS\tSTATUS\tHEALTH\tREQUESTS\tFAILED\tMEAN\tNOTE")
 	for _, w := range workers {
@@ -171,6 +174,9 @@ func cmdScale(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	fmt.Fprintf(stdout, "group %s: desired %d\n", fs.Arg(0), n)
+	if until, ok := out["floor_until"].(string); ok {
+		fmt.Fprintf(stdout, "group %s is autoscaled: it keeps at least %d workers until %s (one stable window), then the autoscaler decides again\n", fs.Arg(0), n, until)
+	}
 	return exitOK
 }
 
