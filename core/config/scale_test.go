@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -53,5 +54,22 @@ func TestScaleSpecIsValid(t *testing.T) {
 	s := cfg.Groups[0].Scale.Spec()
 	if s.TargetRPS != 50 || s.TargetInflight != 0 || s.ScaleDownDelay >= 0 || s.ScaleToZeroAfter != 20*time.Second || s.PanicWindow != 6*time.Second {
 		t.Errorf("Spec = %+v: want target_rps 50 only, no scale-down delay, scale_to_zero_after = stable_window", s)
+	}
+}
+
+// TestAutoscaleExampleParses keeps examples/autoscale.hcl valid, with every
+// scale field it shows set as written.
+func TestAutoscaleExampleParses(t *testing.T) {
+	src, err := os.ReadFile("../../examples/autoscale.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, diags := Parse("examples/autoscale.hcl", src)
+	if diags.HasErrors() {
+		t.Fatalf("examples/autoscale.hcl: %v", diags)
+	}
+	s := cfg.Groups[0].Scale
+	if s.Min != 0 || *s.TargetInflight != 4 || s.ScaleToZeroAfterDur != time.Minute || *s.HoldMax != 1000 || s.HoldTimeoutDur != 30*time.Second {
+		t.Errorf("examples/autoscale.hcl decodes to %+v", s)
 	}
 }
