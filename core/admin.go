@@ -9,13 +9,13 @@ import (
 	"net"
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/golb/golb/core/admin"
 	"github.com/golb/golb/core/state"
 	"github.com/golb/golb/core/stats"
 )
@@ -202,12 +202,17 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	dash := a.dashboard() // GET /, /v1/stream, /v1/events, POST /v1/workers/{id}/drain
+	dash.Register(mux)
 
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin API: listening on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: adminGuard(mux), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: admin.Guard(l.Addr().String(), mux), ReadHeaderTimeout: 5 * time.Second}
+	dashCtx, stopDash := context.WithCancel(context.Background())
+	srv.RegisterOnShutdown(stopDash) // also ends the open streams
+	go dash.Run(dashCtx)
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.logger.Error("admin API stopped", "err", err)
@@ -215,31 +220,6 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 	}()
 	a.logger.Info("admin API listening", "addr", l.Addr().String())
 	return srv, nil
-}
-
-// adminGuard keeps web pages out of the admin API: a browser may reach
-// 127.0.0.1 on the user's behalf, so requests from a page (an Origin header),
-// to a DNS name that rebinds to loopback (a Host that is not an IP or
-// localhost) and form-encoded POSTs (which need no CORS preflight) are refused.
-func adminGuard(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.Host)
-		if err != nil {
-			host = r.Host
-		}
-		switch {
-		case r.Header.Get("Origin") != "":
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "the admin API does not answer web pages"})
-			return
-		case host != "localhost" && net.ParseIP(host) == nil:
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "address the admin API by IP or localhost"})
-			return
-		case r.Method == http.MethodPost && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
-			writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "send Content-Type: application/json"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
