@@ -92,6 +92,9 @@ type Group struct {
 	Config      *RawBlock    `hcl:"config,block"`
 	Scale       *Scale       `hcl:"scale,block"`
 	HealthCheck *HealthCheck `hcl:"health_check,block"`
+	// Update is how a changed group rolls over (update.go). Default
+	// max_parallel 1, healthy_deadline "60s".
+	Update *Update `hcl:"update,block"`
 
 	Body hcl.Body `hcl:",body"`
 

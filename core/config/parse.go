@@ -220,6 +220,7 @@ func (v *validator) defaults() {
 		if g.Scale != nil {
 			scaleDefaults(g.Scale)
 		}
+		updateDefaults(g)
 		if g.HealthCheck == nil {
 			g.HealthCheck = &HealthCheck{Body: hcl.EmptyBody()}
 		}
@@ -408,6 +409,7 @@ func (v *validator) checkGroup(g *Group) {
 	if g.Scale != nil {
 		v.checkScale(g)
 	}
+	v.checkUpdate(g)
 
 	hc := g.HealthCheck
 	if !strings.HasPrefix(hc.Path, "/") {
