@@ -41,7 +41,7 @@ func TestUpdateBlockInvalid(t *testing.T) {
 	for _, tc := range []struct{ body, want string }{
 		{`max_parallel = 0`, "4: update.max_parallel must be between 1 and 1000"},
 		{`healthy_deadline = "10ms"`, "4: healthy_deadline must be at least 1s"},
-		{`healthy_deadline = "soon"`, `t.hcl:4:5: Invalid duration "soon" for healthy_deadline`},
+		{`healthy_deadline = "soon"`, `4: Invalid duration "soon" for healthy_deadline`},
 	} {
 		src := "group \"g\" {\n  port = 21100\n  update {\n    " + tc.body + "\n  }\n}\n"
 		_, _, diags := Parse("t.hcl", []byte(src))
