@@ -22,16 +22,16 @@ import (
 // Balancer is one named reverse proxy with its listeners and worker pool.
 // All methods are safe for concurrent use.
 type Balancer struct {
-	cfg      Config
-	log      *slog.Logger
-	sel      selector
-	dialer   net.Dialer
-	tr       *http.Transport // health checks only
-	checker  *http.Client
-	budget   retryBudget
-	retry5xx bool
-	local    map[string]http.Handler
-	hold     *holdQueue // nil: holding off
+	// cfgp is the config in effect with what derives from it (update.go):
+	// read through conf(), replaced whole by Update, never mutated.
+	cfgp    atomic.Pointer[settings]
+	log     *slog.Logger
+	dialer  net.Dialer
+	tr      *http.Transport // health checks only
+	checker *http.Client
+	budget  retryBudget
+	local   map[string]http.Handler
+	hold    *holdQueue // nil: holding off
 
 	// Pre-rendered JSON error bodies.
 	bodyUnavailable, bodyUnreachable, bodyTimeout, bodyFailed []byte
@@ -119,13 +119,11 @@ func New(cfg Config) (*Balancer, error) {
 	log = log.With("balancer", cfg.Name)
 
 	b := &Balancer{
-		cfg:      cfg,
-		log:      log,
-		sel:      sel,
-		retry5xx: cfg.retryOn5xx(),
-		byID:     make(map[string]*backend),
-		budget:   newRetryBudget(cfg.RetryBudget, cfg.RetryMinPerSec),
+		log:    log,
+		byID:   make(map[string]*backend),
+		budget: newRetryBudget(cfg.RetryBudget, cfg.RetryMinPerSec),
 	}
+	b.cfgp.Store(&settings{Config: cfg, sel: sel, retry5xx: cfg.retryOn5xx()})
 	if len(cfg.Local) > 0 {
 		b.local = make(map[string]http.Handler, len(cfg.Local))
 		for p, h := range cfg.Local {
@@ -169,27 +167,27 @@ func (b *Balancer) Start(ctx context.Context) error {
 		return ErrAlreadyStarted
 	}
 	var lc net.ListenConfig
-	lns := make([]net.Listener, 0, b.cfg.Listeners)
-	for i := range b.cfg.Listeners {
+	lns := make([]net.Listener, 0, b.conf().Listeners)
+	for i := range b.conf().Listeners {
 		port := 0
-		if b.cfg.Port != 0 {
-			port = b.cfg.Port + i
+		if b.conf().Port != 0 {
+			port = b.conf().Port + i
 		}
-		addr := net.JoinHostPort(b.cfg.BindAddr, strconv.Itoa(port))
+		addr := net.JoinHostPort(b.conf().BindAddr, strconv.Itoa(port))
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			for _, l := range lns {
 				_ = l.Close()
 			}
-			return fmt.Errorf("starting balancer %q: %w %s: %w", b.cfg.Name, ErrListen, addr, err)
+			return fmt.Errorf("starting balancer %q: %w %s: %w", b.conf().Name, ErrListen, addr, err)
 		}
-		lns = append(lns, ln)
+		lns = append(lns, &trackedListener{Listener: ln})
 	}
 	b.started = true
 	b.listeners = lns
 	for _, ln := range lns {
 		b.serveWG.Go(func() { b.serve(ln) })
-		b.log.Info("listening", "addr", ln.Addr().String(), "policy", b.cfg.Policy)
+		b.log.Info("listening", "addr", ln.Addr().String(), "policy", b.conf().Policy)
 	}
 	for _, be := range b.members {
 		b.startCheckLocked(be)
@@ -272,7 +270,7 @@ func (b *Balancer) SetBackends(bs []Backend) {
 	b.members = members
 	b.forgetLocked()
 	for _, be := range fresh {
-		be.resetHealth(b.cfg.Health.Interval < 0)
+		be.resetHealth(b.conf().Health.Interval < 0)
 		be.consecConn.Store(0)
 		be.consec5xx.Store(0)
 		b.log.Info("backend added", "id", be.id, "addr", be.address())
@@ -474,7 +472,7 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	b.healthWG.Wait()
 	b.serveWG.Wait()
 
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.DrainTimeout)
+	ctx, cancel := context.WithTimeout(ctx, b.conf().DrainTimeout)
 	defer cancel()
 	done := make(chan struct{})
 	go func() { b.connWG.Wait(); close(done) }()
@@ -505,7 +503,7 @@ wait:
 	b.tr.CloseIdleConnections()
 	if err != nil {
 		b.log.Warn("drain cut short", "inflight", b.InFlight(), "err", err)
-		return fmt.Errorf("draining balancer %q: %w", b.cfg.Name, err)
+		return fmt.Errorf("draining balancer %q: %w", b.conf().Name, err)
 	}
 	b.log.Info("shut down")
 	return nil

@@ -237,7 +237,7 @@ func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
 		return nil, nil
 	}
 	var ch h1.Chunked
-	ch.MaxTrailer = c.b.cfg.MaxHeaderBytes
+	ch.MaxTrailer = c.b.conf().MaxHeaderBytes
 	for {
 		data, trailer, err := ch.Step(&c.rd)
 		switch {
@@ -285,7 +285,7 @@ type bodyTimer struct {
 func (c *clientConn) bodyTimer() bodyTimer { return bodyTimer{start: time.Now()} }
 
 func (c *clientConn) fillBody(bt *bodyTimer) error {
-	cfg := &c.b.cfg
+	cfg := c.b.conf()
 	d := time.Now().Add(cfg.BodyReadTimeout)
 	if cfg.BodyMinRate > 0 {
 		byRate := bt.start.Add(cfg.BodyReadTimeout + time.Duration(float64(bt.read)/float64(cfg.BodyMinRate)*float64(time.Second)))
@@ -327,9 +327,9 @@ func (c *clientConn) clientBodyFailed(err error) bool {
 // counted.
 func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 	b := c.b
-	max := max(b.cfg.MaxHeaderBytes, 64<<10)
+	max := max(b.conf().MaxHeaderBytes, 64<<10)
 	now := time.Now()
-	deadline := now.Add(b.cfg.ResponseHeaderTimeout)
+	deadline := now.Add(b.conf().ResponseHeaderTimeout)
 	every := watchAfter
 	next := now.Add(every)
 	if next.After(deadline) {
@@ -451,7 +451,7 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 		c.splice(uc, r)
 		return false, false
 	}
-	if rh.Status >= 500 && b.retry5xx && b.mayRetry(x, fail5xx) {
+	if rh.Status >= 500 && b.conf().retry5xx && b.mayRetry(x, fail5xx) {
 		// Drain a little so the connection can be reused.
 		if c.discardBody(uc, body) && !rh.Close {
 			b.putConn(be, uc)

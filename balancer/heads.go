@@ -73,7 +73,7 @@ func (b *Balancer) requestHead(out []byte, h *h1.Head, target, host []byte, clie
 			continue
 		}
 		if xff, other := forwardedHeader(f.Name); xff || other {
-			if xff && b.cfg.TrustForwardedHeaders && xffAt < 0 {
+			if xff && b.conf().TrustForwardedHeaders && xffAt < 0 {
 				xffAt = i
 			}
 			continue

@@ -13,7 +13,7 @@ import (
 // startCheckLocked starts the active-check loop of be when the balancer is
 // running and checks are on. The first check runs at once.
 func (b *Balancer) startCheckLocked(be *backend) {
-	if !b.started || b.closed || b.cfg.Health.Interval < 0 || be.stopCheck != nil {
+	if !b.started || b.closed || b.conf().Health.Interval < 0 || be.stopCheck != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(b.healthCtx)
@@ -34,13 +34,13 @@ func (b *Balancer) stopCheckLocked(be *backend) {
 // still starting at the first check, and waiting a whole Interval for its
 // second would keep a ready worker out of the pool for seconds.
 func (b *Balancer) checkLoop(ctx context.Context, be *backend) {
-	wait := min(25*time.Millisecond, b.cfg.Health.Interval)
+	wait := min(25*time.Millisecond, b.conf().Health.Interval)
 	for {
 		b.checkOnce(ctx, be)
 		if be.everHealthy.Load() {
-			wait = b.cfg.Health.Interval
+			wait = b.conf().Health.Interval
 		} else {
-			wait = min(wait*2, b.cfg.Health.Interval)
+			wait = min(wait*2, b.conf().Health.Interval)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -84,12 +84,12 @@ func (b *Balancer) checkOnce(ctx context.Context, be *backend) {
 		return // marked down or re-added while the check ran
 	}
 	event := healthSame
-	fall := b.cfg.Health.Fall
+	fall := b.conf().Health.Fall
 	if err == nil {
 		be.fails = 0
 		be.passes++
 		be.healthErr.Store(nil)
-		if !be.healthy.Load() && be.passes >= b.cfg.Health.Rise {
+		if !be.healthy.Load() && be.passes >= b.conf().Health.Rise {
 			be.healthy.Store(true)
 			be.everHealthy.Store(true)
 			be.warned = false
@@ -109,7 +109,7 @@ func (b *Balancer) checkOnce(ctx context.Context, be *backend) {
 			be.healthy.Store(false)
 			be.warned = true
 			event = healthDown
-		case !be.warned && time.Since(be.failingSince) >= b.cfg.Health.Interval:
+		case !be.warned && time.Since(be.failingSince) >= b.conf().Health.Interval:
 			// Not before a whole Interval of failing: a starting worker
 			// fails its first fast checks as a matter of course.
 			be.warned = true
@@ -141,8 +141,8 @@ func (b *Balancer) checkOnce(ctx context.Context, be *backend) {
 // error: "GET /healthz: 404 Not Found", "GET /healthz: no answer within 1s",
 // "GET /healthz: dial tcp 127.0.0.1:6000: connect: connection refused".
 func (b *Balancer) probe(ctx context.Context, addr string) error {
-	path := b.cfg.Health.Path
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Health.Timeout)
+	path := b.conf().Health.Path
+	ctx, cancel := context.WithTimeout(ctx, b.conf().Health.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
@@ -152,7 +152,7 @@ func (b *Balancer) probe(ctx context.Context, addr string) error {
 	resp, err := b.checker.Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("GET %s: no answer within %v", path, b.cfg.Health.Timeout)
+			return fmt.Errorf("GET %s: no answer within %v", path, b.conf().Health.Timeout)
 		}
 		var ue *url.Error // "Get \"http://…\": " says again what we say
 		if errors.As(err, &ue) {
@@ -180,7 +180,7 @@ func (b *Balancer) passive(be *backend, status int, connFailure bool) {
 	case connFailure:
 		be.consec5xx.Store(0)
 		n := be.consecConn.Add(1)
-		if lim := b.cfg.EjectAfterConnFailures; lim > 0 && int(n) >= lim {
+		if lim := b.conf().EjectAfterConnFailures; lim > 0 && int(n) >= lim {
 			b.eject(be, "connection failures", int(n))
 		}
 	case status >= 500:
@@ -188,7 +188,7 @@ func (b *Balancer) passive(be *backend, status int, connFailure bool) {
 			be.consecConn.Store(0)
 		}
 		n := be.consec5xx.Add(1)
-		if lim := b.cfg.Eject5xx; lim > 0 && int(n) >= lim {
+		if lim := b.conf().Eject5xx; lim > 0 && int(n) >= lim {
 			b.eject(be, "5xx answers", int(n))
 		}
 	case status > 0:
@@ -216,12 +216,12 @@ func (b *Balancer) eject(be *backend, reason string, streak int) {
 	if be.ejected(now.UnixNano()) || be.removed.Load() || b.closed {
 		return
 	}
-	if !be.lastEjectEnd.IsZero() && now.Sub(be.lastEjectEnd) > b.cfg.EjectMax {
+	if !be.lastEjectEnd.IsZero() && now.Sub(be.lastEjectEnd) > b.conf().EjectMax {
 		be.ejectStreak = 0
 	}
-	d := b.cfg.EjectBase << min(be.ejectStreak, 30)
-	if d > b.cfg.EjectMax || d <= 0 {
-		d = b.cfg.EjectMax
+	d := b.conf().EjectBase << min(be.ejectStreak, 30)
+	if d > b.conf().EjectMax || d <= 0 {
+		d = b.conf().EjectMax
 	}
 	be.ejectStreak++
 	until := now.Add(d)
@@ -249,7 +249,7 @@ func (b *Balancer) newCheckTransport() *http.Transport {
 		Proxy:               nil, // never an environment proxy: workers are local
 		DialContext:         b.dialer.DialContext,
 		MaxIdleConnsPerHost: 2,
-		IdleConnTimeout:     b.cfg.IdleConnTimeout,
+		IdleConnTimeout:     b.conf().IdleConnTimeout,
 		DisableCompression:  true,
 	}
 }

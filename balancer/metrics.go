@@ -24,7 +24,7 @@ import (
 //	golb_client_errors_total{balancer}                requests refused as the client's fault (400, 405, 408, 431, ...)
 func (b *Balancer) Collector() prometheus.Collector {
 	c := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc(name, help, labels, prometheus.Labels{"balancer": b.cfg.Name})
+		return prometheus.NewDesc(name, help, labels, prometheus.Labels{"balancer": b.conf().Name})
 	}
 	return &collector{
 		b:           b,

@@ -72,7 +72,7 @@ func (b *Balancer) pick(x *exchange) *backend {
 		}
 		var be *backend
 		if x.tries == 0 {
-			be = b.sel.Select(pool)
+			be = b.conf().sel.Select(pool)
 		} else {
 			be = retryTarget(pool, x)
 			if be == nil {
@@ -131,7 +131,7 @@ func (b *Balancer) hasUntried(x *exchange) bool {
 // never sent again: a request with a body is retried only when its
 // connection failed before anything was sent.
 func (b *Balancer) mayRetry(x *exchange, kind failKind) bool {
-	if x.tries > b.cfg.Retries {
+	if x.tries > b.conf().Retries {
 		return false
 	}
 	switch kind {

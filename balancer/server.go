@@ -48,6 +48,10 @@ type clientConn struct {
 	isHEAD     bool      // the current request is a HEAD
 
 	cur atomic.Pointer[upstream] // the attempt's worker connection, for a forced shutdown
+	// gone is set once the listener that accepted this connection is
+	// closed by Relisten (update.go): the connection ends after its
+	// current request. Nil for a listener Start did not open.
+	gone *atomic.Bool
 }
 
 var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, h1.BufSize) }}
@@ -76,7 +80,10 @@ func (b *Balancer) serve(ln net.Listener) {
 		}
 		delay = 0
 		c := &clientConn{b: b, nc: nc}
-		c.io = newRawIO(nc, b.cfg.IdleTimeout)
+		if tl, ok := ln.(*trackedListener); ok {
+			c.gone = &tl.gone
+		}
+		c.io = newRawIO(nc, b.conf().IdleTimeout)
 		c.rd.Reset(c.io)
 		if !b.track(c, true) {
 			_ = nc.Close()
@@ -113,7 +120,7 @@ func (c *clientConn) serve() {
 	}
 	// A new connection must send its first request within the header
 	// timeout; later ones may idle for the idle timeout.
-	c.setReadDeadline(time.Now().Add(c.b.cfg.HeaderReadTimeout))
+	c.setReadDeadline(time.Now().Add(c.b.conf().HeaderReadTimeout))
 	for {
 		if !c.readHead() {
 			return
@@ -122,7 +129,7 @@ func (c *clientConn) serve() {
 		if !c.handle() {
 			return
 		}
-		if !c.state.CompareAndSwap(connActive, connIdle) || c.b.closing.Load() {
+		if !c.state.CompareAndSwap(connActive, connIdle) || c.b.closing.Load() || c.gone != nil && c.gone.Load() {
 			return
 		}
 	}
@@ -145,12 +152,12 @@ func (c *clientConn) close() {
 // oversized head itself and reports false when the connection is done.
 func (c *clientConn) readHead() bool {
 	b := c.b
-	max := b.cfg.MaxHeaderBytes
+	max := b.conf().MaxHeaderBytes
 	if c.rd.Len() == 0 {
 		// Deadlines cost a timer update each: the idle one is moved only
 		// once it is half a second stale, so it may fire that much late.
 		if c.served {
-			want := time.Now().Add(b.cfg.IdleTimeout)
+			want := time.Now().Add(b.conf().IdleTimeout)
 			if d := c.rdDeadline.Sub(want); d < 0 || d > time.Second {
 				c.setReadDeadline(want.Add(time.Second / 2))
 			}
@@ -206,7 +213,7 @@ func (c *clientConn) readHead() bool {
 		}
 		if !timed {
 			timed = true
-			c.setReadDeadline(time.Now().Add(b.cfg.HeaderReadTimeout))
+			c.setReadDeadline(time.Now().Add(b.conf().HeaderReadTimeout))
 		}
 		if _, err := c.rd.Fill(max + 4); err != nil {
 			switch {
@@ -235,7 +242,7 @@ func (c *clientConn) fail(err error) {
 
 // answer writes one of golb's own JSON answers.
 func (c *clientConn) answer(status int, msg string, closing bool) {
-	c.writeAnswer(status, errorBody(msg, c.b.cfg.Name), closing)
+	c.writeAnswer(status, errorBody(msg, c.b.conf().Name), closing)
 }
 
 func (c *clientConn) writeAnswer(status int, body []byte, closing bool) {

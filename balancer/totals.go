@@ -54,4 +54,4 @@ func (b *Balancer) Ejected(id string) bool {
 }
 
 // Name is the balancer's name, as configured.
-func (b *Balancer) Name() string { return b.cfg.Name }
+func (b *Balancer) Name() string { return b.conf().Name }

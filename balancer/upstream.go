@@ -48,7 +48,7 @@ func (b *Balancer) getConn(be *backend) (*upstream, error) {
 		uc := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if time.Since(uc.idleAt) < b.cfg.IdleConnTimeout {
+		if time.Since(uc.idleAt) < b.conf().IdleConnTimeout {
 			p.mu.Unlock()
 			uc.reused = true
 			return uc, nil
@@ -86,7 +86,7 @@ func (b *Balancer) dial(be *backend) (*upstream, error) {
 		return nil, &dialError{addr: addr, err: err}
 	}
 	uc := &upstream{nc: nc}
-	uc.io = newRawIO(nc, b.cfg.IdleTimeout)
+	uc.io = newRawIO(nc, b.conf().IdleTimeout)
 	uc.rd.Reset(uc.io)
 	return uc, nil
 }
@@ -102,7 +102,7 @@ func (b *Balancer) putConn(be *backend, uc *upstream) {
 	uc.idleAt = time.Now()
 	p := &be.conns
 	p.mu.Lock()
-	if p.closed || len(p.idle) >= b.cfg.MaxIdleConnsPerHost {
+	if p.closed || len(p.idle) >= b.conf().MaxIdleConnsPerHost {
 		p.mu.Unlock()
 		b.closeConn(uc)
 		return
