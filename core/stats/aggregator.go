@@ -459,7 +459,11 @@ func (a *Aggregator) release(ctx context.Context, slot chan struct{}, batch []To
 		// write stuck behind a lock fails once per busy timeout, not once per tick).
 		if a.health.FailedWrites == 1 || now.Sub(a.lastWarn) >= a.warnEvery {
 			a.lastWarn = now
-			a.log.Warn("stats flush failed; retrying at the next tick",
+			msg := "stats flush failed; retrying at the next tick"
+			if a.sh != nil {
+				msg = "stats flush failed; counts kept in memory, retrying with backoff"
+			}
+			a.log.Warn(msg,
 				"err", err,
 				"unflushed_requests", a.unflushedLocked(batch),
 				"failing_since", a.health.FailingSince.UTC().Format(time.RFC3339),

@@ -297,7 +297,7 @@ func TestPostgresOpenErrorsNameTheFix(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {
 		name, dsn, want string
-		is          error
+		is              error
 	}{
 		{"wrong password", srv.DSNAs(pgtest.PasswordUser, "s3cret-wrong", "postgres"), "fix the user or password", nil},
 		{"missing database", srv.DSN("no_such_db"), "create the database", nil},
@@ -418,5 +418,31 @@ func TestPostgresHostileRows(t *testing.T) {
 	}
 	if err := sink.Write(ctx, []Totals{{WorkerID: "w", Success: 1}}); !errors.Is(err, ErrSharedSink) {
 		t.Fatalf("Write of absolute totals to a shared sink: %v", err)
+	}
+}
+
+// TestPostgresFlushesBackOffWhileUnreachable: with the server down, a 10 ms
+// flush interval does not become a connection attempt every 10 ms: the delay
+// doubles (up to MaxRetryDelay), so 1.5 s see a handful of attempts, not 150.
+func TestPostgresFlushesBackOffWhileUnreachable(t *testing.T) {
+	srv := pgtest.Private(t)
+	sink := openPG(t, srv.NewDatabase(t), "backoff")
+	a, err := NewAggregator(sink, 10*time.Millisecond, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newFakeBalancer("w1")
+	a.AddSource("web", b.source)
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	b.hit(0, true, time.Millisecond)
+	stop := runAggregator(t, a)
+	time.Sleep(1500 * time.Millisecond)
+	stop()
+	h := a.Health()
+	t.Logf("%d failed flushes in 1.5 s at a 10 ms interval", h.Errors)
+	if h.Errors == 0 || h.Errors > 40 || !h.Unreachable {
+		t.Fatalf("health %+v: want a few failed, unreachable flushes (1 to 40)", h)
 	}
 }

@@ -1,6 +1,6 @@
 // Package pgtest runs private PostgreSQL servers for tests: initdb into a new
 // temp directory, a postgres process listening only on a unix socket in that
-// directory (listen_addresses = ''), so no TCP port can clash and no system
+// directory (listen_addresses empty), so no TCP port can clash and no system
 // cluster is touched, and everything removed afterwards. As root, initdb and
 // postgres (which both refuse to run as root) run as the postgres or nobody
 // user, owning the directory; as any other user, as that user.
