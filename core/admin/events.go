@@ -2,6 +2,7 @@ package admin
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -59,24 +60,28 @@ func (t *tracker) observe(st State, now time.Time) []Event {
 	for _, w := range prev.Workers {
 		before[w.ID] = w
 	}
+	// Exits first, then disappearances, then newcomers: a replacement
+	// that appears in the same reading as its predecessor's exit is seen
+	// as one.
+	checked := map[string]bool{} // groups a balancer health-checks
+	for _, b := range st.Balancers {
+		checked[b.Group] = true
+	}
 	seen := map[string]bool{}
+	var fresh []Worker
 	for _, w := range st.Workers {
 		seen[w.ID] = true
 		p, ok := before[w.ID]
 		if !ok {
-			if l := t.awaiting[w.Group]; len(l) > 0 {
-				t.awaiting[w.Group] = l[1:]
-				t.restarts[w.ID] = l[0].restarts + 1
-				emit(Event{Kind: "replaced", Group: w.Group, Worker: w.ID, Text: fmt.Sprintf("%s replaces %s", w.ID, l[0].id)})
-			}
-			p = Worker{Status: "new"}
+			fresh = append(fresh, w)
+			continue
 		}
 		if p.Status != w.Status {
 			if e, ok := t.statusEvent(w); ok {
 				emit(e)
 			}
 		}
-		if w.Status == "running" && ok {
+		if w.Status == "running" && checked[w.Group] {
 			switch {
 			case w.Ejected && !p.Ejected:
 				emit(Event{Kind: "ejected", Group: w.Group, Worker: w.ID, Text: w.ID + " ejected for failing requests"})
@@ -102,14 +107,45 @@ func (t *tracker) observe(st State, now time.Time) []Event {
 		t.gone[p.ID] = goneRow{g, now}
 		delete(t.restarts, p.ID)
 	}
+	for _, w := range fresh {
+		if l := t.awaiting[w.Group]; len(l) > 0 {
+			t.awaiting[w.Group] = l[1:]
+			t.restarts[w.ID] = l[0].restarts + 1
+			emit(Event{Kind: "replaced", Group: w.Group, Worker: w.ID, Text: fmt.Sprintf("%s replaces %s", w.ID, l[0].id)})
+		}
+		if e, ok := t.statusEvent(w); ok {
+			emit(e)
+		}
+	}
 	out = append(out, groupEvents(prev.Groups, st.Groups, now)...)
 	out = append(out, driverEvents(prev.Drivers, st.Drivers, now)...)
+	t.forget(now)
+	return out
+}
+
+// goneKept is how many gone workers of a group the table keeps.
+const goneKept = 3
+
+// forget drops the gone workers older than goneFor, and all but the newest
+// goneKept of each group (a crash loop would fill the table).
+func (t *tracker) forget(now time.Time) {
+	byGroup := map[string][]string{}
 	for id, g := range t.gone {
 		if now.Sub(g.at) > t.goneFor {
 			delete(t.gone, id)
+			continue
+		}
+		byGroup[g.w.Group] = append(byGroup[g.w.Group], id)
+	}
+	for _, ids := range byGroup {
+		if len(ids) <= goneKept {
+			continue
+		}
+		sort.Slice(ids, func(i, j int) bool { return t.gone[ids[i]].at.After(t.gone[ids[j]].at) })
+		for _, id := range ids[goneKept:] {
+			delete(t.gone, id)
 		}
 	}
-	return out
 }
 
 // statusEvent is the event of w entering its status.
@@ -128,7 +164,7 @@ func (t *tracker) statusEvent(w Worker) (Event, bool) {
 	case "failed", "lost":
 		t.awaiting[w.Group] = append(t.awaiting[w.Group], lineage{w.ID, t.restarts[w.ID]})
 		e.Kind, e.Text = "exited", fmt.Sprintf("%s %s: %s", w.ID, w.Status, firstOf(w.Exit, w.Reason, "no exit status"))
-		if w.LastWords != "" {
+		if w.LastWords != "" && !strings.Contains(e.Text, w.LastWords) {
 			e.Text += "; last words: " + w.LastWords
 		}
 	default:

@@ -86,9 +86,9 @@ func New(views Views, opts Options) *Server {
 
 // Run samples the state every Interval into the history and the streams,
 // and turns each change of the state store into events at once, until ctx
-// ends. Changes closer together than 50 ms are read as one.
+// ends. A change is read as soon as it wakes the watch: a worker's exit
+// lasts only while its driver cleans it up, then it is deleted.
 func (s *Server) Run(ctx context.Context) {
-	const settle = 50 * time.Millisecond
 	next := time.Now()
 	for ctx.Err() == nil {
 		ws := memdb.NewWatchSet()
@@ -105,10 +105,6 @@ func (s *Server) Run(ctx context.Context) {
 		wctx, cancel := context.WithDeadline(ctx, next)
 		_ = ws.WatchCtx(wctx)
 		cancel()
-		select {
-		case <-ctx.Done():
-		case <-time.After(settle):
-		}
 	}
 	s.mu.Lock()
 	for sb := range s.subs {

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/golb/golb/core/admin"
+	"github.com/golb/golb/internal/testutil"
+)
+
+// The dashboard tests use ports 17000-18999: a sub-range of cmd/golb's
+// that no other test of it uses.
+func dashPorts(t testing.TB) ports {
+	base := testutil.PortRange(t, 17000, 19000, 20)
+	return ports{worker: base, lb: base + 12, admin: base + 16}
+}
+
+// xss is what the noisy group's worker writes before it exits: the page
+// must show it as text.
+const xss = `<img src=x onerror=alert(1)><b>bold</b>`
+
+// dashConfig is a group of 3 built-in workers behind one balancer, and a
+// group whose worker writes xss to stderr and exits (a crash loop).
+func dashConfig(t testing.TB, dir string, p ports) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`
+data_dir = ".golb"
+admin { address = "127.0.0.1:%d" }
+group "hello" {
+  driver = "process"
+  count  = 3
+  port   = %d
+  app {
+    avg_delay    = "20ms"
+    failure_rate = 0.05
+  }
+  health_check {
+    interval = "1s"
+    timeout  = "500ms"
+  }
+}
+group "noisy" {
+  driver = "process"
+  count  = 1
+  port   = %d
+  config { command = ["sh", "-c", "echo '%s' >&2; sleep 2; exit 3"] }
+}
+balancer "web" {
+  group     = "hello"
+  port      = %d
+  listeners = 1
+}
+stats { path = "stats.db" }
+`, p.admin, p.worker, p.worker+8, xss, p.lb)
+	path := filepath.Join(dir, "golb.hcl")
+	mustWrite(t, path, cfg)
+	return path
+}
+
+// chromium returns the browser's path, or skips (fails under
+// GOLB_REQUIRE=chromium) when there is none.
+func chromium(t testing.TB) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if testutil.Required("chromium") {
+		t.Fatal("GOLB_REQUIRE names chromium, but no chromium is on PATH (apt-get install chromium)")
+	}
+	t.Skip("no chromium on PATH (set GOLB_REQUIRE=chromium to fail instead)")
+	return ""
+}
+
+// browser is one headless Chromium page and what its console said.
+type browser struct {
+	ctx  context.Context
+	mu   sync.Mutex
+	errs []string
+}
+
+func newBrowser(t testing.TB) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium(t)), chromedp.WindowSize(1440, 1600))
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	b := &browser{ctx: ctx}
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("starting chromium: %v", err)
+	}
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				b.mu.Lock()
+				b.errs = append(b.errs, m.String())
+				b.mu.Unlock()
+			}
+		}
+	}()
+	return b
+}
+
+func (b *browser) consoleErrors() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.errs...)
+}
+
+// eval evaluates a JavaScript expression in the page.
+func eval[T any](t testing.TB, b *browser, expr string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
+func (b *browser) do(t testing.TB, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+}
+
+// load sends GET /api/v1/hello to url at about rps requests a second until
+// ctx ends, and counts the answers.
+func load(ctx context.Context, url string, rps int) *atomic.Int64 {
+	var n atomic.Int64
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	sem := make(chan struct{}, 64)
+	go func() {
+		tick := time.NewTicker(time.Second / time.Duration(rps))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				continue // 64 in flight: the agent is slower than the rate
+			}
+			go func() {
+				defer func() { <-sem }()
+				if resp, err := c.Get(url + "/api/v1/hello"); err == nil {
+					resp.Body.Close()
+					n.Add(1)
+				}
+			}()
+		}
+	}()
+	return &n
+}
+
+// rowsJS lists the worker table's rows as "id status group".
+const rowsJS = `[...document.querySelectorAll('#workers tbody tr')].map(r => r.dataset.id + ' ' + r.children[4].textContent + ' ' + r.children[1].textContent)`
+
+// waitPage polls a JavaScript condition until it is true.
+func waitPage(t testing.TB, b *browser, timeout time.Duration, what, cond string) time.Duration {
+	t.Helper()
+	return eventually(t, timeout, what+" on the page", func() bool { return eval[bool](t, b, "!!("+cond+")") })
+}
+
+// TestDashboard drives the page in headless Chromium against a golb under
+// load: the workers listed, the requests chart growing, a SIGKILLed worker
+// gone and replaced, the scale control and the drain button working, a
+// worker's HTML shown as text, no console error; it saves a screenshot
+// (to docs/dashboard.png with GOLB_UPDATE_SCREENSHOT=1).
+func TestDashboard(t *testing.T) {
+	b := newBrowser(t)
+	dir := t.TempDir()
+	pt := dashPorts(t)
+	p := golb(t, dir, pt.adminAddr(), "run", dashConfig(t, dir, pt))
+	waitHealthyIn(p, "hello", 3, 60*time.Second)
+	ctx, stopLoad := context.WithCancel(context.Background())
+	defer stopLoad()
+	sent := load(ctx, "http://127.0.0.1:"+strconv.Itoa(pt.lb), 100)
+
+	base := "http://" + pt.adminAddr()
+	b.do(t, chromedp.Navigate(base+"/"))
+	waitPage(t, b, 20*time.Second, "the stream connected", `document.getElementById('conn').textContent === 'live'`)
+
+	// Every worker is listed.
+	ids := map[string]bool{}
+	for _, w := range p.workers() {
+		if w.Group == "hello" {
+			ids[w.ID] = true
+		}
+	}
+	waitPage(t, b, 10*time.Second, "the 3 hello workers running", `document.querySelectorAll('#workers tbody tr.st-healthy').length >= 3`)
+	rows := strings.Join(eval[[]string](t, b, rowsJS), "\n")
+	for id := range ids {
+		if !strings.Contains(rows, id+" running hello") {
+			t.Errorf("the worker table lacks %s running:\n%s", id, rows)
+		}
+	}
+
+	// The requests chart's data grows under load.
+	before := eval[float64](t, b, `golbDashboard.requests('web')`)
+	waitPage(t, b, 20*time.Second, "the requests chart growing", fmt.Sprintf(`golbDashboard.requests('web') > %v + 50 && +document.querySelector('canvas.requests-chart').dataset.points > 3`, before))
+
+	// A SIGKILLed worker shows gone, and its replacement appears.
+	victim := p.healthyWorkers()[0]
+	if err := syscall.Kill(pidOf(victim), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	waitPage(t, b, 30*time.Second, victim.ID+" gone", fmt.Sprintf(`[...document.querySelectorAll('#workers tbody tr')].some(r => r.dataset.id === %q && /^(gone|failed)$/.test(r.children[4].textContent))`, victim.ID))
+	gone := time.Since(killed)
+	waitPage(t, b, 30*time.Second, "a replacement", `document.querySelectorAll('#workers tbody tr.st-healthy').length >= 3`)
+	t.Logf("dashboard: SIGKILLed worker shown gone after %v, its replacement healthy after %v", gone.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+	waitPage(t, b, 10*time.Second, "the replaced event", fmt.Sprintf(`document.getElementById('events').textContent.includes(%q)`, "replaces "+victim.ID))
+
+	// The scale control changes the running count.
+	card := `#groups [data-group="hello"] `
+	b.do(t, chromedp.SetValue(chromedp.CSS(card+"input"), "4"), chromedp.Click(chromedp.CSS(card+"button")))
+	waitPage(t, b, 60*time.Second, "4 hello workers running", `document.querySelector('`+card+`').dataset.running === '4'`)
+	waitHealthyIn(p, "hello", 4, 30*time.Second)
+
+	// The drain button drains a worker; its group replaces it.
+	drained := p.healthyWorkers()[0].ID
+	b.do(t, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#workers tr[data-id=%q] button.drain`, drained))))
+	waitPage(t, b, 30*time.Second, drained+" drained", fmt.Sprintf(`document.getElementById('events').textContent.includes(%q)`, drained+" draining"))
+
+	// The noisy worker's last words are text, not markup.
+	waitPage(t, b, 30*time.Second, "the noisy worker's last words", fmt.Sprintf(`document.body.textContent.includes(%q)`, xss))
+	if n := eval[int](t, b, `document.querySelectorAll('main img, main b').length`); n != 0 {
+		t.Errorf("the page made %d elements of a worker's output", n)
+	}
+
+	time.Sleep(2 * time.Second) // the charts draw a little more for the picture
+	if os.Getenv("GOLB_UPDATE_SCREENSHOT") == "1" {
+		// The README's picture: a minute and a half more, with a step in
+		// the load half-way, so that the charts have a history to show.
+		time.Sleep(45 * time.Second)
+		load(ctx, "http://127.0.0.1:"+strconv.Itoa(pt.lb), 100)
+		time.Sleep(45 * time.Second)
+	}
+	shot, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	saveScreenshot(t, shot)
+	if errs := b.consoleErrors(); len(errs) > 0 {
+		t.Errorf("console errors:\n%s", strings.Join(errs, "\n"))
+	}
+	t.Logf("load: %d answers", sent.Load())
+}
+
+// saveScreenshot writes png under $GOLB_ARTIFACTS (or the temp dir) and,
+// with GOLB_UPDATE_SCREENSHOT=1, to docs/dashboard.png.
+func saveScreenshot(t testing.TB, png []byte) {
+	t.Helper()
+	dir := os.Getenv("GOLB_ARTIFACTS")
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	path := filepath.Join(dir, "golb-dashboard.png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Errorf("saving the screenshot: %v", err)
+	} else {
+		t.Logf("screenshot: %s (%d bytes)", path, len(png))
+	}
+	if os.Getenv("GOLB_UPDATE_SCREENSHOT") == "1" {
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "dashboard.png"), png, 0o644); err != nil {
+			t.Errorf("updating docs/dashboard.png: %v", err)
+		}
+	}
+}
+
+// waitHealthyIn waits for n running, healthy workers in group.
+func waitHealthyIn(p *golbProc, group string, n int, timeout time.Duration) {
+	p.t.Helper()
+	eventually(p.t, timeout, fmt.Sprintf("%d healthy %s workers", n, group), func() bool {
+		c := 0
+		for _, w := range p.healthyWorkers() {
+			if w.Group == group {
+				c++
+			}
+		}
+		return c == n
+	})
+}
+
+// TestDashboardCPU measures golb's CPU at the same load with no page open
+// and with one (GOLB_MEASURE=dashboard; it takes a minute), and the page's
+// weight. It logs the figures; nothing is asserted about them.
+func TestDashboardCPU(t *testing.T) {
+	if os.Getenv("GOLB_MEASURE") != "dashboard" {
+		t.Skip("set GOLB_MEASURE=dashboard to measure")
+	}
+	html, js, css := admin.PageWeight()
+	t.Logf("page weight: %d bytes (HTML %d, JS %d, CSS %d), uncompressed", html+js+css, html, js, css)
+	b := newBrowser(t)
+	dir := t.TempDir()
+	pt := dashPorts(t)
+	p := golb(t, dir, pt.adminAddr(), "run", dashConfig(t, dir, pt))
+	waitHealthyIn(p, "hello", 3, 60*time.Second)
+	ctx, stopLoad := context.WithCancel(context.Background())
+	defer stopLoad()
+	const rps, span = 200, 20 * time.Second
+	load(ctx, "http://127.0.0.1:"+strconv.Itoa(pt.lb), rps)
+	time.Sleep(5 * time.Second) // warm up
+	pid := p.cmd.Process.Pid
+	none := cpuOver(t, pid, span)
+	b.do(t, chromedp.Navigate("http://"+pt.adminAddr()+"/"))
+	waitPage(t, b, 20*time.Second, "the stream connected", `document.getElementById('conn').textContent === 'live'`)
+	time.Sleep(2 * time.Second)
+	one := cpuOver(t, pid, span)
+	t.Logf("golb agent CPU at %d req/s over %v: %.1f%% of a core with no page, %.1f%% with one page open (+%.1f points)", rps, span, none, one, one-none)
+}
+
+// cpuOver is the CPU process pid used over d, in percent of one core.
+func cpuOver(t testing.TB, pid int, d time.Duration) float64 {
+	t.Helper()
+	ticks := func() float64 {
+		raw := mustRead(t, fmt.Sprintf("/proc/%d/stat", pid))
+		f := strings.Fields(raw[strings.LastIndexByte(raw, ')')+2:])
+		u, _ := strconv.ParseFloat(f[11], 64) // utime, field 14
+		s, _ := strconv.ParseFloat(f[12], 64) // stime, field 15
+		return u + s
+	}
+	start, t0 := ticks(), time.Now()
+	time.Sleep(d)
+	return (ticks() - start) / 100 / time.Since(t0).Seconds() * 100 // USER_HZ is 100 on Linux
+}
