@@ -56,11 +56,9 @@ func (a *Agent) Prepare(ctx context.Context) hcl.Diagnostics {
 	} else if err := stats.Check(ctx, a.cfg.StatsSettings()); err != nil {
 		// One line with the cause and the fix: a bad DSN, password or
 		// database name, or a server that does not answer.
-		rng := attrRangeOf(a.cfg.Stats.Body, "dsn")
-		if a.cfg.Stats.DSNFromEnv {
-			rng = attrRangeOf(a.cfg.Stats.Body, "sink")
-		}
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: err.Error(), Subject: rng.Ptr()})
+		// At the sink line: golb validate prints the line it points at, and
+		// the dsn line may hold a password.
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: err.Error(), Subject: config.SecretSafeRange(a.cfg.Stats).Ptr()})
 	}
 	for _, name := range used {
 		diags = append(diags, a.prepareDriver(ctx, name)...)

@@ -303,8 +303,8 @@ func TestPostgresAgentKilledLosesAtMostOneFlush(t *testing.T) {
 
 // TestPostgresValidateConnects: golb validate connects to the DSN: a wrong
 // password and a missing database are one error line naming the fix (and
-// never the password), and golb run refuses to start on them; a good DSN is
-// valid.
+// never the password, from the environment or written in the file), and golb
+// run refuses to start on them; a good DSN is valid.
 func TestPostgresValidateConnects(t *testing.T) {
 	srv := pgtest.Private(t)
 	dsn := srv.NewDatabase(t)
@@ -330,6 +330,17 @@ func TestPostgresValidateConnects(t *testing.T) {
 				t.Errorf("golb run with %s: exit %d:\n%s", c.want, code, out)
 			}
 		}
+	}
+	// A password written in the file is not printed back with the source
+	// line the diagnostic points at.
+	t.Setenv(config.StatsDSNEnv, "")
+	raw := mustRead(t, cfg)
+	inFile := strings.Replace(raw, `sink           = "postgres"`, `sink           = "postgres"
+  dsn            = "`+srv.DSNAs(pgtest.PasswordUser, "hunter2-wrong", "postgres")+`"`, 1)
+	mustWrite(t, cfg, inFile)
+	out, code := runGolb(t, dir, pt.adminAddr(), "validate", cfg)
+	if code != 1 || !strings.Contains(out, "fix the user or password") || strings.Contains(out, "hunter2") {
+		t.Errorf("golb validate with a wrong password in the file: exit %d, want 1, the fix and no password:\n%s", code, out)
 	}
 	if pids := workerPIDs(t, dir); len(pids) != 0 {
 		t.Fatalf("golb run on a bad DSN started workers: %v", pids)

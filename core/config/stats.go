@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/golb/golb/core/stats"
 )
 
@@ -26,7 +28,7 @@ func (v *validator) checkStats() {
 	if s.Sink != "postgres" {
 		for _, attr := range []string{"dsn", "instance"} {
 			if hasAttr(s.Body, attr) {
-				v.errorf(attrRange(s.Body, attr), "stats.%s is for the postgres sink only", `Remove it, or set sink = "postgres".`, attr)
+				v.errorf(SecretSafeRange(s), "stats.%s is for the postgres sink only", `Remove it, or set sink = "postgres".`, attr)
 			}
 		}
 		return
@@ -40,7 +42,7 @@ func (v *validator) checkStats() {
 		v.errorf(attrRange(s.Body, "dsn"), "stats.dsn is empty", `Give a libpq URL such as "postgres://golb@db/golbstats", or remove dsn and set $`+StatsDSNEnv+".")
 		return
 	case hasAttr(s.Body, "dsn") && envSet && env != "" && env != s.DSN:
-		v.errorf(attrRange(s.Body, "dsn"), "stats.dsn and $"+StatsDSNEnv+" differ", "Keep one: remove dsn from the file (so that the password need not live in it), or unset "+StatsDSNEnv+".")
+		v.errorf(SecretSafeRange(s), "stats.dsn and $"+StatsDSNEnv+" differ", "Keep one: remove dsn from the file (so that the password need not live in it), or unset "+StatsDSNEnv+".")
 		return
 	case !hasAttr(s.Body, "dsn"):
 		if strings.TrimSpace(env) == "" {
@@ -50,17 +52,20 @@ func (v *validator) checkStats() {
 		s.DSN, s.DSNFromEnv = env, true
 	}
 	if err := stats.ParseDSN(s.DSN); err != nil {
-		rng := attrRange(s.Body, "dsn")
-		if s.DSNFromEnv {
-			rng = s.Body.MissingItemRange()
-		}
-		v.errorf(rng, "Invalid stats dsn", oneLineHint(err.Error()))
+		v.errorf(SecretSafeRange(s), "Invalid stats dsn", oneLineHint(err.Error()))
 	}
 	if hasAttr(s.Body, "instance") {
 		if err := stats.CheckInstance(s.Instance); err != nil {
 			v.errorf(attrRange(s.Body, "instance"), "Invalid stats.instance", oneLineHint(err.Error()))
 		}
 	}
+}
+
+// SecretSafeRange is where a diagnostic about the DSN points: the sink
+// attribute (or the stats block's opening), never the dsn line, whose source
+// golb validate would print with the password in it.
+func SecretSafeRange(s *Stats) hcl.Range {
+	return attrRange(s.Body, "sink")
 }
 
 // oneLineHint folds an error onto one line of at most 300 bytes.
