@@ -170,24 +170,31 @@ func logEvents(t *testing.T, es []scaleEvent, since time.Time) {
 	}
 }
 
+// underLoad runs golb with the issue's group (200 ms workers, min 1, max
+// 10, target_inflight 4, and the scale fields in extra) and clients
+// closed-loop clients on it, once its first worker is healthy.
+func underLoad(t *testing.T, clients int, extra string) (string, ports, *golbProc, *loadGen) {
+	t.Helper()
+	dir := t.TempDir()
+	pt := newPorts(t)
+	cfg := autoscaleConfig(t, dir, pt, "200ms", "    min = 1\n    max = 10\n    target_inflight = 4"+extra, "")
+	p := golb(t, dir, pt.adminAddr(), "run", cfg)
+	p.waitHealthy(1, 30*time.Second)
+	load := newLoad(t, "http://127.0.0.1:"+itoa(pt.lb)+"/api/v1/hello")
+	load.set(clients)
+	return dir, pt, p, load
+}
+
 // TestAutoscaleStepLoad: target_inflight 4, 200 ms workers, min 1, max 10,
 // a step from 2 to 32 clients: at least 8 ready workers, in panic mode,
 // with no client error; once the load is removed, back to min within
 // stable_window + scale_down_delay + 15 s, with no client error while
 // workers drain. golb status, the events and /metrics show the decisions.
 func TestAutoscaleStepLoad(t *testing.T) {
-	dir := t.TempDir()
-	pt := newPorts(t)
 	const stable, delay = 30 * time.Second, 10 * time.Second
-	cfg := autoscaleConfig(t, dir, pt, "200ms", `    min = 1
-    max = 10
-    target_inflight  = 4
+	dir, pt, p, load := underLoad(t, 2, `
     stable_window    = "30s"
-    scale_down_delay = "10s"`, "")
-	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	p.waitHealthy(1, 30*time.Second)
-	load := newLoad(t, "http://127.0.0.1:"+itoa(pt.lb)+"/api/v1/hello")
-	load.set(2)
+    scale_down_delay = "10s"`)
 	time.Sleep(8 * time.Second)
 	if es := p.events("hello"); len(es) != 0 {
 		t.Errorf("2 clients at target 4 scaled: %+v", es)
@@ -398,16 +405,8 @@ func TestAutoscaleNoFlapping(t *testing.T) {
 	if testing.Short() {
 		t.Skip("2 minutes of load")
 	}
-	dir := t.TempDir()
-	pt := newPorts(t)
-	cfg := autoscaleConfig(t, dir, pt, "200ms", `    min = 1
-    max = 10
-    target_inflight = 4`, "")
-	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	p.waitHealthy(1, 30*time.Second)
-	load := newLoad(t, "http://127.0.0.1:"+itoa(pt.lb)+"/api/v1/hello")
+	_, _, p, load := underLoad(t, 8, "")
 	start := time.Now()
-	load.set(8)
 	time.Sleep(2 * time.Minute)
 	es := p.events("hello")
 	logEvents(t, es, start)
@@ -426,18 +425,10 @@ func TestAutoscaleNoFlapping(t *testing.T) {
 // 2 clients scales up in panic, and does not scale back down before the
 // stable window has passed.
 func TestAutoscaleBurst(t *testing.T) {
-	dir := t.TempDir()
-	pt := newPorts(t)
 	const stable = 30 * time.Second
-	cfg := autoscaleConfig(t, dir, pt, "200ms", `    min = 1
-    max = 10
-    target_inflight  = 4
+	_, _, p, load := underLoad(t, 2, `
     stable_window    = "30s"
-    scale_down_delay = "5s"`, "")
-	p := golb(t, dir, pt.adminAddr(), "run", cfg)
-	p.waitHealthy(1, 30*time.Second)
-	load := newLoad(t, "http://127.0.0.1:"+itoa(pt.lb)+"/api/v1/hello")
-	load.set(2)
+    scale_down_delay = "5s"`)
 	time.Sleep(stable + 5*time.Second) // a whole stable window at 2 clients
 	burst := time.Now()
 	load.set(32)
