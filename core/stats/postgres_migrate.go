@@ -57,8 +57,17 @@ func migratePostgres(ctx context.Context, pool *pgxpool.Pool) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgMigrateLock); err != nil {
 		return fmt.Errorf("locking the schema: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS golb_stats_schema (version integer NOT NULL)`); err != nil {
-		return fmt.Errorf("creating golb_stats_schema: %w", err)
+	// Created only when missing: CREATE TABLE IF NOT EXISTS would need the
+	// CREATE privilege even when the table is there, and a role that only
+	// reads and writes golb's tables is enough once they exist.
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('golb_stats_schema') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("checking schema version: %w", err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, `CREATE TABLE golb_stats_schema (version integer NOT NULL)`); err != nil {
+			return fmt.Errorf("creating golb_stats_schema: %w", err)
+		}
 	}
 	v, err := schemaVersion(ctx, tx)
 	if err != nil {

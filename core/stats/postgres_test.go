@@ -3,6 +3,7 @@ package stats
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -445,4 +446,34 @@ func TestPostgresFlushesBackOffWhileUnreachable(t *testing.T) {
 	if h.Errors == 0 || h.Errors > 40 || !h.Unreachable {
 		t.Fatalf("health %+v: want a few failed, unreachable flushes (1 to 40)", h)
 	}
+}
+
+// TestPostgresRoleWithoutCreateUsesExistingTables: a role that may only read
+// and write golb's tables opens a database whose schema is there (no CREATE
+// needed), and on an empty database is told to grant CREATE.
+func TestPostgresRoleWithoutCreateUsesExistingTables(t *testing.T) {
+	srv := pgtest.Shared(t)
+	dsn := srv.NewDatabase(t)
+	openPG(t, dsn, "owner") // migrates as the superuser
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	pgExec(t, dsn, `REVOKE CREATE ON SCHEMA public FROM PUBLIC`)
+	pgExec(t, dsn, `GRANT SELECT, INSERT, UPDATE ON golb_worker_totals, golb_stats_instances, golb_stats_schema TO `+pgtest.PasswordUser)
+	pgExec(t, dsn, `GRANT USAGE ON SEQUENCE golb_worker_totals_seq_seq TO `+pgtest.PasswordUser)
+	s := openPG(t, srv.DSNAs(pgtest.PasswordUser, pgtest.Password, db), "limited")
+	if _, err := s.Apply(context.Background(), []Batch{{Seq: s.NextSeq(), Deltas: []Totals{{WorkerID: "w", Success: 1}}}}); err != nil {
+		t.Fatalf("a flush by a role without CREATE: %v", err)
+	}
+
+	empty := srv.NewDatabase(t)
+	u, _ = url.Parse(empty)
+	pgExec(t, empty, `REVOKE CREATE ON SCHEMA public FROM PUBLIC`)
+	_, err = OpenPostgres(context.Background(), Settings{DSN: srv.DSNAs(pgtest.PasswordUser, pgtest.Password, strings.TrimPrefix(u.Path, "/")), Instance: "limited"})
+	if err == nil || !strings.Contains(err.Error(), "grant the role CREATE") {
+		t.Fatalf("a role without CREATE on an empty database: %v, want the grant named", err)
+	}
+	t.Log(err)
 }
