@@ -88,7 +88,7 @@ func (a *Agent) scaleView(group string) *admin.Scale {
 	if v == nil {
 		return nil
 	}
-	s := &admin.Scale{Mode: string(v.Mode), Rule: fmt.Sprintf("target %s %g; stable in-flight %g, panic %g, %g rps; wants %d: %s", v.Metric, v.Target, v.StableInflight, v.PanicInflight, v.StableRPS, v.Wants, v.Why)}
+	s := &admin.Scale{Mode: string(v.Mode), Rule: fmt.Sprintf("target %s %g · in flight %g (stable), %g (panic) · %g rps · wants %d: %s", v.Metric, v.Target, v.StableInflight, v.PanicInflight, v.StableRPS, v.Wants, v.Why)}
 	if d := v.LastDecision; d != nil {
 		s.Last = &admin.Decision{Time: d.Time, From: d.From, To: d.To, Direction: string(d.Direction), Mode: string(d.Mode), Reason: d.Reason}
 	}

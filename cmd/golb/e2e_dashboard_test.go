@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/golb/golb/core"
 	"github.com/golb/golb/core/admin"
 	"github.com/golb/golb/internal/testutil"
 )
@@ -32,8 +33,9 @@ func dashPorts(t testing.TB) ports {
 // must show it as text.
 const xss = `<img src=x onerror=alert(1)><b>bold</b>`
 
-// dashConfig is a group of 3 built-in workers behind one balancer, and a
-// group whose worker writes xss to stderr and exits (a crash loop).
+// dashConfig is a group of 3 built-in workers behind one balancer, a group
+// whose worker writes xss to stderr and exits (a crash loop), and an
+// autoscaled group behind another balancer.
 func dashConfig(t testing.TB, dir string, p ports) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`
@@ -58,13 +60,31 @@ group "noisy" {
   port   = %d
   config { command = ["sh", "-c", "echo '%s' >&2; sleep 2; exit 3"] }
 }
+group "auto" {
+  driver = "process"
+  port   = %d
+  app { avg_delay = "60ms" }
+  scale {
+    min              = 1
+    max              = 3
+    target_inflight  = 1
+    stable_window    = "6s"
+    panic_window     = "2s"
+    scale_down_delay = "5s"
+  }
+}
 balancer "web" {
   group     = "hello"
   port      = %d
   listeners = 1
 }
+balancer "api" {
+  group     = "auto"
+  port      = %d
+  listeners = 1
+}
 stats { path = "stats.db" }
-`, p.admin, p.worker, p.worker+8, xss, p.lb)
+`, p.admin, p.worker, p.worker+8, xss, p.worker+4, p.lb, p.lb+1)
 	path := filepath.Join(dir, "golb.hcl")
 	mustWrite(t, path, cfg)
 	return path
@@ -204,6 +224,7 @@ func TestDashboard(t *testing.T) {
 	ctx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
 	sent := load(ctx, "http://127.0.0.1:"+strconv.Itoa(pt.lb), 100)
+	load(ctx, "http://127.0.0.1:"+strconv.Itoa(pt.lb+1), 40) // about 2.4 in flight: 3 workers wanted
 
 	base := "http://" + pt.adminAddr()
 	b.do(t, chromedp.Navigate(base+"/"))
@@ -216,7 +237,7 @@ func TestDashboard(t *testing.T) {
 			ids[w.ID] = true
 		}
 	}
-	waitPage(t, b, 10*time.Second, "the 3 hello workers running", `document.querySelectorAll('#workers tbody tr.st-healthy').length >= 3`)
+	waitPage(t, b, 10*time.Second, "the 3 hello workers running", helloHealthyJS+` === 3`)
 	rows := strings.Join(eval[[]string](t, b, rowsJS), "\n")
 	for id := range ids {
 		if !strings.Contains(rows, id+" running hello") {
@@ -229,14 +250,14 @@ func TestDashboard(t *testing.T) {
 	waitPage(t, b, 20*time.Second, "the requests chart growing", fmt.Sprintf(`golbDashboard.requests('web') > %v + 50 && +document.querySelector('canvas.requests-chart').dataset.points > 3`, before))
 
 	// A SIGKILLed worker shows gone, and its replacement appears.
-	victim := p.healthyWorkers()[0]
+	victim := healthyIn(p, "hello")[0]
 	if err := syscall.Kill(pidOf(victim), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
 	waitPage(t, b, 30*time.Second, victim.ID+" gone", fmt.Sprintf(`[...document.querySelectorAll('#workers tbody tr')].some(r => r.dataset.id === %q && /^(gone|failed)$/.test(r.children[4].textContent))`, victim.ID))
 	gone := time.Since(killed)
-	waitPage(t, b, 30*time.Second, "a replacement", `document.querySelectorAll('#workers tbody tr.st-healthy').length >= 3`)
+	waitPage(t, b, 30*time.Second, "a replacement", helloHealthyJS+` >= 3`)
 	t.Logf("dashboard: SIGKILLed worker shown gone after %v, its replacement healthy after %v", gone.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 	waitPage(t, b, 10*time.Second, "the replaced event", fmt.Sprintf(`document.getElementById('events').textContent.includes(%q)`, "replaces "+victim.ID))
 
@@ -247,9 +268,12 @@ func TestDashboard(t *testing.T) {
 	waitHealthyIn(p, "hello", 4, 30*time.Second)
 
 	// The drain button drains a worker; its group replaces it.
-	drained := p.healthyWorkers()[0].ID
+	drained := healthyIn(p, "hello")[0].ID
 	b.do(t, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#workers tr[data-id=%q] button.drain`, drained))))
 	waitPage(t, b, 30*time.Second, drained+" drained", fmt.Sprintf(`document.getElementById('events').textContent.includes(%q)`, drained+" draining"))
+
+	// The autoscaled group shows its mode and its last decision.
+	waitPage(t, b, 60*time.Second, "the autoscaler's decision", `/autoscaler: (stable|panic).*last decision .*: \d+ → \d+/.test(document.querySelector('#groups [data-group="auto"]').textContent)`)
 
 	// The noisy worker's last words are text, not markup.
 	waitPage(t, b, 30*time.Second, "the noisy worker's last words", fmt.Sprintf(`document.body.textContent.includes(%q)`, xss))
@@ -297,18 +321,24 @@ func saveScreenshot(t testing.TB, png []byte) {
 	}
 }
 
+// helloHealthyJS counts the page's healthy rows of group hello.
+const helloHealthyJS = `[...document.querySelectorAll('#workers tbody tr.st-healthy')].filter(r => r.children[1].textContent === 'hello').length`
+
+// healthyIn returns group's running, healthy workers, by the admin API.
+func healthyIn(p *golbProc, group string) []core.WorkerView {
+	var out []core.WorkerView
+	for _, w := range p.healthyWorkers() {
+		if w.Group == group {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
 // waitHealthyIn waits for n running, healthy workers in group.
 func waitHealthyIn(p *golbProc, group string, n int, timeout time.Duration) {
 	p.t.Helper()
-	eventually(p.t, timeout, fmt.Sprintf("%d healthy %s workers", n, group), func() bool {
-		c := 0
-		for _, w := range p.healthyWorkers() {
-			if w.Group == group {
-				c++
-			}
-		}
-		return c == n
-	})
+	eventually(p.t, timeout, fmt.Sprintf("%d healthy %s workers", n, group), func() bool { return len(healthyIn(p, group)) == n })
 }
 
 // TestDashboardCPU measures golb's CPU at the same load with no page open

@@ -157,7 +157,7 @@
     const title = el("h3");
     const sub = el("span", "sub");
     title.append(el("span", "", g.name), sub);
-    const counts = el("div", "now"), note = el("div", "note"), scale = el("div", "scale");
+    const counts = el("div", "now"), note = el("div", "note"), scale = el("div", "scale"), decision = el("div", "scale");
     const form = el("form", "scale-form");
     const input = el("input");
     input.type = "number"; input.min = "0"; input.value = String(g.desired); input.name = "count";
@@ -172,11 +172,11 @@
         .then(() => setText(msg, `desired ${input.value}`), (e) => setText(msg, e.message));
     });
     const charts = el("div", "charts");
-    card.append(title, counts, note, scale, form, charts);
+    card.append(title, counts, note, scale, decision, form, charts);
     const key = (p, i) => (p.g[g.name] ? p.g[g.name][i] : undefined);
     const canvas = chartBox(charts, "workers", [["desired", C.desired], ["running", C.running], ["healthy", C.healthy], ["draining", C.draining]]);
     canvas.classList.add("wide");
-    c = { card, sub, counts, note, scale, input, canvas, lines: Object.keys(G).map((k) => ({ color: C[k], get: (p) => key(p, G[k]) })) };
+    c = { card, sub, counts, note, scale, decision, input, canvas, lines: Object.keys(G).map((k) => ({ color: C[k], get: (p) => key(p, G[k]) })) };
     $("groups").append(card);
     st.groups.set(g.name, c);
     return c;
@@ -189,13 +189,14 @@
     c.card.dataset.running = String(g.running);
     setText(c.note, g.failing ? `failing: ${g.reason}` : "");
     c.card.classList.toggle("failing", !!g.failing);
-    let s = "fixed count (no scale block)";
+    let s = "fixed count (no scale block)", last = "";
     if (g.scale) {
-      s = `autoscaler: ${g.scale.mode}` + (g.scale.rule ? ` (${g.scale.rule})` : "");
+      s = `autoscaler: ${g.scale.mode}` + (g.scale.rule ? ` · ${g.scale.rule}` : "");
       const d = g.scale.last;
-      s += d ? ` · last decision ${clock(d.time)}: ${d.from} → ${d.to}: ${d.reason}` : " · no decision yet";
+      last = d ? `last decision ${clock(d.time)}: ${d.from} → ${d.to}: ${d.reason}` : "no decision yet";
     }
     setText(c.scale, s);
+    setText(c.decision, last);
     if (document.activeElement !== c.input && c.input.dataset.seen !== String(g.desired)) {
       c.input.value = String(g.desired);
       c.input.dataset.seen = String(g.desired);
