@@ -31,6 +31,9 @@ type GroupView struct {
 	Max     int    `json:"max"`
 	Failing bool   `json:"failing,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	// RolloutStopped is why the group's last rollover stopped with its
+	// old workers serving (core/rollout.go); empty otherwise.
+	RolloutStopped string `json:"rollout_stopped,omitempty"`
 	// Autoscaler is set for a group with a scale block (admin_autoscale.go).
 	Autoscaler *AutoscalerView `json:"autoscaler,omitempty"`
 }
@@ -159,7 +162,8 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
-	reg.MustRegister(&agentCollector{a: a}, &autoscaleCollector{a: a}, collectors.NewGoCollector())
+	reg.MustRegister(&agentCollector{a: a}, &autoscaleCollector{a: a}, reloadCollector{a: a}, collectors.NewGoCollector())
+	a.metrics = reg // a reload registers the balancers it adds
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.GroupViews()) })
@@ -202,6 +206,8 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /v1/reload", a.serveReload) // reload.go
+	mux.HandleFunc("GET /v1/reload", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.ReloadStatus()) })
 	dash := a.dashboard() // GET /, /v1/stream, /v1/events, POST /v1/workers/{id}/drain
 	dash.Register(mux)
 
@@ -335,7 +341,7 @@ func (a *Agent) GroupViews() []GroupView {
 	out := make([]GroupView, 0, len(gs))
 	for _, g := range gs {
 		v := GroupView{Name: g.Name, Driver: g.Driver, Desired: g.Desired, Min: g.Min, Max: g.Max, Failing: g.Failing, Reason: g.Reason,
-			Autoscaler: a.autoscalerView(g.Name)}
+			RolloutStopped: g.RolloutStopped, Autoscaler: a.autoscalerView(g.Name)}
 		for _, w := range workers {
 			if w.Group == g.Name && w.Status == string(state.StatusRunning) {
 				v.Running++

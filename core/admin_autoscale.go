@@ -43,7 +43,7 @@ func (a *Agent) autoscalerView(group string) *AutoscalerView {
 	f.StableInflight, f.PanicInflight = round2(f.StableInflight), round2(f.PanicInflight)
 	f.StableRPS, f.PanicRPS = round2(f.StableRPS), round2(f.PanicRPS)
 	v := &AutoscalerView{Mode: gs.as.Mode(), Figures: f, Wants: d.To, Why: d.Reason, FloorUntil: a.FloorUntil(group)}
-	for _, b := range a.byGroup[group] {
+	for _, b := range a.balancersOf(group) {
 		v.Held += b.Held()
 		to, ref := b.HoldTimeouts()
 		v.HoldTimeouts += to
@@ -98,7 +98,7 @@ func (c *autoscaleCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *autoscaleCollector) Collect(ch chan<- prometheus.Metric) {
 	a := c.a
 	counts := a.autoscalers.events.Counts()
-	for _, g := range a.cfg.Groups {
+	for _, g := range a.config().Groups {
 		v := a.autoscalerView(g.Name)
 		if v == nil {
 			continue

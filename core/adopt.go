@@ -83,7 +83,7 @@ func waitingNote(driver string, err error) string {
 // driver with note ("" lifts the mark). A group whose Reason is another one
 // is left alone: only awaitRuntime's own mark is lifted.
 func (a *Agent) markWaiting(driver, old, note string) {
-	for _, g := range a.cfg.Groups {
+	for _, g := range a.config().Groups {
 		if g.Driver != driver {
 			continue
 		}
@@ -114,7 +114,7 @@ func (a *Agent) adoptDriver(ctx context.Context, driver string) error {
 	kept, outdated := map[string]int{}, map[string]int{}
 	for _, h := range hs {
 		group := h.Labels[drivers.LabelGroup]
-		gs := a.groups[group]
+		gs := a.spec(group)
 		reason := ""
 		stale := false // serves until its replacements are healthy (rollOut)
 		switch {
@@ -213,7 +213,7 @@ func (a *Agent) recoverAfterPluginCrash(ctx context.Context, driver string, c *d
 		if err != nil {
 			a.logger.Error("worker lost with its plugin", "worker", w.ID, "err", err)
 			a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status, w.Reason = state.StatusLost, "not recovered: "+err.Error() })
-			for _, b := range a.byGroup[w.Group] {
+			for _, b := range a.balancersOf(w.Group) {
 				b.MarkDown(w.ID)
 			}
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)

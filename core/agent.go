@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/golb/golb/balancer"
 	"github.com/golb/golb/core/config"
 	"github.com/golb/golb/core/state"
@@ -92,6 +94,16 @@ type Agent struct {
 	// pluginNotes are the NOTEs a driver's plugin crash put on its groups.
 	pluginNotes map[string]string // by driver
 	wg          sync.WaitGroup
+
+	// fleetMu guards the swap of cfg, groups, balancers and byGroup by a
+	// reload (fleet.go); fleetGen is closed at each swap.
+	fleetMu  sync.RWMutex
+	fleetGen chan struct{}
+	// reloads is the reload history (reload.go).
+	reloads reloadLog
+	// metrics is the admin API's registry, nil without one: a reload
+	// registers the collectors of the balancers it adds.
+	metrics *prometheus.Registry
 }
 
 // groupSpec is a group's resolved, driver-checked worker template.
@@ -143,6 +155,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		stopGrace:      defaultStopGrace,
 		destroyTimeout: defaultDestroyTimeout,
 		autoscalers:    newAutoscaling(),
+		fleetGen:       make(chan struct{}),
 	}, nil
 }
 

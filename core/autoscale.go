@@ -140,7 +140,7 @@ type groupSample struct {
 func (a *Agent) sampleGroup(gs *groupScaler, now time.Time, first bool) groupSample {
 	var inflight int64
 	var out groupSample
-	for _, b := range a.byGroup[gs.name] {
+	for _, b := range a.balancersOf(gs.name) {
 		inflight += b.InFlight() + b.Held()
 		ready := 0
 		for _, w := range b.Stats() {

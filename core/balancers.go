@@ -91,7 +91,7 @@ func balancerSource(b *balancer.Balancer) stats.Source {
 // in-flight requests within its drain_timeout and ctx.
 func (a *Agent) shutdownBalancers(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, b := range a.balancers {
+	for _, b := range a.allBalancers() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -104,11 +104,17 @@ func (a *Agent) shutdownBalancers(ctx context.Context) {
 }
 
 // feedBalancer keeps a balancer's pool equal to its group's running workers,
-// woken by memdb on every change to them.
-func (a *Agent) feedBalancer(b *balancer.Balancer, group string) func(context.Context) {
+// woken by memdb on every change to them, and by a reload (which may move
+// the balancer to another group). It ends once a reload removed b.
+func (a *Agent) feedBalancer(b *balancer.Balancer) func(context.Context) {
 	return func(ctx context.Context) {
 		for ctx.Err() == nil {
 			ws := memdb.NewWatchSet()
+			ws.Add(a.fleetChanged())
+			group, ok := a.groupOfBalancer(b)
+			if !ok {
+				return
+			}
 			workers, err := a.store.WorkersByGroup(ws, group)
 			if err != nil {
 				a.logger.Error("reading workers for the balancer", "err", err)
@@ -130,7 +136,7 @@ func (a *Agent) feedBalancer(b *balancer.Balancer, group string) func(context.Co
 // maxDrain is the longest drain_timeout of any balancer (shutdown's bound).
 func (a *Agent) maxDrain() time.Duration {
 	d := time.Duration(0)
-	for _, b := range a.cfg.Balancers {
+	for _, b := range a.config().Balancers {
 		d = max(d, b.DrainTimeoutDur)
 	}
 	return d
@@ -140,7 +146,7 @@ func (a *Agent) maxDrain() time.Duration {
 // in-flight requests: the longest drain_timeout of the balancers serving it.
 func (a *Agent) drainTimeout(group string) time.Duration {
 	d := time.Duration(0)
-	for _, b := range a.cfg.Balancers {
+	for _, b := range a.config().Balancers {
 		if b.Group == group {
 			d = max(d, b.DrainTimeoutDur)
 		}

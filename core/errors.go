@@ -17,4 +17,10 @@ var (
 	ErrWorkersLeft = errors.New("workers left running")
 	// ErrScaleBounds: a scale request outside the group's bounds.
 	ErrScaleBounds = errors.New("count outside the group's scale bounds")
+	// ErrReloadRefused: a reload asked for a change that cannot apply live
+	// (ReloadError says which); nothing changed.
+	ErrReloadRefused = errors.New("reload refused")
+	// ErrNotRunning: a reload asked of an agent that is not running (still
+	// starting, or shutting down).
+	ErrNotRunning = errors.New("golb is not running")
 )

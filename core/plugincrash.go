@@ -237,7 +237,7 @@ func (a *Agent) notePluginCrash(driver, note string) {
 		a.pluginNotes[driver] = note
 	}
 	a.mu.Unlock()
-	for _, g := range a.cfg.Groups {
+	for _, g := range a.config().Groups {
 		if g.Driver != driver {
 			continue
 		}

@@ -85,6 +85,11 @@ func (a *Agent) reconcileGroup(ctx context.Context, g *state.Group, all []*state
 		}
 	}
 	next := a.rollOut(ctx, g, live, outdated)
+	if len(outdated) > 0 {
+		// A rollover: replacements start at most max_parallel at a time,
+		// and none once it stopped (rollout.go).
+		g = a.boundRollout(g, live)
+	}
 	if t := a.reconcileCount(ctx, g, all, live); !t.IsZero() && (next.IsZero() || t.Before(next)) {
 		next = t
 	}
@@ -106,6 +111,7 @@ func (a *Agent) rollOut(ctx context.Context, g *state.Group, live, outdated []*s
 			healthy++
 		}
 	}
+	a.checkRollout(ctx, g, live, serving)
 	sort.Slice(outdated, func(i, j int) bool { return outdated[i].StartedAt.Before(outdated[j].StartedAt) })
 	n := min(healthy+len(outdated)-g.Desired, len(outdated))
 	for _, w := range outdated[:max(n, 0)] {
@@ -124,7 +130,7 @@ func (a *Agent) rollOut(ctx context.Context, g *state.Group, live, outdated []*s
 // servingIn returns whether every balancer of group counts a worker healthy
 // (true for a group no balancer serves), from one read of each balancer.
 func (a *Agent) servingIn(group string) func(id string) bool {
-	bs := a.byGroup[group]
+	bs := a.balancersOf(group)
 	count := map[string]int{}
 	for _, b := range bs {
 		for _, s := range b.Stats() {
@@ -157,7 +163,7 @@ func (a *Agent) reconcileCount(ctx context.Context, g *state.Group, all, live []
 		for _, w := range all {
 			used[w.Port] = true
 		}
-		spec := a.groups[g.Name]
+		spec := a.spec(g.Name)
 		for i := len(live); i < g.Desired; i++ {
 			port, ok := allocPort(spec.cfg.Port, used)
 			if !ok {
@@ -210,7 +216,7 @@ func (a *Agent) goWork(ctx context.Context, fn func(context.Context)) {
 // goes on to the next free port, but never into one of these.
 func (a *Agent) foreignPorts(group string) map[int]bool {
 	out := map[int]bool{}
-	for _, c := range a.cfg.PortClaims() {
+	for _, c := range a.config().PortClaims() {
 		if c.Group == group {
 			continue
 		}

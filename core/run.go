@@ -73,7 +73,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer stopControl()
 	unwatch := context.AfterFunc(ctx, stopControl) // a Ctrl-C during adoption ends it
 	defer unwatch()
+	a.reloads.run.Lock() // Reload reads them
 	a.trafficCtx, a.controlCtx = trafficCtx, controlCtx
+	a.reloads.run.Unlock()
 
 	var monitorWG, statsWG, trafficWG, controlWG sync.WaitGroup
 	spawn := func(wg *sync.WaitGroup, ctx context.Context, fn func(context.Context)) {
@@ -88,9 +90,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		})
 	})
 	spawn(&statsWG, statsCtx, a.agg.Run)
-	for group, bs := range a.byGroup {
+	for _, bs := range a.byGroup {
 		for _, b := range bs {
-			spawn(&trafficWG, trafficCtx, a.feedBalancer(b, group))
+			spawn(&trafficWG, trafficCtx, a.feedBalancer(b))
 		}
 	}
 	// Adoption comes before the reconciler, which starts nothing of a driver
@@ -109,6 +111,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.plugins.hurryUp()
 	stopControl()
 	controlWG.Wait()
+	// A reload under way finishes first; a later one finds control stopped.
+	a.reloads.run.Lock()
+	a.reloads.run.Unlock() //nolint:staticcheck // an empty critical section: a barrier
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.maxDrain()+5*time.Second)
 	defer cancel()
 	a.shutdownBalancers(shutdownCtx)
@@ -142,7 +147,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 // stop_timeout of the groups, and at least 5 s.
 func (a *Agent) statsGrace() time.Duration {
 	d := 5 * time.Second
-	for _, g := range a.cfg.Groups {
+	for _, g := range a.config().Groups {
 		d = max(d, g.StopTimeoutDur)
 	}
 	return d

@@ -36,7 +36,7 @@ const (
 // stopSettings is how a group's workers are stopped: its stop_signal and
 // stop_timeout, or SIGTERM and 10 s for a group the config no longer has.
 func (a *Agent) stopSettings(group string) (signal string, timeout time.Duration) {
-	if gs := a.groups[group]; gs != nil {
+	if gs := a.spec(group); gs != nil {
 		return gs.cfg.StopSignal, gs.cfg.StopTimeoutDur
 	}
 	return "SIGTERM", 10 * time.Second
@@ -125,7 +125,7 @@ func (a *Agent) stopWorker(ctx context.Context, id string, drain bool) error {
 // request may reach it), then waits for all of its balancers at once, under
 // one deadline, for its requests in flight.
 func (a *Agent) drain(ctx context.Context, w *state.Worker) {
-	bs := a.byGroup[w.Group]
+	bs := a.balancersOf(w.Group)
 	for _, b := range bs {
 		b.MarkDown(w.ID)
 	}
@@ -165,7 +165,7 @@ func (a *Agent) keepLost(ctx context.Context, w *state.Worker, err error, retry 
 		cp.Status, cp.Reason = state.StatusLost, reason
 		_ = a.store.UpsertWorker(&cp)
 	}
-	for _, b := range a.byGroup[w.Group] {
+	for _, b := range a.balancersOf(w.Group) {
 		b.MarkDown(w.ID)
 	}
 	if !retry {

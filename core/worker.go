@@ -19,7 +19,7 @@ const bindAddr = "127.0.0.1"
 // reads, PORT, BIND_ADDR and GOLB_WORKER_ID, plus the app settings for the
 // built-in worker, whose argv is in WorkerCommand.
 func (a *Agent) specFor(w *state.Worker) drivers.WorkerSpec {
-	gs := a.groups[w.Group]
+	gs := a.spec(w.Group)
 	env := map[string]string{
 		"PORT":           strconv.Itoa(w.Port),
 		"BIND_ADDR":      bindAddr,
@@ -225,7 +225,7 @@ func (a *Agent) workerExited(ctx context.Context, id, group string, status state
 	// The backoff first: the status change below wakes the reconciler,
 	// which must already see it.
 	a.recordCrash(group, time.Since(w.StartedAt), res.String())
-	for _, b := range a.byGroup[group] {
+	for _, b := range a.balancersOf(group) {
 		b.MarkDown(id)
 	}
 	a.store.UpdateWorker(id, func(w *state.Worker) { w.Status, w.Exit = status, &res })

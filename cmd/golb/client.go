@@ -101,6 +101,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		note := ""
 		if g.Failing {
 			note = g.Reason
+		} else if g.RolloutStopped != "" {
+			note = g.RolloutStopped
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", g.Name, g.Driver, g.Desired, g.Running, g.Healthy, note)
 	}
@@ -125,6 +127,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	tw.Flush()
 	fmt.Fprintln(stdout)
 	fmt.Fprintln(stdout, statsStoreLine(store))
+	if line := reloadLine(*admin); line != "" {
+		fmt.Fprintln(stdout, line)
+	}
 	return exitOK
 }
 

@@ -4,7 +4,7 @@
 //
 // Each verb is in the file named after it: run.go, validate.go, drivers.go,
 // driver.go (the hidden `golb driver NAME`, and the registry of built-in
-// drivers), worker.go; client.go holds the admin API clients status, scale
+// drivers), worker.go, reload.go (also SIGHUP's handler); client.go holds the admin API clients status, scale
 // and stats (`drivers --admin` is one too, in drivers.go); flags.go the flag
 // handling they share.
 package main
@@ -29,12 +29,13 @@ Usage:
   golb validate FILE             check a config; exit 1 on any error
   golb status [--json]           groups and workers of the running agent
   golb scale GROUP N             set a group's desired worker count
+  golb reload                    re-read the agent's config file and apply the difference live (= SIGHUP)
   golb stats [--json]            per-worker request stats (--json: the seed's JSON)
   golb drivers [--json] [FILE]   each driver found, its version, and whether its runtime is reachable
   golb drivers --admin [ADDR]    the running agent's driver plugins: pid, restarts, why one last died
   golb version                   print the version
 
-Client verbs (status, scale, stats, drivers --admin) talk to the admin API at --admin ADDR
+Client verbs (status, scale, reload, stats, drivers --admin) talk to the admin API at --admin ADDR
 (default $GOLB_ADMIN, else 127.0.0.1:5040).
 
 Exit codes: 0 ok, 1 failure, 2 bad usage.
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(rest, stdout, stderr)
 	case "status":
 		return cmdStatus(rest, stdout, stderr)
+	case "reload":
+		return cmdReload(rest, stdout, stderr)
 	case "scale":
 		return cmdScale(rest, stdout, stderr)
 	case "stats":

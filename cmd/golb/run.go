@@ -17,12 +17,13 @@ import (
 )
 
 // stopSignals make `golb run` drain, stop its workers, flush stats and exit
-// 0; a second one exits at once.
-var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+// 0; a second one exits at once. SIGHUP reloads the config instead
+// (reload.go).
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 
 // cmdRun is `golb run`: the agent in the foreground, until a stop signal.
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", stderr, "Usage: golb run [-v] [FILE]\n\nRuns the agent in the foreground. Without FILE, the embedded default:\n3 process workers from port 6000 behind 2 listeners from 5050.\nCtrl-C, SIGTERM or SIGHUP drains, stops the workers, flushes stats and exits 0.\nA second signal exits at once and leaves the workers for the next run to adopt.")
+	fs := newFlags("run", stderr, "Usage: golb run [-v] [FILE]\n\nRuns the agent in the foreground. Without FILE, the embedded default:\n3 process workers from port 6000 behind 2 listeners from 5050.\nCtrl-C or SIGTERM drains, stops the workers, flushes stats and exits 0.\nA second signal exits at once and leaves the workers for the next run to adopt.\nSIGHUP re-reads FILE and applies the difference live, as `golb reload` does.")
 	verbose := fs.Bool("v", false, "verbose logs (driver plugins' debug output)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -37,6 +38,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// without a clean shutdown.
 	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	logger := newLogger(stderr, *verbose)
 	slog.SetDefault(logger)
 	cfg, files, ok := loadConfig(fs.Arg(0), stderr)
@@ -81,6 +85,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		logger.Warn("second signal: exiting now; the workers keep running and the next golb run adopts them")
 		os.Exit(130)
 	}()
+	go reloadOnHUP(ctx, agent, hup, logger)
 	if err := agent.Run(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {
 			return exitOK

@@ -45,6 +45,11 @@ type Group struct {
 	// Reason is why, worded for `golb status`: "crash-looping: LAST EXIT"
 	// or "waiting for DRIVER: ERROR". Empty while not Failing.
 	Reason string
+	// RolloutStopped is why the group's last rollover stopped with its old
+	// workers serving (a replacement not healthy within the update
+	// block's healthy_deadline, or one that failed): core/rollout.go. It
+	// is cleared by the next change of the group's settings.
+	RolloutStopped string
 }
 
 // Worker is the actual state of one worker.
@@ -224,6 +229,17 @@ func (s *Store) UpdateDriver(name string, fn func(d *Driver) error) error {
 	d.UpdatedAt = time.Now().UTC()
 	if err := txn.Insert(tableDrivers, &d); err != nil {
 		return fmt.Errorf("writing driver %s: %w", name, err)
+	}
+	txn.Commit()
+	return nil
+}
+
+// DeleteGroup removes a group (a reload removed it and its workers are gone).
+func (s *Store) DeleteGroup(name string) error {
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	if _, err := txn.DeleteAll(tableGroups, "id", name); err != nil {
+		return fmt.Errorf("deleting group %s: %w", name, err)
 	}
 	txn.Commit()
 	return nil

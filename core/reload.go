@@ -1,0 +1,293 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/golb/golb/balancer"
+	"github.com/golb/golb/core/config"
+	"github.com/golb/golb/core/state"
+	"github.com/golb/golb/core/stats"
+)
+
+// A reload re-reads the file golb was started with and applies the
+// difference live, as Caddy does: the new config is validated whole (the
+// checks of `golb validate`, driver config blocks included) and diffed
+// against the running one into a plan (reload_plan.go); a change that cannot
+// apply live refuses the whole reload with its reason; only then is anything
+// changed. Groups converge through the reconciler (a changed shape rolls
+// over: rollout.go), balancers change in place (balancer.Update).
+
+// ReloadError is a reload that changed nothing: the file is invalid (Diags,
+// with Files to print them with their source) or it asks for changes that
+// cannot apply live (Refused, one reason each).
+type ReloadError struct {
+	Diags   hcl.Diagnostics
+	Files   map[string]*hcl.File
+	Refused []string
+}
+
+func (e *ReloadError) Error() string {
+	if len(e.Refused) > 0 {
+		return "reload refused, nothing changed: " + strings.Join(e.Refused, "; ")
+	}
+	return "reload refused, nothing changed: the config has errors: " + e.Diags.Error()
+}
+
+// Unwrap is ErrReloadRefused or ErrConfig.
+func (e *ReloadError) Unwrap() error {
+	if len(e.Refused) > 0 {
+		return ErrReloadRefused
+	}
+	return ErrConfig
+}
+
+// Reload applies the config file golb was started with, as it is now. It
+// returns the reload's event (also kept for `golb status`, logged and
+// counted in /metrics); its error is a *ReloadError when nothing changed
+// because of the file, or ErrNotRunning. A golb started without a file
+// keeps the embedded default and says so.
+func (a *Agent) Reload(ctx context.Context) (ReloadEvent, error) {
+	a.reloads.run.Lock()
+	defer a.reloads.run.Unlock()
+	if a.controlCtx == nil || a.controlCtx.Err() != nil {
+		return ReloadEvent{}, ErrNotRunning
+	}
+	old := a.config()
+	if old.Filename == config.DefaultFileName {
+		ev := a.reloads.add(ReloadUnchanged, "golb runs the embedded default (started without a file): there is no file to re-read; nothing changed")
+		a.logger.Info("reload: nothing to re-read", "summary", ev.Summary)
+		return ev, nil
+	}
+	cfg, files, diags := config.Load(old.Filename)
+	if !diags.HasErrors() {
+		var err error
+		if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot resolve data_dir", Detail: err.Error()})
+		}
+	}
+	var p *reloadPlan
+	if !diags.HasErrors() {
+		p, diags = a.plan(ctx, old, cfg)
+	}
+	if diags.HasErrors() {
+		ev := a.reloads.add(ReloadInvalid, fmt.Sprintf("%s has errors: %s", old.Filename, firstError(diags)))
+		for _, d := range diags {
+			if d.Severity == hcl.DiagError {
+				a.logger.Error("reload refused: the config has an error; nothing changed", "error", firstError(hcl.Diagnostics{d}), "hint", d.Detail)
+			}
+		}
+		return ev, &ReloadError{Diags: diags, Files: files}
+	}
+	if len(p.refused) > 0 {
+		ev := a.reloads.add(ReloadRefused, strings.Join(p.refused, "; "))
+		a.logger.Error("reload refused: changes that cannot apply live; nothing changed", "reasons", ev.Summary)
+		return ev, &ReloadError{Refused: p.refused}
+	}
+	if len(p.changes) == 0 {
+		ev := a.reloads.add(ReloadUnchanged, "no change")
+		a.logger.Info("reload: the config is unchanged")
+		return ev, nil
+	}
+	if err := a.apply(ctx, p); err != nil {
+		ev := a.reloads.add(ReloadRefused, err.Error())
+		a.logger.Error("reload refused; nothing changed", "err", err)
+		return ev, &ReloadError{Refused: []string{err.Error()}}
+	}
+	ev := a.reloads.add(ReloadApplied, strings.Join(p.changes, "; "))
+	a.logger.Info("reload applied", "changes", ev.Summary)
+	return ev, nil
+}
+
+// firstError is the first error diagnostic, positioned, on one line.
+func firstError(diags hcl.Diagnostics) string {
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			if d.Subject != nil {
+				return fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, d.Summary)
+			}
+			return d.Summary
+		}
+	}
+	return ""
+}
+
+// apply carries out a plan. What can fail (binding listeners) comes first;
+// if it fails, what it did is undone and the error returned. Then the fleet
+// is swapped and the groups' desired state written, which the reconciler
+// and the balancer feeds act on.
+func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
+	statsHandler := stats.Handler(a.agg)
+	var started []*balancer.Balancer
+	undo := func() {
+		for _, b := range started {
+			_ = b.Shutdown(context.Background())
+		}
+	}
+	newByName := map[string]*balancer.Balancer{}
+	for _, bc := range p.addBalancers {
+		g := p.cfg.Group(bc.Group)
+		bcfg := balancerConfig(bc, g)
+		bcfg.Local = map[string]http.Handler{"/worker/stats": statsHandler}
+		bcfg.Logger = a.logger
+		bcfg.Hold = a.holdConfig(g)
+		b, err := balancer.New(bcfg)
+		if err == nil {
+			// Its pool first: it serves as soon as its checks pass.
+			b.SetBackends(a.poolOf(bc.Group))
+			err = b.Start(ctx)
+		}
+		if err != nil {
+			undo()
+			return fmt.Errorf("starting balancer %q: %w", bc.Name, err)
+		}
+		started = append(started, b)
+		newByName[bc.Name] = b
+	}
+	var updated []*balancer.Balancer
+	for _, u := range p.updateBalancers {
+		if err := u.b.Update(ctx, u.cfg); err != nil {
+			for _, b := range updated {
+				_ = b.Update(context.Background(), p.oldBalancerCfg[b])
+			}
+			undo()
+			return err
+		}
+		updated = append(updated, u.b)
+	}
+
+	// The new fleet: every balancer the new config has, each under its group.
+	var bs []*balancer.Balancer
+	byGroup := map[string][]*balancer.Balancer{}
+	for _, bc := range p.cfg.Balancers {
+		b := newByName[bc.Name]
+		if b == nil {
+			b = p.kept[bc.Name]
+		}
+		bs = append(bs, b)
+		byGroup[bc.Group] = append(byGroup[bc.Group], b)
+	}
+	a.swapFleet(p.cfg, p.groups, bs, byGroup)
+
+	for _, b := range started {
+		if a.metrics != nil {
+			if err := a.metrics.Register(b.Collector()); err != nil {
+				a.logger.Warn("registering the metrics of a new balancer", "balancer", b.Name(), "err", err)
+			}
+		}
+		a.agg.AddSource(b.Name(), balancerSource(b))
+		a.goWork(a.trafficCtx, a.feedBalancer(b))
+	}
+	for _, b := range p.removeBalancers {
+		a.goWork(a.trafficCtx, func(context.Context) {
+			// Its listeners close now; requests in flight finish within
+			// its drain_timeout.
+			if err := b.Shutdown(context.Background()); err != nil {
+				a.logger.Warn("removed balancer's drain cut short", "balancer", b.Name(), "err", err)
+			}
+			a.logger.Info("removed balancer closed", "balancer", b.Name())
+			if a.metrics != nil {
+				a.metrics.Unregister(b.Collector())
+			}
+		})
+	}
+	for _, g := range p.addGroups {
+		if err := a.store.UpsertGroup(&state.Group{Name: g.Name, Driver: g.Driver, Desired: g.InitialCount(), Min: 0, Max: 1000}); err != nil {
+			a.logger.Error("reload: recording a new group", "group", g.Name, "err", err)
+		}
+	}
+	for name, n := range p.counts {
+		_ = a.store.UpdateGroup(name, func(g *state.Group) error { g.Desired = n; return nil })
+	}
+	for _, name := range p.rollovers {
+		driver := p.cfg.Group(name).Driver
+		_ = a.store.UpdateGroup(name, func(g *state.Group) error { g.Driver = driver; return nil })
+		n, err := a.beginRollout(name)
+		if err != nil {
+			a.logger.Error("reload: starting a rollover", "group", name, "err", err)
+			continue
+		}
+		max, deadline := a.rolloutSettings(name)
+		a.logger.Info("rollover begins: replacements start, old workers serve until they are healthy",
+			"group", name, "outdated", n, "max_parallel", max, "healthy_deadline", deadline)
+	}
+	for _, name := range p.removeGroups {
+		_ = a.store.UpdateGroup(name, func(g *state.Group) error { g.Desired, g.Min, g.Max = 0, 0, 0; return nil })
+		a.goWork(a.controlCtx, func(ctx context.Context) { a.forgetGroup(ctx, name) })
+	}
+	return nil
+}
+
+// poolOf is group's running workers, as the feeds give them to a balancer.
+func (a *Agent) poolOf(group string) []balancer.Backend {
+	ws, _ := a.store.WorkersByGroup(nil, group)
+	var pool []balancer.Backend
+	for _, w := range ws {
+		if w.Status == state.StatusRunning && w.Address != "" {
+			pool = append(pool, balancer.Backend{ID: w.ID, Address: w.Address})
+		}
+	}
+	return pool
+}
+
+// forgetGroup drops a group a reload removed once its workers are gone
+// (drained and stopped by the reconciler), unless a later reload brought it
+// back.
+func (a *Agent) forgetGroup(ctx context.Context, name string) {
+	for ctx.Err() == nil {
+		ws := memdb.NewWatchSet()
+		workers, err := a.store.WorkersByGroup(ws, name)
+		if err == nil && len(workers) == 0 {
+			break
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = ws.WatchCtx(wctx)
+		cancel()
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	a.reloads.run.Lock()
+	defer a.reloads.run.Unlock()
+	if a.config().Group(name) != nil {
+		return // back in the config
+	}
+	a.fleetMu.Lock()
+	groups := make(map[string]*groupSpec, len(a.groups))
+	for k, v := range a.groups {
+		if k != name {
+			groups[k] = v
+		}
+	}
+	a.groups = groups
+	a.fleetMu.Unlock()
+	if err := a.store.DeleteGroup(name); err != nil {
+		a.logger.Warn("forgetting a removed group", "group", name, "err", err)
+		return
+	}
+	a.logger.Info("removed group's workers are stopped; group forgotten", "group", name)
+}
+
+// errorsAsReload reports whether err is a *ReloadError, and returns it.
+func errorsAsReload(err error) (*ReloadError, bool) {
+	var re *ReloadError
+	ok := errors.As(err, &re)
+	return re, ok
+}
+
+// sameStrings reports whether two lists hold the same strings in any order.
+func sameStrings(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}

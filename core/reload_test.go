@@ -1,0 +1,420 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golb/golb/core/config"
+	"github.com/golb/golb/core/state"
+	"github.com/golb/golb/internal/testutil"
+)
+
+// reloadPorts finds n free consecutive ports in 29000-29999, the reload
+// tests' part of core's range.
+func reloadPorts(t testing.TB, n int) int { return testutil.PortRange(t, 29000, 30000, n) }
+
+// reloadFile is a config file on disk that a test rewrites between reloads.
+type reloadFile struct {
+	t    *testing.T
+	path string
+}
+
+func newReloadFile(t *testing.T, src string) *reloadFile {
+	f := &reloadFile{t: t, path: filepath.Join(t.TempDir(), "golb.hcl")}
+	f.write(src)
+	return f
+}
+
+func (f *reloadFile) write(src string) {
+	f.t.Helper()
+	if err := os.WriteFile(f.path, []byte(src), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// load parses the file as `golb run FILE` does.
+func (f *reloadFile) load() *config.Config {
+	f.t.Helper()
+	cfg, _, diags := config.Load(f.path)
+	if diags.HasErrors() {
+		f.t.Fatalf("config does not parse: %s", diags.Error())
+	}
+	return cfg
+}
+
+// reload writes src and reloads, failing the test unless it applied.
+func (ta *testAgent) reload(t *testing.T, f *reloadFile, src string) ReloadEvent {
+	t.Helper()
+	f.write(src)
+	start := time.Now()
+	ev, err := ta.Reload(context.Background())
+	if err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if ev.Result != ReloadApplied {
+		t.Fatalf("Reload: %s: %s", ev.Result, ev.Summary)
+	}
+	t.Logf("reload applied in %v: %s", time.Since(start).Round(time.Millisecond), ev.Summary)
+	return ev
+}
+
+// load is an in-test load generator: GETs at a steady rate over keep-alive
+// connections, counting answers by worker id and every failure.
+type load struct {
+	mu     sync.Mutex
+	byID   map[string]int
+	errs   []string
+	ok     atomic.Int64
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	client *http.Client
+}
+
+// startLoad sends rps requests a second to each of urls in turn.
+func startLoad(urls []string, rps int) *load {
+	l := &load{byID: map[string]int{}, stop: make(chan struct{}),
+		client: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	tick := time.NewTicker(time.Second / time.Duration(rps))
+	l.wg.Go(func() {
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+			}
+			url := urls[i%len(urls)]
+			l.wg.Go(func() { l.one(url) })
+		}
+	})
+	return l
+}
+
+func (l *load) one(url string) {
+	resp, err := l.client.Get(url)
+	if err != nil {
+		l.fail(err.Error())
+		return
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var msg struct{ Message string }
+	if err != nil || resp.StatusCode != 200 || json.Unmarshal(body, &msg) != nil {
+		l.fail(fmt.Sprintf("%s: %d %s %v", url, resp.StatusCode, strings.TrimSpace(string(body)), err))
+		return
+	}
+	l.ok.Add(1)
+	l.mu.Lock()
+	l.byID[strings.TrimPrefix(msg.Message, "hello from container: ")]++
+	l.mu.Unlock()
+}
+
+func (l *load) fail(s string) {
+	l.mu.Lock()
+	l.errs = append(l.errs, s)
+	l.mu.Unlock()
+}
+
+// finish stops the load and returns the errors.
+func (l *load) finish() []string {
+	close(l.stop)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.errs
+}
+
+// ids are the worker ids that answered so far, with their counts.
+func (l *load) ids() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]int, len(l.byID))
+	for k, v := range l.byID {
+		out[k] = v
+	}
+	return out
+}
+
+// reloadConfig is a test config: group g (count, avg delay, update block)
+// and balancers. Its health checks are lenient: on a busy 2-core machine
+// under -race, a 100 ms timeout failed checks of healthy workers.
+func reloadConfig(dir, g string, count, port int, delay, update, balancers string) string {
+	return header(dir, "") + fmt.Sprintf(`
+group %q {
+  driver = "process"
+  count  = %d
+  port   = %d
+  stop_timeout = "5s"
+  app {
+    avg_delay    = %q
+    failure_rate = 0
+  }
+  health_check {
+    interval = "400ms"
+    timeout  = "300ms"
+    fall     = 3
+  }
+  %s
+}
+`, g, count, port, delay, update) + balancers
+}
+
+func balancerHCL(name, group string, port, listeners int, policy string) string {
+	return fmt.Sprintf(`
+balancer %q {
+  group     = %q
+  port      = %d
+  listeners = %d
+  policy    = %q
+  drain_timeout = "5s"
+}
+`, name, group, port, listeners, policy)
+}
+
+func running(ws []*state.Worker, group string) []*state.Worker {
+	return inGroup(ws, group, state.StatusRunning)
+}
+
+// TestReloadUnderLoadDropsNothing: under a steady 200 requests a second
+// through the balancer, reloads that scale a group 3 → 5 → 2, change the
+// policy, add a second balancer on new ports, take a balancer's listeners
+// 2 → 1 and roll the whole group over (new avg_delay and failure_rate) all
+// apply without one failed request; the rollover's answers come from new
+// worker ids.
+func TestReloadUnderLoadDropsNothing(t *testing.T) {
+	g := uniq("rl")
+	killProcs(t, g)
+	dir := t.TempDir()
+	port, lb, lb2 := reloadPorts(t, 12), reloadPorts(t, 2), reloadPorts(t, 1)
+	web := func(listeners int, policy string) string { return balancerHCL("web", g, lb, listeners, policy) }
+	f := newReloadFile(t, reloadConfig(dir, g, 3, port, "2ms", "", web(2, "round_robin")))
+	ta := startAgent(t, f.load())
+	ta.waitWorkers(t, 60*time.Second, "3 workers", func(ws []*state.Worker) bool { return len(running(ws, g)) == 3 })
+	waitServing(t, ta, g, 3)
+
+	// Both listeners of web, then web2 too once it exists.
+	urls := []string{fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lb), fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lb+1)}
+	l := startLoad(urls[:1], 200)
+	start := time.Now()
+
+	ta.reload(t, f, reloadConfig(dir, g, 5, port, "2ms", "", web(2, "round_robin")))
+	ta.waitWorkers(t, 60*time.Second, "5 workers", func(ws []*state.Worker) bool { return len(running(ws, g)) == 5 })
+	ta.reload(t, f, reloadConfig(dir, g, 2, port, "2ms", "", web(2, "round_robin")))
+	ta.waitWorkers(t, 60*time.Second, "2 workers", func(ws []*state.Worker) bool { return len(inGroup(ws, g, state.StatusRunning)) == 2 && len(ws) == 2 })
+	ta.reload(t, f, reloadConfig(dir, g, 2, port, "2ms", "", web(2, "least_requests")))
+	if got := ta.balancersOf(g)[0].Config().Policy; got != "least_requests" {
+		t.Fatalf("policy after reload = %s", got)
+	}
+	both := web(2, "least_requests") + balancerHCL("web2", g, lb2, 1, "p2c")
+	ta.reload(t, f, reloadConfig(dir, g, 2, port, "2ms", "", both))
+	url2 := fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lb2)
+	waitOK(t, url2)
+	l2 := startLoad([]string{url2}, 50)
+
+	// 2 → 1 listeners with requests in flight on the one that closes.
+	inflight := startLoad(urls[1:], 50)
+	time.Sleep(300 * time.Millisecond)
+	ta.reload(t, f, reloadConfig(dir, g, 2, port, "2ms", "", web(1, "least_requests")+balancerHCL("web2", g, lb2, 1, "p2c")))
+	errs2 := inflight.finish()
+	if _, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", lb+1), time.Second); err == nil {
+		t.Errorf("listener %d still accepts after 2 → 1", lb+1)
+	}
+
+	// The whole group rolls over: new settings, new worker ids.
+	before := ids(running(allWorkers(ta), g))
+	ta.reload(t, f, reloadConfig(dir, g, 2, port, "3ms", "", web(1, "least_requests")+balancerHCL("web2", g, lb2, 1, "p2c")))
+	ta.waitWorkers(t, 90*time.Second, "the rollover", func(ws []*state.Worker) bool {
+		rs := running(ws, g)
+		if len(ws) != 2 || len(rs) != 2 {
+			return false
+		}
+		for _, w := range rs {
+			if before[w.ID] || w.Outdated {
+				return false
+			}
+		}
+		return true
+	})
+	seenBefore := l.ids()
+	waitServing(t, ta, g, 2)
+	time.Sleep(500 * time.Millisecond)
+	newAnswers := 0
+	for id, n := range l.ids() {
+		if !before[id] {
+			newAnswers += n - seenBefore[id]
+		}
+	}
+	errs := append(l.finish(), l2.finish()...)
+	errs = append(errs, errs2...)
+	t.Logf("%d requests answered in %v over 6 reloads, %d failed; %d answered by the rolled-over workers after the rollover",
+		l.ok.Load()+l2.ok.Load()+inflight.ok.Load(), time.Since(start).Round(time.Millisecond), len(errs), newAnswers)
+	for i, e := range errs {
+		if i < 10 {
+			t.Errorf("failed request: %s", e)
+		}
+	}
+	if newAnswers == 0 {
+		t.Errorf("no answer from the new workers after the rollover")
+	}
+	if inflight.ok.Load() == 0 {
+		t.Errorf("no request was served on the listener that closed")
+	}
+	st := ta.ReloadStatus()
+	if st.Last == nil || st.Last.Result != ReloadApplied || !strings.Contains(st.Last.Summary, "rolls over (avg_delay 2ms → 3ms)") {
+		t.Errorf("last reload = %+v", st.Last)
+	}
+}
+
+// waitServing waits until n workers of group are healthy in its balancers.
+func waitServing(t *testing.T, ta *testAgent, group string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		ws := running(allWorkers(ta), group)
+		serving := ta.servingIn(group)
+		c := 0
+		for _, w := range ws {
+			if serving(w.ID) {
+				c++
+			}
+		}
+		if c >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("fewer than %d workers of %s serving after 60s", n, group)
+}
+
+// waitOK waits until url answers 200.
+func waitOK(t *testing.T, url string) {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < 60*time.Second {
+		if resp, err := httpc.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				t.Logf("%s answers 200 after %v", url, time.Since(start).Round(time.Millisecond))
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer 200 within 60s", url)
+}
+
+func allWorkers(ta *testAgent) []*state.Worker {
+	ws, _ := ta.Store().Workers(nil)
+	return ws
+}
+
+// TestReloadInvalidFileChangesNothing: a reload to a file with an error
+// returns its positioned diagnostic and leaves the same workers (same
+// pids) and the same listeners.
+func TestReloadInvalidFileChangesNothing(t *testing.T) {
+	g := uniq("ri")
+	killProcs(t, g)
+	dir := t.TempDir()
+	port, lb := reloadPorts(t, 4), reloadPorts(t, 1)
+	src := reloadConfig(dir, g, 2, port, "1ms", "", balancerHCL("web", g, lb, 1, "round_robin"))
+	f := newReloadFile(t, src)
+	ta := startAgent(t, f.load())
+	ta.waitWorkers(t, 60*time.Second, "2 workers", func(ws []*state.Worker) bool { return len(running(ws, g)) == 2 })
+	pids := workerProcs(g)
+
+	bad := strings.Replace(src, "count  = 2", "count  = 4\n  bogus = 1", 1)
+	f.write(bad)
+	ev, err := ta.Reload(context.Background())
+	var re *ReloadError
+	if !errors.As(err, &re) || !errors.Is(err, ErrConfig) || len(re.Diags) == 0 {
+		t.Fatalf("Reload of an invalid file: %v, want a ReloadError with diagnostics", err)
+	}
+	d := re.Diags[0]
+	t.Logf("diagnostic: %s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, d.Summary)
+	wantLine := strings.Count(bad[:strings.Index(bad, "bogus")], "\n") + 1
+	if d.Subject.Filename != f.path || d.Subject.Start.Line != wantLine {
+		t.Errorf("diagnostic at %s:%d, want %s:%d", d.Subject.Filename, d.Subject.Start.Line, f.path, wantLine)
+	}
+	if ev.Result != ReloadInvalid {
+		t.Errorf("event = %+v", ev)
+	}
+	time.Sleep(time.Second) // what a wrongly applied reload would have started
+	if got := workerProcs(g); fmt.Sprint(values(got)) != fmt.Sprint(values(pids)) || len(got) != 2 {
+		t.Errorf("workers changed: %v, want %v", got, pids)
+	}
+	for pid := range pids {
+		if !alive(pid) {
+			t.Errorf("worker pid %d gone", pid)
+		}
+	}
+	if g := ta.group(t, g); g.Desired != 2 {
+		t.Errorf("desired = %d after an invalid reload", g.Desired)
+	}
+	if addrs := ta.allBalancers()[0].Addrs(); len(addrs) != 1 || !strings.HasSuffix(addrs[0], fmt.Sprint(lb)) {
+		t.Errorf("listeners = %v", addrs)
+	}
+}
+
+// TestReloadRefusesWhatCannotApplyLive: a new data_dir, stats sink or admin
+// address refuses the whole reload with the reason; the count change in
+// the same file is not applied either.
+func TestReloadRefusesWhatCannotApplyLive(t *testing.T) {
+	g := uniq("rr")
+	killProcs(t, g)
+	dir := t.TempDir()
+	port := reloadPorts(t, 4)
+	f := newReloadFile(t, reloadConfig(dir, g, 1, port, "1ms", "", ""))
+	ta := startAgent(t, f.load())
+	ta.waitWorkers(t, 60*time.Second, "1 worker", func(ws []*state.Worker) bool { return len(running(ws, g)) == 1 })
+	for _, tc := range []struct{ what, src, want string }{
+		{"data_dir", strings.Replace(reloadConfig(dir, g, 2, port, "1ms", "", ""), "data_dir = \""+dir, "data_dir = \""+dir+"/other", 1), "data_dir"},
+		{"stats", strings.Replace(reloadConfig(dir, g, 2, port, "1ms", "", ""), "flush_interval = \"100ms\"", "flush_interval = \"200ms\"", 1), "stats block"},
+		{"admin", strings.Replace(reloadConfig(dir, g, 2, port, "1ms", "", ""), `admin { address = "" }`, `admin { address = "127.0.0.1:29999" }`, 1), "admin address"},
+	} {
+		f.write(tc.src)
+		ev, err := ta.Reload(context.Background())
+		var re *ReloadError
+		if !errors.As(err, &re) || !errors.Is(err, ErrReloadRefused) {
+			t.Fatalf("%s: Reload = %v, want refused", tc.what, err)
+		}
+		t.Logf("%s: %s", tc.what, ev.Summary)
+		if ev.Result != ReloadRefused || !strings.Contains(ev.Summary, tc.want) {
+			t.Errorf("%s: event %+v, want a reason naming %q", tc.what, ev, tc.want)
+		}
+		if d := ta.group(t, g).Desired; d != 1 {
+			t.Errorf("%s: desired = %d: the count change of a refused reload was applied", tc.what, d)
+		}
+	}
+}
+
+// TestReloadWithoutFileKeepsTheDefault: golb started on the embedded default
+// has no file to re-read, and says so.
+func TestReloadWithoutFileKeepsTheDefault(t *testing.T) {
+	cfg := parseConfig(t, reloadConfig(t.TempDir(), "d", 1, 29000, "1ms", "", ""))
+	cfg.Filename = config.DefaultFileName
+	a, err := New(cfg, Options{Self: []string{os.Args[0]}, Builtins: testBuiltins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.Reload(context.Background()); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Reload before Run: %v, want ErrNotRunning", err)
+	}
+	a.controlCtx = context.Background() // as Run sets it
+	ev, err := a.Reload(context.Background())
+	if err != nil || ev.Result != ReloadUnchanged || !strings.Contains(ev.Summary, "embedded default") {
+		t.Fatalf("Reload = %+v, %v", ev, err)
+	}
+}

@@ -1,0 +1,136 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/golb/golb/core/state"
+)
+
+// A rollover replaces the workers of a group whose shape changed (on a
+// reload, or on a restart with a changed file: the same code). Its old
+// workers are marked Outdated and serve on; rollOut (reconcile.go) stops one
+// each time a replacement is healthy in every balancer of the group. This
+// file bounds it as Nomad's update block does: at most max_parallel
+// replacements are starting at once, so the group's healthy count never drops
+// below count − max_parallel; and a replacement that is not healthy within
+// healthy_deadline, or that fails, stops the rollover: the old workers keep
+// serving, and the group says why (state.Group.RolloutStopped) until its
+// settings change again.
+
+// rolloutSettings are a group's max_parallel and healthy_deadline.
+func (a *Agent) rolloutSettings(group string) (maxParallel int, deadline time.Duration) {
+	maxParallel, deadline = 1, 60*time.Second
+	if gs := a.spec(group); gs != nil && gs.cfg.Update != nil {
+		maxParallel, deadline = *gs.cfg.Update.MaxParallel, gs.cfg.Update.HealthyDeadlineDur
+	}
+	return maxParallel, deadline
+}
+
+// boundRollout returns g with Desired lowered so that reconcileCount starts
+// no more replacements than max_parallel allows beside those starting
+// already (live workers not yet healthy everywhere), and none once the
+// rollover stopped. It never lowers Desired below the live count: the bound
+// only holds back starts, it never stops a worker.
+func (a *Agent) boundRollout(g *state.Group, live []*state.Worker) *state.Group {
+	if len(live) >= g.Desired {
+		return g
+	}
+	cp := *g
+	if g.RolloutStopped != "" {
+		cp.Desired = len(live)
+		return &cp
+	}
+	maxParallel, _ := a.rolloutSettings(g.Name)
+	serving := a.servingIn(g.Name)
+	starting := 0
+	for _, w := range live {
+		if w.Status != state.StatusRunning || !serving(w.ID) {
+			starting++
+		}
+	}
+	room := max(maxParallel-starting, 0)
+	cp.Desired = min(g.Desired, len(live)+room)
+	return &cp
+}
+
+// checkRollout stops a rollover whose replacement failed (a crash or a
+// failed start since the rollover began) or is not healthy within the
+// group's healthy_deadline.
+func (a *Agent) checkRollout(ctx context.Context, g *state.Group, live []*state.Worker, serving func(string) bool) {
+	if g.RolloutStopped != "" {
+		return
+	}
+	_, deadline := a.rolloutSettings(g.Name)
+	a.mu.Lock()
+	crashed := ""
+	if cl := a.crashes[g.Name]; cl != nil && cl.streak > 0 {
+		crashed = fmt.Sprintf("a replacement failed (%d in a row)", cl.streak)
+	}
+	a.mu.Unlock()
+	var late []*state.Worker
+	for _, w := range live {
+		if (w.Status != state.StatusRunning || !serving(w.ID)) && time.Since(w.StartedAt) > deadline {
+			late = append(late, w)
+		}
+	}
+	reason := crashed
+	if len(late) > 0 {
+		reason = fmt.Sprintf("replacement %s not healthy within healthy_deadline %v", late[0].ID, deadline)
+	}
+	if reason == "" {
+		return
+	}
+	a.stopRollout(ctx, g.Name, reason, live, serving)
+}
+
+// stopRollout marks group's rollover stopped for reason, and stops its
+// replacements that are not serving: the old workers carry the traffic.
+func (a *Agent) stopRollout(ctx context.Context, group, reason string, live []*state.Worker, serving func(string) bool) {
+	note := "rollout stopped: " + reason + "; the old workers keep serving"
+	_ = a.store.UpdateGroup(group, func(g *state.Group) error {
+		g.RolloutStopped = note
+		return nil
+	})
+	a.logger.Error("rollout stopped; the workers with the old settings keep serving", "group", group, "reason", reason)
+	a.reloads.event(group, note)
+	for _, w := range live {
+		if w.Status == state.StatusRunning && serving(w.ID) {
+			continue
+		}
+		if w.Status != state.StatusRunning {
+			continue // still starting: startWorker removes it once it finds it no longer pending
+		}
+		if ok, _ := a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status = state.StatusDraining }); !ok {
+			continue
+		}
+		a.goWork(ctx, func(ctx context.Context) { a.stopWorker(ctx, w.ID, true) })
+	}
+}
+
+// beginRollout marks group's workers outdated (they serve until replaced)
+// and forgets its crash streak and stopped rollover, so that the new
+// settings get a fresh start. Workers already outdated stay so.
+func (a *Agent) beginRollout(group string) (int, error) {
+	a.mu.Lock()
+	delete(a.crashes, group)
+	a.mu.Unlock()
+	ws, err := a.store.WorkersByGroup(nil, group)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, w := range ws {
+		if w.Status.Live() && !w.Outdated {
+			if ok, _ := a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Outdated = true }); ok {
+				n++
+			}
+		}
+	}
+	err = a.store.UpdateGroup(group, func(g *state.Group) error {
+		g.RolloutStopped, g.Failing, g.Reason = "", false, ""
+		return nil
+	})
+	return n, err
+}
