@@ -164,19 +164,19 @@ func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 	}
 
 	want := wantStable
-	reason := fmt.Sprintf("stable %s %.2f over %s / target %g = %d", metric, stableVal, s.StableWindow, target, wantStable)
+	reason := fmt.Sprintf("stable %s %.3g over %s / target %g = %d", metric, stableVal, s.StableWindow, target, wantStable)
 	if a.panicking {
 		d.Mode = ModePanic
 		if wantPanic > want {
 			want = wantPanic
-			reason = fmt.Sprintf("panic %s %.2f over %s / target %g = %d", metric, panicVal, s.PanicWindow, target, wantPanic)
+			reason = fmt.Sprintf("panic %s %.3g over %s / target %g = %d", metric, panicVal, s.PanicWindow, target, wantPanic)
 		}
 		// In panic the newest samples count too: a step is followed in
 		// seconds, not once it fills the window. Panic never scales down,
 		// so a peak costs at most one stable window of extra workers.
 		if wantRecent := int(math.Ceil(recentVal / target)); wantRecent > want {
 			want = wantRecent
-			reason = fmt.Sprintf("panic %s %.2f over the last %s / target %g = %d", metric, recentVal, a.recent, target, wantRecent)
+			reason = fmt.Sprintf("panic %s %.3g over the last %s / target %g = %d", metric, recentVal, a.recent, target, wantRecent)
 		}
 		if breach {
 			reason += fmt.Sprintf(" (panic: %d >= %g x %d ready)", wantPanic, s.PanicThreshold, ready)
