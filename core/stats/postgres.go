@@ -1,3 +1,5 @@
+//go:build !nopostgres
+
 package stats
 
 import (
@@ -25,9 +27,13 @@ const (
 	MaxSharedWorkers = 100_000
 	// maxWorkerID is the longest worker id or instance name accepted from the table.
 	maxWorkerID = 512
-	// MaxInstance is the longest stats.instance.
-	MaxInstance = 256
 )
+
+// The postgres sink is built in unless golb is built with -tags nopostgres (for a
+// worker binary without the PostgreSQL driver: see nopostgres.go).
+func init() {
+	registry.open["postgres"] = func(ctx context.Context, s Settings) (Sink, error) { return OpenPostgres(ctx, s) }
+}
 
 // DefaultConnectTimeout bounds connecting when the DSN sets no connect_timeout.
 const DefaultConnectTimeout = 5 * time.Second
@@ -124,19 +130,6 @@ func connectPostgres(ctx context.Context, s Settings) (*PostgresSink, error) {
 		return nil, p.wrap("opening stats database", err)
 	}
 	return p, nil
-}
-
-// CheckInstance reports whether name can name an agent's rows.
-func CheckInstance(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty stats instance: set stats.instance, or leave it out for the host name and data_dir")
-	case len(name) > MaxInstance:
-		return fmt.Errorf("stats instance is %d bytes long: give at most %d", len(name), MaxInstance)
-	case !utf8.ValidString(name) || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return errors.New("stats instance has control characters or invalid UTF-8: use printable text")
-	}
-	return nil
 }
 
 // dsnError is a parse error of the DSN without the DSN itself (pgx redacts the

@@ -2,11 +2,13 @@ package stats
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Totals are the absolute, cumulative counts of one worker across golb restarts.
@@ -87,6 +89,22 @@ type Settings struct {
 	Instance string
 }
 
+// MaxInstance is the longest stats.instance.
+const MaxInstance = 256
+
+// CheckInstance reports whether name can name an agent's rows.
+func CheckInstance(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty stats instance: set stats.instance, or leave it out for the host name and data_dir")
+	case len(name) > MaxInstance:
+		return fmt.Errorf("stats instance is %d bytes long: give at most %d", len(name), MaxInstance)
+	case !utf8.ValidString(name) || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return errors.New("stats instance has control characters or invalid UTF-8: use printable text")
+	}
+	return nil
+}
+
 // OpenFunc opens one kind of sink with the given settings; ctx bounds the opening
 // (connecting, migrating), not the sink's life.
 type OpenFunc func(ctx context.Context, s Settings) (Sink, error)
@@ -95,8 +113,7 @@ var registry = struct {
 	sync.RWMutex
 	open map[string]OpenFunc
 }{open: map[string]OpenFunc{
-	"sqlite":   func(_ context.Context, s Settings) (Sink, error) { return OpenSQLite(s.Path) },
-	"postgres": func(ctx context.Context, s Settings) (Sink, error) { return OpenPostgres(ctx, s) },
+	"sqlite": func(_ context.Context, s Settings) (Sink, error) { return OpenSQLite(s.Path) },
 }}
 
 // Register makes a sink available to Open under name. Like database/sql.Register, it
