@@ -107,8 +107,8 @@ type StatsStoreView struct {
 // many requests are not stored yet.
 func (a *Agent) StatsStore() StatsStoreView {
 	var v StatsStoreView
-	if a.cfg != nil && a.cfg.Stats != nil {
-		v.Sink = a.cfg.Stats.Sink
+	if cfg := a.config(); cfg != nil && cfg.Stats != nil {
+		v.Sink = cfg.Stats.Sink
 	}
 	if a.agg == nil {
 		v.State = "not open"
@@ -247,7 +247,7 @@ type health struct {
 
 func (a *Agent) health() map[string]*health {
 	out := map[string]*health{}
-	for _, b := range a.balancers {
+	for _, b := range a.allBalancers() {
 		for _, s := range b.Stats() {
 			h := out[s.ID]
 			if h == nil {
@@ -301,7 +301,7 @@ func (a *Agent) WorkerViews() []WorkerView {
 			if !v.Healthy {
 				v.HealthError = h.healthErr
 			}
-		} else if len(a.byGroup[w.Group]) == 0 {
+		} else if len(a.balancersOf(w.Group)) == 0 {
 			// No balancer checks this group's workers: running is all
 			// golb knows, and all it needs.
 			v.Healthy = w.Status == state.StatusRunning

@@ -95,7 +95,7 @@ func (a *Agent) holdConfig(g *config.Group) balancer.Hold {
 // autoscaleLoop runs a feeder for each group with a scale block.
 func (a *Agent) autoscaleLoop(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, g := range a.cfg.Groups {
+	for _, g := range a.config().Groups {
 		if gs := a.autoscalers.scaler(g); gs != nil {
 			wg.Go(func() { a.feedAutoscaler(ctx, gs) })
 		}

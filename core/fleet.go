@@ -68,3 +68,11 @@ func (a *Agent) swapFleet(cfg *config.Config, groups map[string]*groupSpec, bs [
 	close(a.fleetGen)
 	a.fleetGen = make(chan struct{})
 }
+
+// fleetBalancers returns every balancer and the balancers by group, from
+// one fleet.
+func (a *Agent) fleetBalancers() ([]*balancer.Balancer, map[string][]*balancer.Balancer) {
+	a.fleetMu.RLock()
+	defer a.fleetMu.RUnlock()
+	return a.balancers, a.byGroup
+}

@@ -274,11 +274,18 @@ func shapeChanges(og, g *config.Group, os, ns *groupSpec) []string {
 	if og.Port != g.Port {
 		out = append(out, fmt.Sprintf("port %d → %d", og.Port, g.Port))
 	}
-	if os.env["GOLB_AVG_DELAY"] != ns.env["GOLB_AVG_DELAY"] {
-		out = append(out, fmt.Sprintf("avg_delay %s → %s", og.App.AvgDelayDur, g.App.AvgDelayDur))
-	}
-	if os.env["GOLB_FAILURE_RATE"] != ns.env["GOLB_FAILURE_RATE"] {
-		out = append(out, fmt.Sprintf("failure_rate %v → %v", *og.App.FailureRate, *g.App.FailureRate))
+	switch {
+	case og.RunsBuiltinWorker() && !g.RunsBuiltinWorker():
+		out = append(out, "the built-in worker → its own program")
+	case !og.RunsBuiltinWorker() && g.RunsBuiltinWorker():
+		out = append(out, "its own program → the built-in worker")
+	default:
+		if os.env["GOLB_AVG_DELAY"] != ns.env["GOLB_AVG_DELAY"] {
+			out = append(out, fmt.Sprintf("avg_delay %s → %s", og.App.AvgDelayDur, g.App.AvgDelayDur))
+		}
+		if os.env["GOLB_FAILURE_RATE"] != ns.env["GOLB_FAILURE_RATE"] {
+			out = append(out, fmt.Sprintf("failure_rate %v → %v", *og.App.FailureRate, *g.App.FailureRate))
+		}
 	}
 	if !bytes.Equal(os.config, ns.config) {
 		out = append(out, "config block")

@@ -418,3 +418,142 @@ func TestReloadWithoutFileKeepsTheDefault(t *testing.T) {
 		t.Fatalf("Reload = %+v, %v", ev, err)
 	}
 }
+
+// TestRolloutBoundedByMaxParallel: a group of 4 with max_parallel 2 rolls
+// over with at most 2 replacements starting at once, and never fewer than
+// 4 − 2 workers serving.
+func TestRolloutBoundedByMaxParallel(t *testing.T) {
+	g := uniq("rp")
+	killProcs(t, g)
+	dir := t.TempDir()
+	port, lb := reloadPorts(t, 12), reloadPorts(t, 1)
+	update := `update {
+    max_parallel     = 2
+    healthy_deadline = "60s"
+  }`
+	web := balancerHCL("web", g, lb, 1, "round_robin")
+	f := newReloadFile(t, reloadConfig(dir, g, 4, port, "1ms", update, web))
+	ta := startAgent(t, f.load())
+	ta.waitWorkers(t, 60*time.Second, "4 workers", func(ws []*state.Worker) bool { return len(running(ws, g)) == 4 })
+	waitServing(t, ta, g, 4)
+	before := ids(running(allWorkers(ta), g))
+
+	ta.reload(t, f, reloadConfig(dir, g, 4, port, "2ms", update, web))
+	maxStarting, minServing := 0, 4
+	start := time.Now()
+	for time.Since(start) < 90*time.Second {
+		ws := allWorkers(ta)
+		serving := ta.servingIn(g)
+		starting, servingN, fresh := 0, 0, 0
+		for _, w := range ws {
+			if w.Group != g || !w.Status.Live() {
+				continue
+			}
+			if w.Status == state.StatusRunning && serving(w.ID) {
+				servingN++
+			}
+			if !before[w.ID] {
+				fresh++
+				if w.Status != state.StatusRunning || !serving(w.ID) {
+					starting++
+				}
+			}
+		}
+		maxStarting, minServing = max(maxStarting, starting), min(minServing, servingN)
+		if fresh == 4 && servingN == 4 && len(ws) == 4 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("rollover of 4 with max_parallel 2 took %v: at most %d replacements starting at once, at least %d workers serving",
+		time.Since(start).Round(time.Millisecond), maxStarting, minServing)
+	if maxStarting > 2 {
+		t.Errorf("%d replacements starting at once, want at most max_parallel 2", maxStarting)
+	}
+	if maxStarting == 0 {
+		t.Errorf("no replacement seen starting")
+	}
+	if minServing < 2 {
+		t.Errorf("only %d workers serving during the rollover, want at least count − max_parallel = 2", minServing)
+	}
+	for _, w := range allWorkers(ta) {
+		if before[w.ID] || w.Outdated {
+			t.Errorf("left after the rollover: %s", describe([]*state.Worker{w}))
+		}
+	}
+}
+
+// TestRolloutStopsAtHealthyDeadline: replacements that never pass their
+// health check (a program that runs but serves nothing) stop the rollover
+// at healthy_deadline, after max_parallel attempts; the old workers keep
+// serving every request, and the group and the events say why.
+func TestRolloutStopsAtHealthyDeadline(t *testing.T) {
+	testRolloutStops(t, `config { command = ["sleep", "600"] }`, "not healthy within healthy_deadline")
+}
+
+// TestRolloutStopsWhenReplacementsExit: replacements whose command exits at
+// once stop the rollover at their first failure; the old workers keep
+// serving every request.
+func TestRolloutStopsWhenReplacementsExit(t *testing.T) {
+	testRolloutStops(t, `config { command = ["false"] }`, "a replacement failed")
+}
+
+func testRolloutStops(t *testing.T, broken, want string) {
+	g := uniq("rs")
+	killProcs(t, g)
+	dir := t.TempDir()
+	port, lb := reloadPorts(t, 8), reloadPorts(t, 1)
+	update := `update {
+    max_parallel     = 1
+    healthy_deadline = "3s"
+  }`
+	web := balancerHCL("web", g, lb, 1, "round_robin")
+	f := newReloadFile(t, reloadConfig(dir, g, 2, port, "1ms", update, web))
+	ta := startAgent(t, f.load())
+	ta.waitWorkers(t, 60*time.Second, "2 workers", func(ws []*state.Worker) bool { return len(running(ws, g)) == 2 })
+	waitServing(t, ta, g, 2)
+	pids := workerProcs(g)
+	l := startLoad([]string{fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lb)}, 100)
+
+	src := strings.Replace(reloadConfig(dir, g, 2, port, "1ms", update+"\n  "+broken, web), "  app {\n    avg_delay    = \"1ms\"\n    failure_rate = 0\n  }\n", "", 1)
+	start := time.Now()
+	ta.reload(t, f, src)
+	sg := ta.waitGroup(t, g, 90*time.Second, "the rollover stopped", func(g *state.Group) bool { return g.RolloutStopped != "" })
+	took := time.Since(start)
+	time.Sleep(time.Second) // nothing more may start
+	errs := l.finish()
+	t.Logf("rollover stopped after %v: %s; %d requests served meanwhile, %d failed", took.Round(time.Millisecond), sg.RolloutStopped, l.ok.Load(), len(errs))
+	if !strings.Contains(sg.RolloutStopped, want) {
+		t.Errorf("RolloutStopped = %q, want %q", sg.RolloutStopped, want)
+	}
+	for i, e := range errs {
+		if i < 10 {
+			t.Errorf("failed request: %s", e)
+		}
+	}
+	for pid, id := range pids {
+		if !alive(pid) {
+			t.Errorf("old worker %s (pid %d) stopped", id, pid)
+		}
+	}
+	ws := allWorkers(ta)
+	if fresh := len(ws) - len(running(ws, g)); len(running(ws, g)) != 2 || fresh != 0 {
+		t.Errorf("workers after the stopped rollover: %s", describe(ws))
+	}
+	var note string
+	for _, v := range ta.GroupViews() {
+		if v.Name == g {
+			note = v.RolloutStopped
+		}
+	}
+	if note == "" {
+		t.Errorf("golb status shows no stopped rollout")
+	}
+	found := false
+	for _, ev := range ta.ReloadStatus().Events {
+		found = found || ev.Result == RolloutStopped && ev.Group == g
+	}
+	if !found {
+		t.Errorf("no rollout_stopped event: %+v", ta.ReloadStatus().Events)
+	}
+}

@@ -90,7 +90,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		})
 	})
 	spawn(&statsWG, statsCtx, a.agg.Run)
-	for _, bs := range a.byGroup {
+	_, byGroup := a.fleetBalancers()
+	for _, bs := range byGroup {
 		for _, b := range bs {
 			spawn(&trafficWG, trafficCtx, a.feedBalancer(b))
 		}
@@ -104,7 +105,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	spawn(&controlWG, controlCtx, a.reconcileLoop)
 	spawn(&controlWG, controlCtx, a.autoscaleLoop)
-	a.logger.Info("golb running", "groups", len(a.cfg.Groups), "balancers", len(a.balancers), "admin", a.cfg.AdminAddress())
+	cfg := a.config()
+	a.logger.Info("golb running", "groups", len(cfg.Groups), "balancers", len(a.allBalancers()), "admin", cfg.AdminAddress())
 
 	<-ctx.Done()
 	a.logger.Info("shutting down: draining balancers, stopping workers")

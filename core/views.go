@@ -28,7 +28,7 @@ func (v dashViews) State(ws memdb.WatchSet) admin.State {
 		Groups:    make([]admin.Group, 0, len(gs)),
 		Workers:   make([]admin.Worker, 0, len(ws2)),
 		Drivers:   make([]admin.Driver, 0, len(ds)),
-		Balancers: make([]admin.Balancer, 0, len(a.balancers)),
+		Balancers: make([]admin.Balancer, 0, len(a.allBalancers())),
 	}
 	for _, g := range gs {
 		st.Groups = append(st.Groups, admin.Group{Name: g.Name, Driver: g.Driver, Desired: g.Desired, Min: g.Min, Max: g.Max, Failing: g.Failing, Reason: g.Reason, Scale: a.scaleView(g.Name)})
@@ -42,10 +42,10 @@ func (v dashViews) State(ws memdb.WatchSet) admin.State {
 			if !h.healthy {
 				row.HealthError = h.healthErr
 			}
-		} else if len(a.byGroup[w.Group]) == 0 {
+		} else if len(a.balancersOf(w.Group)) == 0 {
 			row.Healthy = w.Status == state.StatusRunning
 		}
-		for _, b := range a.byGroup[w.Group] {
+		for _, b := range a.balancersOf(w.Group) {
 			row.Ejected = row.Ejected || b.Ejected(w.ID)
 		}
 		t := ts[w.ID]
@@ -59,12 +59,13 @@ func (v dashViews) State(ws memdb.WatchSet) admin.State {
 		st.Drivers = append(st.Drivers, admin.Driver{Name: d.Name, Version: d.Info.Version, Reachable: d.Fingerprint.Healthy, Detail: oneLine(d.Fingerprint.Detail, maxDetail), Running: d.Running, PID: d.PluginPID, Restarts: d.Restarts, Error: d.Error})
 	}
 	groupOf := map[*balancer.Balancer]string{}
-	for g, bs := range a.byGroup {
+	all, byGroup := a.fleetBalancers()
+	for g, bs := range byGroup {
 		for _, b := range bs {
 			groupOf[b] = g
 		}
 	}
-	for _, b := range a.balancers {
+	for _, b := range all {
 		st.Balancers = append(st.Balancers, balancerView(b, groupOf[b]))
 	}
 	return st
