@@ -67,20 +67,8 @@ func TestStatusShowsStatsStoreState(t *testing.T) {
 			`"error":"writing stats to golb@db:5432/golbstats: database unreachable: dial error","failed_writes":3,"unflushed_requests":99}`,
 			"stats: database unreachable since 2026-12-01T20:41:07Z, 99 requests kept in memory and retried: writing stats to golb@db:5432/golbstats: database unreachable: dial error"},
 	} {
-		admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			switch r.URL.Path {
-			case "/v1/groups", "/v1/workers":
-				_, _ = w.Write([]byte(`[]`))
-			case "/v1/stats/store":
-				_, _ = w.Write([]byte(tc.store))
-			default:
-				http.NotFound(w, r)
-			}
-		}))
 		var out, errOut bytes.Buffer
-		code := cmdStatus([]string{"--admin", strings.TrimPrefix(admin.URL, "http://")}, &out, &errOut)
-		admin.Close()
+		code := cmdStatus([]string{"--admin", fakeAdmin(t, map[string]string{"/v1/stats/store": tc.store})}, &out, &errOut)
 		if code != exitOK {
 			t.Fatalf("golb status exit %d: %s", code, errOut.String())
 		}
@@ -106,20 +94,8 @@ func TestStatsMarksEachWorkersAgent(t *testing.T) {
 			[]string{"AGENT", "web-1:/srv/.golb", "web-2:/srv/.golb"}},
 		{`[{"id":"a-1","total":1},{"id":"b-1","total":2}]`, nil},
 	} {
-		admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			switch r.URL.Path {
-			case "/v1/stats":
-				_, _ = w.Write([]byte(seed))
-			case "/v1/stats/workers":
-				_, _ = w.Write([]byte(tc.workers))
-			default:
-				http.NotFound(w, r)
-			}
-		}))
 		var out, errOut bytes.Buffer
-		code := cmdStats([]string{"--admin", strings.TrimPrefix(admin.URL, "http://")}, &out, &errOut)
-		admin.Close()
+		code := cmdStats([]string{"--admin", fakeAdmin(t, map[string]string{"/v1/stats": seed, "/v1/stats/workers": tc.workers})}, &out, &errOut)
 		if code != exitOK {
 			t.Fatalf("golb stats exit %d: %s", code, errOut.String())
 		}
@@ -135,4 +111,25 @@ func TestStatsMarksEachWorkersAgent(t *testing.T) {
 			t.Errorf("golb stats printed %d lines, want a header, 2 workers and the total:\n%s", len(lines), out.String())
 		}
 	}
+}
+
+// fakeAdmin serves bodies[path] as JSON (`[]` for /v1/groups and /v1/workers
+// unless given), 404 for any other path, until t ends; it returns the address
+// for --admin.
+func fakeAdmin(t *testing.T, bodies map[string]string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := bodies[r.URL.Path]
+		if !ok && (r.URL.Path == "/v1/groups" || r.URL.Path == "/v1/workers") {
+			body, ok = `[]`, true
+		}
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
 }
