@@ -669,24 +669,53 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	}
 }
 
-// TestSIGHUPShutsDownCleanly: SIGHUP (a closed terminal) killed golb at once,
-// with no drain, no stats flush and the workers left behind. It now shuts
-// down like SIGTERM.
-func TestSIGHUPShutsDownCleanly(t *testing.T) {
+// TestSIGHUPReloadsAndSIGTERMStops: SIGHUP (a closed terminal) once killed
+// golb at once, with no drain, no stats flush and the workers left behind;
+// then it shut down like SIGTERM. It now reloads the config, as nginx's
+// does: golb keeps running with the same workers, and SIGTERM still shuts
+// it down cleanly.
+func TestSIGHUPReloadsAndSIGTERMStops(t *testing.T) {
 	dir := t.TempDir()
 	pt := newPorts(t)
 	p := golb(t, dir, pt.adminAddr(), "run", writeConfig(t, dir, pt, 2, ""))
 	p.waitHealthy(2, 20*time.Second)
+	before := workerPIDs(t, dir)
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, 30*time.Second, "the reload logged", func() bool { return strings.Contains(p.out.String(), "reload: the config is unchanged") })
+	select {
+	case <-p.done:
+		t.Fatalf("golb exited after SIGHUP:\n%s", p.out.String())
+	default:
+	}
+	if got := workerPIDs(t, dir); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("workers changed by a SIGHUP with an unchanged file: %v, want %v", got, before)
+	}
+	// An invalid file: its diagnostic is logged at ERROR, with its position.
+	path := filepath.Join(dir, "golb.hcl")
+	mustWrite(t, path, mustRead(t, path)+"\nbogus = 1\n")
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the refused reload logged at ERROR", func() bool {
+		for _, l := range strings.Split(p.out.String(), "\n") {
+			if strings.Contains(l, "ERROR") && strings.Contains(l, "reload refused") && strings.Contains(l, "golb.hcl:") {
+				return true
+			}
+		}
+		return false
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	if code := p.wait(60 * time.Second); code != 0 {
-		t.Fatalf("exit %d after SIGHUP, want 0:\n%s", code, p.out.String())
+		t.Fatalf("exit %d after SIGTERM, want 0:\n%s", code, p.out.String())
 	}
 	if !strings.Contains(p.out.String(), "golb stopped") {
 		t.Errorf("no clean shutdown logged:\n%s", p.out.String())
 	}
 	if left := workerPIDs(t, dir); len(left) != 0 {
-		t.Fatalf("worker processes left after SIGHUP: %v", left)
+		t.Fatalf("worker processes left after SIGTERM: %v", left)
 	}
 }

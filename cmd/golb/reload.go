@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/golb/golb/core"
@@ -42,11 +43,12 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+*admin+"/v1/reload", nil)
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+*admin+"/v1/reload", strings.NewReader("{}"))
 	if err != nil {
 		fmt.Fprintln(stderr, "golb:", err)
 		return exitError
 	}
+	req.Header.Set("Content-Type", "application/json") // the admin API's guard against cross-site posts
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "golb: cannot reach the golb agent at %s (is `golb run` running? use --admin or GOLB_ADMIN): %v\n", *admin, err)
