@@ -150,6 +150,10 @@ type Config struct {
 	// negative.
 	DrainTimeout time.Duration
 
+	// watchAfter, when set, replaces the const watchAfter (forward.go):
+	// tests make the first watch deadline pass before a request is sent.
+	watchAfter time.Duration
+
 	// Hold holds requests while no worker is a candidate (hold.go).
 	// Default: off, such a request is answered 503 at once.
 	Hold Hold

@@ -50,7 +50,8 @@ const maxInlineBody = 16 << 10
 
 // watchAfter is how long a worker may take to answer before golb first
 // checks that its client is still there (so that the attempt of a client
-// that gave up is abandoned, not waited for).
+// that gave up is abandoned, not waited for). Config.watchAfter overrides
+// it in tests.
 const watchAfter = 20 * time.Millisecond
 
 // handle serves the request whose head is in c.head and reports whether
@@ -331,6 +332,9 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 	now := time.Now()
 	deadline := now.Add(b.conf().ResponseHeaderTimeout)
 	every := watchAfter
+	if w := b.conf().watchAfter; w > 0 {
+		every = w
+	}
 	next := now.Add(every)
 	if next.After(deadline) {
 		next = deadline
@@ -351,13 +355,21 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 		// request before, 0.53 after (the rest were the client's).
 		n, aerr := ask(uc.io, req)
 		switch {
-		case n == len(req) && (aerr == nil || isTimeout(aerr)):
-			err, waited = aerr, true
-		case aerr != nil:
+		case aerr == nil && n == len(req):
+			waited = true // the answer is there
+		case aerr != nil && !isTimeout(aerr):
 			return aerr
-		default: // the socket was full: the rest the usual way
-			if _, err := uc.io.Write(req[n:]); err != nil {
-				return err
+		default:
+			// The socket was full, or the first watch deadline passed
+			// before all was sent (a busy machine may pause this
+			// goroutine that long): the rest the usual way, then wait.
+			if n < len(req) {
+				if _, err := uc.io.Write(req[n:]); err != nil {
+					return err
+				}
+			}
+			if aerr != nil {
+				err, waited = aerr, true
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -114,5 +115,29 @@ func TestAskSendsInPartWhenTheSocketIsFull(t *testing.T) {
 	nc.CloseWrite()
 	if got := <-done; got != int64(len(big)) {
 		t.Fatalf("peer got %d bytes, want %d", got, len(big))
+	}
+}
+
+// Regression: a request whose first watch deadline (20 ms after it is
+// due to go out) passed before it was sent, as when a busy machine pauses
+// its goroutine, was answered 504 and charged to the worker, which never
+// saw it. It must be sent and waited for like any other.
+func TestRequestSentAfterItsWatchDeadlinePassed(t *testing.T) {
+	w := newWorker(t, "w1", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		time.Sleep(5 * time.Millisecond)
+		_, _ = io.WriteString(rw, "late ok")
+	}))
+	cfg := testConfig()
+	cfg.watchAfter = time.Nanosecond // passed by the time the request goes out
+	b := startBalancer(t, cfg, w)
+	c := testClient()
+	const n = 20
+	for i := 0; i < n; i++ {
+		if code, body := get(t, c, baseURL(b)+"/x"); code != 200 || body != "late ok" {
+			t.Fatalf("request %d: %d %q, want 200 \"late ok\"", i, code, body)
+		}
+	}
+	if s := statsOf(t, b, "w1"); s.Success != n || s.Failed != 0 {
+		t.Fatalf("stats: %d succeeded, %d failed; want %d, 0", s.Success, s.Failed, n)
 	}
 }

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"github.com/golb/golb/core"
 	"github.com/golb/golb/core/admin"
 	"github.com/golb/golb/internal/testutil"
+	"github.com/golb/golb/internal/testutil/browsertest"
 )
 
 // The dashboard tests use ports 17000-18999: a sub-range of cmd/golb's
@@ -90,85 +89,6 @@ stats { path = "stats.db" }
 	return path
 }
 
-// chromium returns the browser's path, or skips (fails under
-// GOLB_REQUIRE=chromium) when there is none.
-func chromium(t testing.TB) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if testutil.Required("chromium") {
-		t.Fatal("GOLB_REQUIRE names chromium, but no chromium is on PATH (apt-get install chromium)")
-	}
-	t.Skip("no chromium on PATH (set GOLB_REQUIRE=chromium to fail instead)")
-	return ""
-}
-
-// browser is one headless Chromium page and what its console said.
-type browser struct {
-	ctx  context.Context
-	mu   sync.Mutex
-	errs []string
-}
-
-func newBrowser(t testing.TB) *browser {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium(t)), chromedp.WindowSize(1440, 1600))
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	b := &browser{ctx: ctx}
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		t.Fatalf("starting chromium: %v", err)
-	}
-	msgs := chromedp.Console(ctx)
-	go func() {
-		for m, err := range msgs {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				b.mu.Lock()
-				b.errs = append(b.errs, m.String())
-				b.mu.Unlock()
-			}
-		}
-	}()
-	return b
-}
-
-func (b *browser) consoleErrors() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]string(nil), b.errs...)
-}
-
-// eval evaluates a JavaScript expression in the page.
-func eval[T any](t testing.TB, b *browser, expr string) T {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("evaluating %s: %v", expr, err)
-	}
-	return v
-}
-
-func (b *browser) do(t testing.TB, actions ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		t.Fatalf("browser: %v", err)
-	}
-}
-
 // load sends GET /api/v1/hello to url at about rps requests a second until
 // ctx ends, and counts the answers.
 func load(ctx context.Context, url string, rps int) *atomic.Int64 {
@@ -204,19 +124,13 @@ func load(ctx context.Context, url string, rps int) *atomic.Int64 {
 // rowsJS lists the worker table's rows as "id status group".
 const rowsJS = `[...document.querySelectorAll('#workers tbody tr')].map(r => r.dataset.id + ' ' + r.children[4].textContent + ' ' + r.children[1].textContent)`
 
-// waitPage polls a JavaScript condition until it is true.
-func waitPage(t testing.TB, b *browser, timeout time.Duration, what, cond string) time.Duration {
-	t.Helper()
-	return eventually(t, timeout, what+" on the page", func() bool { return eval[bool](t, b, "!!("+cond+")") })
-}
-
 // TestDashboard drives the page in headless Chromium against a golb under
 // load: the workers listed, the requests chart growing, a SIGKILLed worker
 // gone and replaced, the scale control and the drain button working, a
 // worker's HTML shown as text, no console error; it saves a screenshot
 // (to docs/dashboard.png with GOLB_UPDATE_SCREENSHOT=1).
 func TestDashboard(t *testing.T) {
-	b := newBrowser(t)
+	b := browsertest.New(t)
 	dir := t.TempDir()
 	pt := dashPorts(t)
 	p := golb(t, dir, pt.adminAddr(), "run", dashConfig(t, dir, pt))
@@ -227,8 +141,8 @@ func TestDashboard(t *testing.T) {
 	load(ctx, "http://127.0.0.1:"+strconv.Itoa(pt.lb+1), 40) // about 2.4 in flight: 3 workers wanted
 
 	base := "http://" + pt.adminAddr()
-	b.do(t, chromedp.Navigate(base+"/"))
-	waitPage(t, b, 20*time.Second, "the stream connected", `document.getElementById('conn').textContent === 'live'`)
+	b.Do(chromedp.Navigate(base + "/"))
+	b.Wait(20*time.Second, "the stream connected", `document.getElementById('conn').textContent === 'live'`)
 
 	// Every worker is listed.
 	ids := map[string]bool{}
@@ -237,8 +151,8 @@ func TestDashboard(t *testing.T) {
 			ids[w.ID] = true
 		}
 	}
-	waitPage(t, b, 10*time.Second, "the 3 hello workers running", helloHealthyJS+` === 3`)
-	rows := strings.Join(eval[[]string](t, b, rowsJS), "\n")
+	b.Wait(10*time.Second, "the 3 hello workers running", helloHealthyJS+` === 3`)
+	rows := strings.Join(browsertest.Eval[[]string](b, rowsJS), "\n")
 	for id := range ids {
 		if !strings.Contains(rows, id+" running hello") {
 			t.Errorf("the worker table lacks %s running:\n%s", id, rows)
@@ -246,8 +160,8 @@ func TestDashboard(t *testing.T) {
 	}
 
 	// The requests chart's data grows under load.
-	before := eval[float64](t, b, `golbDashboard.requests('web')`)
-	waitPage(t, b, 20*time.Second, "the requests chart growing", fmt.Sprintf(`golbDashboard.requests('web') > %v + 50 && +document.querySelector('canvas.requests-chart').dataset.points > 3`, before))
+	before := browsertest.Eval[float64](b, `golbDashboard.requests('web')`)
+	b.Wait(20*time.Second, "the requests chart growing", fmt.Sprintf(`golbDashboard.requests('web') > %v + 50 && +document.querySelector('canvas.requests-chart').dataset.points > 3`, before))
 
 	// A SIGKILLed worker shows gone, and its replacement appears.
 	victim := healthyIn(p, "hello")[0]
@@ -255,29 +169,29 @@ func TestDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	waitPage(t, b, 30*time.Second, victim.ID+" gone", fmt.Sprintf(`[...document.querySelectorAll('#workers tbody tr')].some(r => r.dataset.id === %q && /^(gone|failed)$/.test(r.children[4].textContent))`, victim.ID))
+	b.Wait(30*time.Second, victim.ID+" gone", fmt.Sprintf(`[...document.querySelectorAll('#workers tbody tr')].some(r => r.dataset.id === %q && /^(gone|failed)$/.test(r.children[4].textContent))`, victim.ID))
 	gone := time.Since(killed)
-	waitPage(t, b, 30*time.Second, "a replacement", helloHealthyJS+` >= 3`)
+	b.Wait(30*time.Second, "a replacement", helloHealthyJS+` >= 3`)
 	t.Logf("dashboard: SIGKILLed worker shown gone after %v, its replacement healthy after %v", gone.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
-	waitPage(t, b, 10*time.Second, "the replaced event", fmt.Sprintf(`document.getElementById('events').textContent.includes(%q)`, "replaces "+victim.ID))
+	b.Wait(10*time.Second, "the replaced event", fmt.Sprintf(`document.getElementById('events').textContent.includes(%q)`, "replaces "+victim.ID))
 
 	// The scale control changes the running count.
 	card := `#groups [data-group="hello"] `
-	b.do(t, chromedp.SetValue(chromedp.CSS(card+"input"), "4"), chromedp.Click(chromedp.CSS(card+"button")))
-	waitPage(t, b, 60*time.Second, "4 hello workers running", `document.querySelector('`+card+`').dataset.running === '4'`)
+	b.Do(chromedp.SetValue(chromedp.CSS(card+"input"), "4"), chromedp.Click(chromedp.CSS(card+"button")))
+	b.Wait(60*time.Second, "4 hello workers running", `document.querySelector('`+card+`').dataset.running === '4'`)
 	waitHealthyIn(p, "hello", 4, 30*time.Second)
 
 	// The drain button drains a worker; its group replaces it.
 	drained := healthyIn(p, "hello")[0].ID
-	b.do(t, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#workers tr[data-id=%q] button.drain`, drained))))
-	waitPage(t, b, 30*time.Second, drained+" drained", fmt.Sprintf(`document.getElementById('events').textContent.includes(%q)`, drained+" draining"))
+	b.Do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#workers tr[data-id=%q] button.drain`, drained))))
+	b.Wait(30*time.Second, drained+" drained", fmt.Sprintf(`document.getElementById('events').textContent.includes(%q)`, drained+" draining"))
 
 	// The autoscaled group shows its mode and its last decision.
-	waitPage(t, b, 60*time.Second, "the autoscaler's decision", `/autoscaler: (stable|panic).*last decision .*: \d+ → \d+/.test(document.querySelector('#groups [data-group="auto"]').textContent)`)
+	b.Wait(60*time.Second, "the autoscaler's decision", `/autoscaler: (stable|panic).*last decision .*: \d+ → \d+/.test(document.querySelector('#groups [data-group="auto"]').textContent)`)
 
 	// The noisy worker's last words are text, not markup.
-	waitPage(t, b, 30*time.Second, "the noisy worker's last words", fmt.Sprintf(`document.body.textContent.includes(%q)`, xss))
-	if n := eval[int](t, b, `document.querySelectorAll('main img, main b').length`); n != 0 {
+	b.Wait(30*time.Second, "the noisy worker's last words", fmt.Sprintf(`document.body.textContent.includes(%q)`, xss))
+	if n := browsertest.Eval[int](b, `document.querySelectorAll('main img, main b').length`); n != 0 {
 		t.Errorf("the page made %d elements of a worker's output", n)
 	}
 
@@ -289,12 +203,8 @@ func TestDashboard(t *testing.T) {
 		load(ctx, "http://127.0.0.1:"+strconv.Itoa(pt.lb), 100)
 		time.Sleep(45 * time.Second)
 	}
-	shot, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	saveScreenshot(t, shot)
-	if errs := b.consoleErrors(); len(errs) > 0 {
+	saveScreenshot(t, b.Screenshot())
+	if errs := b.ConsoleErrors(); len(errs) > 0 {
 		t.Errorf("console errors:\n%s", strings.Join(errs, "\n"))
 	}
 	t.Logf("load: %d answers", sent.Load())
@@ -350,7 +260,7 @@ func TestDashboardCPU(t *testing.T) {
 	}
 	html, js, css := admin.PageWeight()
 	t.Logf("page weight: %d bytes (HTML %d, JS %d, CSS %d), uncompressed", html+js+css, html, js, css)
-	b := newBrowser(t)
+	b := browsertest.New(t)
 	dir := t.TempDir()
 	pt := dashPorts(t)
 	p := golb(t, dir, pt.adminAddr(), "run", dashConfig(t, dir, pt))
@@ -364,11 +274,11 @@ func TestDashboardCPU(t *testing.T) {
 	pid := p.cmd.Process.Pid
 	var none, one []float64
 	for range 3 {
-		b.do(t, chromedp.Navigate("about:blank"))
+		b.Do(chromedp.Navigate("about:blank"))
 		time.Sleep(2 * time.Second)
 		none = append(none, cpuOver(t, pid, span))
-		b.do(t, chromedp.Navigate("http://"+pt.adminAddr()+"/"))
-		waitPage(t, b, 20*time.Second, "the stream connected", `document.getElementById('conn').textContent === 'live'`)
+		b.Do(chromedp.Navigate("http://" + pt.adminAddr() + "/"))
+		b.Wait(20*time.Second, "the stream connected", `document.getElementById('conn').textContent === 'live'`)
 		time.Sleep(2 * time.Second)
 		one = append(one, cpuOver(t, pid, span))
 	}
