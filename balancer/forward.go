@@ -401,7 +401,9 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 			_, err = uc.rd.Fill(max)
 		}
 		waited = false
-		for err != nil && isTimeout(err) && uc.rd.Len() == 0 {
+		for err != nil && isTimeout(err) {
+			// A watch deadline, or response_timeout: also with part of
+			// the head buffered (a worker may write its head in pieces).
 			now := time.Now()
 			if !now.Before(deadline) {
 				return err
@@ -409,12 +411,16 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 			if peerClosed(c.io) {
 				return errClientGone
 			}
-			uc.rd.Release()
 			every = min(2*every, time.Second)
 			if next = now.Add(every); next.After(deadline) {
 				next = deadline
 			}
 			_ = uc.nc.SetReadDeadline(next)
+			if uc.rd.Len() > 0 {
+				_, err = uc.rd.Fill(max)
+				continue
+			}
+			uc.rd.Release()
 			if err = waitReadable(uc.io); err == nil {
 				_, err = uc.rd.Fill(max)
 			}

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -139,5 +140,58 @@ func TestRequestSentAfterItsWatchDeadlinePassed(t *testing.T) {
 	}
 	if s := statsOf(t, b, "w1"); s.Success != n || s.Failed != 0 {
 		t.Fatalf("stats: %d succeeded, %d failed; want %d, 0", s.Success, s.Failed, n)
+	}
+}
+
+// Regression: a worker that wrote its response head in two pieces, more
+// than the first watch interval (20 ms) apart, got its client a 504 at
+// once and was charged a failure: the wait went on only while nothing of
+// the head was buffered.
+func TestResponseHeadInPiecesIsWaitedFor(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(nc net.Conn) {
+				defer nc.Close()
+				buf := make([]byte, 4096)
+				for {
+					if _, err := nc.Read(buf); err != nil {
+						return
+					}
+					_, _ = io.WriteString(nc, "HTTP/1.1 200 OK\r\n")
+					time.Sleep(300 * time.Millisecond)
+					_, _ = io.WriteString(nc, "Content-Length: 2\r\n\r\nok")
+				}
+			}(nc)
+		}
+	}()
+	cfg := testConfig()
+	cfg.Health.Interval = -1 // a raw backend: no health checks
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(context.Background())
+	b.SetBackends([]Backend{{ID: "pieces", Address: ln.Addr().String()}})
+	c := testClient()
+	for i := 0; i < 2; i++ {
+		start := time.Now()
+		if code, body := get(t, c, baseURL(b)+"/x"); code != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q after %v, want 200 \"ok\"", i, code, body, time.Since(start))
+		}
+	}
+	if s := statsOf(t, b, "pieces"); s.Success != 2 || s.Failed != 0 {
+		t.Fatalf("stats: %d succeeded, %d failed; want 2, 0", s.Success, s.Failed)
 	}
 }
