@@ -366,3 +366,31 @@ func TestRingKeepsTheLastPoints(t *testing.T) {
 		t.Fatalf("ring: %+v", got)
 	}
 }
+
+// TestHealthEvents: a balanced group's worker that fails its checks, is
+// ejected or recovers makes an event; a group no balancer checks makes none.
+func TestHealthEvents(t *testing.T) {
+	tr := newTracker(time.Minute)
+	st := fleet()
+	st.Groups = append(st.Groups, Group{Name: "solo", Driver: "process", Desired: 1})
+	st.Workers = append(st.Workers, Worker{ID: "solo-a", Group: "solo", Status: "running", Healthy: true})
+	now := time.Now()
+	tr.observe(st, now)
+	next := fleet()
+	next.Groups, next.Workers = st.Groups, append([]Worker(nil), st.Workers...)
+	next.Workers[0].Healthy, next.Workers[0].HealthError = false, "GET /healthz: 503"
+	next.Workers[1].Ejected = true
+	next.Workers[2].Healthy = false
+	var got []string
+	for _, e := range tr.observe(next, now.Add(time.Second)) {
+		got = append(got, e.Kind+": "+e.Text)
+	}
+	want := []string{"unhealthy: hello-a unhealthy: GET /healthz: 503", "ejected: hello-b ejected for failing requests"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	back := tr.observe(st, now.Add(2*time.Second))
+	if len(back) != 1 || back[0].Kind != "healthy" || back[0].Worker != "hello-a" {
+		t.Errorf("recovery events: %+v", back)
+	}
+}
