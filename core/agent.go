@@ -101,6 +101,9 @@ type Agent struct {
 	fleetGen chan struct{}
 	// reloads is the reload history (reload.go).
 	reloads reloadLog
+	// newSettings are the driver settings a reload's plan resolves group
+	// templates with (set on the plan's scratch agent only).
+	newSettings map[string][]byte
 	// metrics is the admin API's registry, nil without one: a reload
 	// registers the collectors of the balancers it adds.
 	metrics *prometheus.Registry

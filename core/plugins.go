@@ -422,11 +422,12 @@ func (m *pluginManager) restart(ctx context.Context, p *managedPlugin, hooks plu
 		return nil
 	}
 	retry := 50 * time.Millisecond
+	settings := p.currentSettings() // a reload may have changed them (driver_reload.go)
 	for attempt := 1; ; attempt++ {
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		in, err := m.launch(lctx, p.name)
 		if err == nil {
-			if err = m.configure(lctx, in.client, p.name, p.settings); err != nil {
+			if err = m.configure(lctx, in.client, p.name, settings); err != nil {
 				in.client.Kill()
 			}
 		}

@@ -181,9 +181,9 @@ func (a *Agent) prepareGroup(ctx context.Context, g *config.Group) hcl.Diagnosti
 		env["GOLB_FAILURE_RATE"] = strconv.FormatFloat(*g.App.FailureRate, 'g', -1, 64)
 	}
 	h := sha256.New()
-	var settings []byte
-	if p, _, err := a.plugins.managed(g.Driver); err == nil {
-		settings = p.settings
+	settings, ok := a.newSettings[g.Driver] // a reload's plan: driver_reload.go
+	if p, _, err := a.plugins.managed(g.Driver); err == nil && !ok {
+		settings = p.currentSettings()
 	}
 	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%s\x00%s\x00%s", g.Driver, settings, g.Port, raw, env["GOLB_AVG_DELAY"], env["GOLB_FAILURE_RATE"])
 	a.groups[g.Name] = &groupSpec{cfg: g, config: raw, env: env, hash: hex.EncodeToString(h.Sum(nil))[:12]}

@@ -177,6 +177,9 @@ func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 		byGroup[bc.Group] = append(byGroup[bc.Group], b)
 	}
 	a.swapFleet(p.cfg, p.groups, bs, byGroup)
+	for name, settings := range p.driverRestarts {
+		a.restartDriver(ctx, name, settings)
+	}
 
 	for _, b := range started {
 		if a.metrics != nil {

@@ -34,6 +34,10 @@ type reloadPlan struct {
 	oldBalancerCfg  map[*balancer.Balancer]balancer.Config // to undo an update
 	kept            map[string]*balancer.Balancer          // by name: running ones the new config keeps
 
+	// driverRestarts are the drivers whose settings changed, with the new
+	// settings: their plugins restart (driver_reload.go).
+	driverRestarts map[string][]byte
+
 	changes []string // one line each, for the event: "group hello: count 3 → 5"
 	refused []string // why the reload cannot apply live
 }
@@ -47,7 +51,7 @@ type balancerUpdate struct {
 // `golb validate` would report that need the driver plugins (a group's
 // config block against its driver's schema).
 func (a *Agent) plan(ctx context.Context, old, cfg *config.Config) (*reloadPlan, hcl.Diagnostics) {
-	p := &reloadPlan{cfg: cfg, groups: map[string]*groupSpec{}, counts: map[string]int{},
+	p := &reloadPlan{cfg: cfg, groups: map[string]*groupSpec{}, counts: map[string]int{}, driverRestarts: map[string][]byte{},
 		oldBalancerCfg: map[*balancer.Balancer]balancer.Config{}, kept: map[string]*balancer.Balancer{}}
 	refuse := func(format string, args ...any) { p.refused = append(p.refused, fmt.Sprintf(format, args...)) }
 	change := func(format string, args ...any) { p.changes = append(p.changes, fmt.Sprintf(format, args...)) }
@@ -82,14 +86,19 @@ func (a *Agent) plan(ctx context.Context, old, cfg *config.Config) (*reloadPlan,
 				return nil, diags
 			}
 		}
-		if !bytes.Equal(settings, mp.settings) {
-			refuse("driver %q: its settings changed; restarting a driver plugin live is not supported: restart golb", name)
+		if !bytes.Equal(settings, mp.currentSettings()) {
+			if err := a.checkDriverSettings(ctx, name, settings); err != nil {
+				return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: fmt.Sprintf("Driver %q rejected its settings", name), Detail: err.Error(),
+					Subject: blockRangeOf(cfg.DriverBlock(name).Body).Ptr()}}
+			}
+			p.driverRestarts[name] = settings
+			change("driver %s: settings changed; its plugin restarts and recovers its workers", name)
 		}
 	}
 
 	// Groups: resolve every template with the running plugins, as Prepare
 	// does (on a scratch agent: nothing of the running one changes).
-	scratch := &Agent{cfg: cfg, plugins: a.plugins, groups: map[string]*groupSpec{}, logger: a.logger}
+	scratch := &Agent{cfg: cfg, plugins: a.plugins, groups: map[string]*groupSpec{}, logger: a.logger, newSettings: p.driverRestarts}
 	var diags hcl.Diagnostics
 	for _, g := range cfg.Groups {
 		if !slices.Contains(p.refusedDrivers(), g.Driver) {

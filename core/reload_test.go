@@ -557,3 +557,58 @@ func testRolloutStops(t *testing.T, broken, want string) {
 		t.Errorf("no rollout_stopped event: %+v", ta.ReloadStatus().Events)
 	}
 }
+
+// TestReloadRestartsDriverWithNewSettings: a changed driver block restarts
+// the driver's plugin with the new settings (a new plugin pid); its workers
+// are recovered, as after a plugin crash, and then roll over (the settings
+// shape them), while every request is served.
+func TestReloadRestartsDriverWithNewSettings(t *testing.T) {
+	g := uniq("rd")
+	killProcs(t, g)
+	dir := t.TempDir()
+	port, lb := reloadPorts(t, 8), reloadPorts(t, 1)
+	web := balancerHCL("web", g, lb, 1, "round_robin")
+	f := newReloadFile(t, reloadConfig(dir, g, 2, port, "1ms", "", web))
+	ta := startAgent(t, f.load())
+	ta.waitWorkers(t, 60*time.Second, "2 workers", func(ws []*state.Worker) bool { return len(running(ws, g)) == 2 })
+	waitServing(t, ta, g, 2)
+	pidOf := func() int {
+		d, _ := ta.Store().Drivers(nil)
+		for _, d := range d {
+			if d.Name == "process" {
+				return d.PluginPID
+			}
+		}
+		return 0
+	}
+	before, old := pidOf(), ids(running(allWorkers(ta), g))
+	l := startLoad([]string{fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lb)}, 100)
+	block := fmt.Sprintf("\ndriver \"process\" {\n  worker_command = [%q, \"worker\"]\n}\n", os.Args[0])
+	ev := ta.reload(t, f, reloadConfig(dir, g, 2, port, "1ms", "", web)+block)
+	if !strings.Contains(ev.Summary, "driver process: settings changed") {
+		t.Errorf("summary %q does not name the driver", ev.Summary)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for pidOf() == before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // the record follows the restart
+	}
+	if after := pidOf(); after == before || after == 0 {
+		t.Errorf("plugin pid %d → %d: not restarted", before, after)
+	}
+	ta.waitWorkers(t, 90*time.Second, "the rollover", func(ws []*state.Worker) bool {
+		rs := running(ws, g)
+		return len(ws) == 2 && len(rs) == 2 && !old[rs[0].ID] && !old[rs[1].ID]
+	})
+	errs := l.finish()
+	t.Logf("plugin pid %d → %d; %d requests served across the restart and rollover, %d failed", before, pidOf(), l.ok.Load(), len(errs))
+	for i, e := range errs {
+		if i < 10 {
+			t.Errorf("failed request: %s", e)
+		}
+	}
+	for _, w := range allWorkers(ta) {
+		if w.Status == state.StatusLost {
+			t.Errorf("worker lost with the plugin restart: %s", describe([]*state.Worker{w}))
+		}
+	}
+}
