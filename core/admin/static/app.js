@@ -311,12 +311,20 @@
     e.hidden = !msg;
   }
 
+  // prune removes the cards of balancers or groups a reload took away.
+  function prune(cards, current) {
+    const names = new Set((current || []).map((x) => x.name));
+    for (const [name, c] of cards) if (!names.has(name)) { c.card.remove(); cards.delete(name); }
+  }
+
   function render() {
     const s = st.snapshot;
     if (!s) return;
     const p = st.points[st.points.length - 1];
     for (const b of s.balancers || []) renderBalancer(b, p);
     for (const g of s.groups || []) renderGroup(g);
+    prune(st.balancers, s.balancers);
+    prune(st.groups, s.groups);
     renderWorkers(s.workers || []);
     renderDrivers(s.drivers);
     setText($("clock"), clock(s.t));
