@@ -88,6 +88,19 @@ func (b *Balancer) pick(x *exchange) *backend {
 		}
 		return be
 	}
+	// Each pick found a worker being removed: SetBackends marks them before
+	// it publishes the pool without them. Any member left will do, rather
+	// than a 503 while healthy workers remain.
+	for _, be := range *b.pool.Load() {
+		if x.hasTried(be) {
+			continue
+		}
+		be.inflight.Add(1)
+		if !be.removed.Load() {
+			return be
+		}
+		be.release()
+	}
 	return nil
 }
 

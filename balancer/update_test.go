@@ -189,3 +189,30 @@ func TestUpdateListenersMove(t *testing.T) {
 		t.Fatal("the old port still accepts")
 	}
 }
+
+// TestPickFindsALiveWorkerWhileRemovedOnesArePublished: SetBackends marks
+// the workers it removes before it publishes the pool without them; a pick
+// in between could draw three removed workers in a row and answer 503
+// "no healthy workers" with a healthy one in the pool (seen as one failed
+// request in a reload's scale-down from 5 to 2 under load).
+func TestPickFindsALiveWorkerWhileRemovedOnesArePublished(t *testing.T) {
+	b, err := New(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pool []*backend
+	for i := range 4 {
+		be := newBackend("w"+strconv.Itoa(i), "127.0.0.1:1")
+		be.removed.Store(i < 3) // w3 alone stays
+		pool = append(pool, be)
+	}
+	b.pool.Store(&pool)
+	for i := range 8 {
+		x := &exchange{}
+		be := b.pick(x)
+		if be == nil || be.id != "w3" {
+			t.Fatalf("pick %d = %v, want w3", i, be)
+		}
+		be.release()
+	}
+}
