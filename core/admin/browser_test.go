@@ -2,6 +2,8 @@ package admin
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -57,5 +59,40 @@ func TestPageEscapesEverything(t *testing.T) {
 	}
 	if errs := b.ConsoleErrors(); len(errs) > 0 {
 		t.Errorf("console errors:\n%s", strings.Join(errs, "\n"))
+	}
+}
+
+// TestOtherSitesCannotDrive: a page of another origin (another port of
+// 127.0.0.1) in a real Chromium tries what CSRF would — a JSON fetch (with
+// its preflight), a no-cors text POST, a form POST, reading the stream —
+// and none of it drains a worker or reads a byte.
+func TestOtherSitesCannotDrive(t *testing.T) {
+	b := browsertest.New(t)
+	f := newFake(fleet())
+	base, _ := serve(t, f)
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<!doctype html><title>evil</title><form id=f method=POST action="%s/v1/workers/hello-a/drain" enctype="text/plain"><input name='{"a":"' value='"}'></form>`, base)
+	}))
+	defer evil.Close()
+	b.Do(chromedp.Navigate(evil.URL + "/"))
+
+	attempts := map[string]string{
+		"json fetch":   `fetch(%q, {method: "POST", headers: {"Content-Type": "application/json"}, body: "{}"}).then(r => "status " + r.status, e => "refused")`,
+		"no-cors post": `fetch(%q, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: "{}"}).then(r => "opaque", e => "refused")`,
+		"read stream":  `fetch(%q.replace(/workers.*/, "stream")).then(r => r.text(), e => "refused")`,
+	}
+	for name, js := range attempts {
+		got := browsertest.Eval[string](b, fmt.Sprintf(js, base+"/v1/workers/hello-a/drain"), chromedp.EvalAwaitPromise)
+		if got != "refused" && got != "opaque" {
+			t.Errorf("%s from another origin: %q", name, got)
+		}
+	}
+	b.Do(chromedp.Evaluate[chromedp.Void](`document.getElementById('f').submit()`))
+	time.Sleep(time.Second)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.drained) != 0 {
+		t.Errorf("another origin's page drained %v", f.drained)
 	}
 }

@@ -101,12 +101,13 @@ func (b *Browser) Screenshot() []byte {
 	return png
 }
 
-// Eval evaluates a JavaScript expression in b's page.
-func Eval[T any](b *Browser, expr string) T {
+// Eval evaluates a JavaScript expression in b's page (with
+// chromedp.EvalAwaitPromise, the value a promise resolves to).
+func Eval[T any](b *Browser, expr string, opts ...chromedp.EvaluateOption) T {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
 		b.t.Fatalf("evaluating %s: %v", expr, err)
 	}
