@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -190,19 +191,6 @@ func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 		a.agg.AddSource(b.Name(), balancerSource(b))
 		a.goWork(a.trafficCtx, a.feedBalancer(b))
 	}
-	for _, b := range p.removeBalancers {
-		a.goWork(a.trafficCtx, func(context.Context) {
-			// Its listeners close now; requests in flight finish within
-			// its drain_timeout.
-			if err := b.Shutdown(context.Background()); err != nil {
-				a.logger.Warn("removed balancer's drain cut short", "balancer", b.Name(), "err", err)
-			}
-			a.logger.Info("removed balancer closed", "balancer", b.Name())
-			if a.metrics != nil {
-				a.metrics.Unregister(b.Collector())
-			}
-		})
-	}
 	for _, g := range p.addGroups {
 		if err := a.store.UpsertGroup(&state.Group{Name: g.Name, Driver: g.Driver, Desired: g.InitialCount(), Min: 0, Max: 1000}); err != nil {
 			a.logger.Error("reload: recording a new group", "group", g.Name, "err", err)
@@ -223,11 +211,37 @@ func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 		a.logger.Info("rollover begins: replacements start, old workers serve until they are healthy",
 			"group", name, "outdated", n, "max_parallel", max, "healthy_deadline", deadline)
 	}
-	for _, name := range p.removeGroups {
+	a.goWork(a.trafficCtx, func(context.Context) { a.removeLater(p.removeBalancers, p.removeGroups) })
+	return nil
+}
+
+// removeLater closes the balancers a reload removed, each after its
+// requests in flight finished (within its drain_timeout), and then stops the
+// groups it removed: their workers serve the removed balancers' last
+// requests first.
+func (a *Agent) removeLater(bs []*balancer.Balancer, groups []string) {
+	var wg sync.WaitGroup
+	for _, b := range bs {
+		wg.Go(func() {
+			if err := b.Shutdown(context.Background()); err != nil {
+				a.logger.Warn("removed balancer's drain cut short", "balancer", b.Name(), "err", err)
+			}
+			a.logger.Info("removed balancer closed", "balancer", b.Name())
+			if a.metrics != nil {
+				a.metrics.Unregister(b.Collector())
+			}
+		})
+	}
+	wg.Wait()
+	a.reloads.run.Lock()
+	defer a.reloads.run.Unlock()
+	for _, name := range groups {
+		if a.config().Group(name) != nil {
+			continue // a later reload brought it back
+		}
 		_ = a.store.UpdateGroup(name, func(g *state.Group) error { g.Desired, g.Min, g.Max = 0, 0, 0; return nil })
 		a.goWork(a.controlCtx, func(ctx context.Context) { a.forgetGroup(ctx, name) })
 	}
-	return nil
 }
 
 // poolOf is group's running workers, as the feeds give them to a balancer.

@@ -78,6 +78,7 @@ type load struct {
 	errs   []string
 	ok     atomic.Int64
 	stop   chan struct{}
+	once   sync.Once
 	wg     sync.WaitGroup
 	client *http.Client
 }
@@ -127,9 +128,13 @@ func (l *load) fail(s string) {
 	l.mu.Unlock()
 }
 
-// finish stops the load and returns the errors.
+// halt stops sending; the requests in flight go on.
+func (l *load) halt() { l.once.Do(func() { close(l.stop) }) }
+
+// finish stops the load, waits for the requests in flight and returns the
+// errors.
 func (l *load) finish() []string {
-	close(l.stop)
+	l.halt()
 	l.wg.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -211,6 +216,7 @@ func TestReloadUnderLoadDropsNothing(t *testing.T) {
 
 	ta.reload(t, f, reloadConfig(dir, g, 5, port, "2ms", "", web(2, "round_robin")))
 	ta.waitWorkers(t, 60*time.Second, "5 workers", func(ws []*state.Worker) bool { return len(running(ws, g)) == 5 })
+	waitServing(t, ta, g, 5)
 	ta.reload(t, f, reloadConfig(dir, g, 2, port, "2ms", "", web(2, "round_robin")))
 	ta.waitWorkers(t, 60*time.Second, "2 workers", func(ws []*state.Worker) bool { return len(inGroup(ws, g, state.StatusRunning)) == 2 && len(ws) == 2 })
 	ta.reload(t, f, reloadConfig(dir, g, 2, port, "2ms", "", web(2, "least_requests")))
@@ -223,9 +229,11 @@ func TestReloadUnderLoadDropsNothing(t *testing.T) {
 	waitOK(t, url2)
 	l2 := startLoad([]string{url2}, 50)
 
-	// 2 → 1 listeners with requests in flight on the one that closes.
+	// 2 → 1 listeners with requests in flight on the one that closes (a
+	// new connection to a closed port is refused: none is sent after).
 	inflight := startLoad(urls[1:], 50)
 	time.Sleep(300 * time.Millisecond)
+	inflight.halt()
 	ta.reload(t, f, reloadConfig(dir, g, 2, port, "2ms", "", web(1, "least_requests")+balancerHCL("web2", g, lb2, 1, "p2c")))
 	errs2 := inflight.finish()
 	if _, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", lb+1), time.Second); err == nil {
@@ -611,4 +619,47 @@ func TestReloadRestartsDriverWithNewSettings(t *testing.T) {
 			t.Errorf("worker lost with the plugin restart: %s", describe([]*state.Worker{w}))
 		}
 	}
+}
+
+// TestReloadAddsAndRemovesGroups: a group and its balancer added by a
+// reload start and serve; a group and balancer removed by the next one
+// drain and stop, its workers' processes end, and the group is forgotten.
+func TestReloadAddsAndRemovesGroups(t *testing.T) {
+	a, b := uniq("ra"), uniq("rb")
+	killProcs(t, a, b)
+	dir := t.TempDir()
+	pa, pb, la, lbp := reloadPorts(t, 4), reloadPorts(t, 4), reloadPorts(t, 1), reloadPorts(t, 1)
+	one := reloadConfig(dir, a, 2, pa, "1ms", "", balancerHCL("wa", a, la, 1, "round_robin"))
+	groupB := strings.Replace(reloadConfig(dir, b, 1, pb, "1ms", "", balancerHCL("wb", b, lbp, 1, "p2c")), header(dir, ""), "", 1)
+	f := newReloadFile(t, one)
+	ta := startAgent(t, f.load())
+	ta.waitWorkers(t, 60*time.Second, "group a", func(ws []*state.Worker) bool { return len(running(ws, a)) == 2 })
+	ev := ta.reload(t, f, one+groupB)
+	if !strings.Contains(ev.Summary, "group "+b+": added") || !strings.Contains(ev.Summary, "balancer wb: added") {
+		t.Errorf("summary %q", ev.Summary)
+	}
+	waitOK(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lbp))
+	pidsA := workerProcs(a)
+
+	ev = ta.reload(t, f, header(dir, "")+groupB)
+	if !strings.Contains(ev.Summary, "group "+a+": removed") || !strings.Contains(ev.Summary, "balancer wa: removed") {
+		t.Errorf("summary %q", ev.Summary)
+	}
+	ta.waitWorkers(t, 60*time.Second, "group a's workers gone", func(ws []*state.Worker) bool { return len(inGroup(ws, a, state.StatusRunning))+len(inGroup(ws, a, state.StatusDraining)) == 0 })
+	waitProcs(t, 30*time.Second, "group a's processes gone", func(m map[int]string) bool { return len(m) == 0 }, a)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if g, _ := ta.Store().Group(nil, a); g == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if g, _ := ta.Store().Group(nil, a); g != nil {
+		t.Errorf("removed group still known: %+v", g)
+	}
+	if _, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", la), time.Second); err == nil {
+		t.Errorf("removed balancer still listens on %d", la)
+	}
+	waitOK(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lbp))
+	t.Logf("group a's %d workers stopped; group b serves", len(pidsA))
 }
