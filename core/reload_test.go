@@ -645,7 +645,9 @@ func TestReloadAddsAndRemovesGroups(t *testing.T) {
 	if !strings.Contains(ev.Summary, "group "+a+": removed") || !strings.Contains(ev.Summary, "balancer wa: removed") {
 		t.Errorf("summary %q", ev.Summary)
 	}
-	ta.waitWorkers(t, 60*time.Second, "group a's workers gone", func(ws []*state.Worker) bool { return len(inGroup(ws, a, state.StatusRunning))+len(inGroup(ws, a, state.StatusDraining)) == 0 })
+	ta.waitWorkers(t, 60*time.Second, "group a's workers gone", func(ws []*state.Worker) bool {
+		return len(inGroup(ws, a, state.StatusRunning))+len(inGroup(ws, a, state.StatusDraining)) == 0
+	})
 	waitProcs(t, 30*time.Second, "group a's processes gone", func(m map[int]string) bool { return len(m) == 0 }, a)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
