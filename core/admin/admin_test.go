@@ -322,6 +322,9 @@ func TestPageIsServedWithItsPolicy(t *testing.T) {
 			t.Errorf("%s: %d, %d bytes, headers %v", path, resp.StatusCode, len(body), resp.Header)
 		}
 	}
+	if resp, err := http.Get(base + "/dashboard/"); err != nil || resp.StatusCode != 404 {
+		t.Errorf("GET /dashboard/ lists the files: %v %v", resp, err)
+	}
 }
 
 // TestPageWeight states the page's size (run with -v), and keeps the

@@ -4,6 +4,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 )
 
 // static holds the page: index.html, app.js (its own canvas charts) and
@@ -31,6 +32,10 @@ func (s *Server) staticHandler() http.Handler {
 	sub, _ := fs.Sub(static, "static")
 	files := http.StripPrefix("/dashboard/", http.FileServerFS(sub))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // the three files, no listing
+			return
+		}
 		w.Header().Set("Content-Security-Policy", csp)
 		w.Header().Set("Cache-Control", "no-cache")
 		files.ServeHTTP(w, r)
