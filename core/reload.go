@@ -202,7 +202,7 @@ func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 	for _, name := range p.rollovers {
 		driver := p.cfg.Group(name).Driver
 		_ = a.store.UpdateGroup(name, func(g *state.Group) error { g.Driver = driver; return nil })
-		n, err := a.beginRollout(name)
+		n, err := a.beginRollout(name, p.groups[name].hash)
 		if err != nil {
 			a.logger.Error("reload: starting a rollover", "group", name, "err", err)
 			continue

@@ -564,6 +564,20 @@ func testRolloutStops(t *testing.T, broken, want string) {
 	if !found {
 		t.Errorf("no rollout_stopped event: %+v", ta.ReloadStatus().Events)
 	}
+
+	// Back to the settings the old workers run with: they are current
+	// again, nothing is replaced, and the stopped rollout is cleared.
+	ta.reload(t, f, reloadConfig(dir, g, 2, port, "1ms", update, web))
+	ta.waitGroup(t, g, 30*time.Second, "the stopped rollout cleared", func(g *state.Group) bool { return g.RolloutStopped == "" })
+	time.Sleep(time.Second)
+	for _, w := range allWorkers(ta) {
+		if w.Outdated {
+			t.Errorf("worker %s still outdated after a reload back to its settings", w.ID)
+		}
+	}
+	if got := workerProcs(g); fmt.Sprint(got) != fmt.Sprint(pids) {
+		t.Errorf("workers replaced after a reload back to their settings: %v, want %v", got, pids)
+	}
 }
 
 // TestReloadRestartsDriverWithNewSettings: a changed driver block restarts

@@ -110,9 +110,11 @@ func (a *Agent) stopRollout(ctx context.Context, group, reason string, live []*s
 }
 
 // beginRollout marks group's workers outdated (they serve until replaced)
-// and forgets its crash streak and stopped rollover, so that the new
-// settings get a fresh start. Workers already outdated stay so.
-func (a *Agent) beginRollout(group string) (int, error) {
+// unless they already run with the template hash (a reload back to the
+// settings they were started with un-marks them), and forgets the group's
+// crash streak and stopped rollover, so that the new settings get a fresh
+// start. It returns how many workers are outdated.
+func (a *Agent) beginRollout(group, hash string) (int, error) {
 	a.mu.Lock()
 	delete(a.crashes, group)
 	a.mu.Unlock()
@@ -122,14 +124,22 @@ func (a *Agent) beginRollout(group string) (int, error) {
 	}
 	n := 0
 	for _, w := range ws {
-		if w.Status.Live() && !w.Outdated {
-			if ok, _ := a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Outdated = true }); ok {
-				n++
-			}
+		if !w.Status.Live() {
+			continue
+		}
+		outdated := w.Handle == nil || w.Handle.Labels[LabelSpec] != hash
+		if outdated {
+			n++
+		}
+		if outdated != w.Outdated {
+			_, _ = a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Outdated = outdated })
 		}
 	}
 	err = a.store.UpdateGroup(group, func(g *state.Group) error {
-		g.RolloutStopped, g.Failing, g.Reason = "", false, ""
+		g.RolloutStopped = ""
+		if ownedByCrashLoop(g.Reason) {
+			g.Failing, g.Reason = false, ""
+		}
 		return nil
 	})
 	return n, err
