@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -299,12 +298,4 @@ func errorsAsReload(err error) (*ReloadError, bool) {
 	var re *ReloadError
 	ok := errors.As(err, &re)
 	return re, ok
-}
-
-// sameStrings reports whether two lists hold the same strings in any order.
-func sameStrings(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
 }

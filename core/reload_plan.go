@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -72,9 +71,11 @@ func (a *Agent) plan(ctx context.Context, old, cfg *config.Config) (*reloadPlan,
 	if !reflect.DeepEqual(pins(old), pins(cfg)) {
 		refuse("plugin pins changed: restart golb")
 	}
+	notRunning := map[string]bool{}
 	for _, name := range cfg.DriversUsed() {
 		mp, _, err := a.plugins.managed(name)
 		if err != nil {
+			notRunning[name] = true
 			refuse("driver %q is not running (no group used it at start): restart golb to launch it", name)
 			continue
 		}
@@ -101,7 +102,7 @@ func (a *Agent) plan(ctx context.Context, old, cfg *config.Config) (*reloadPlan,
 	scratch := &Agent{cfg: cfg, plugins: a.plugins, groups: map[string]*groupSpec{}, logger: a.logger, newSettings: p.driverRestarts}
 	var diags hcl.Diagnostics
 	for _, g := range cfg.Groups {
-		if !slices.Contains(p.refusedDrivers(), g.Driver) {
+		if !notRunning[g.Driver] {
 			diags = append(diags, scratch.prepareGroup(ctx, g)...)
 		}
 	}
@@ -161,17 +162,6 @@ func (a *Agent) plan(ctx context.Context, old, cfg *config.Config) (*reloadPlan,
 
 	a.planBalancers(p, old, cfg, refuse, change)
 	return p, nil
-}
-
-// refusedDrivers are the drivers the plan already refused (not running).
-func (p *reloadPlan) refusedDrivers() []string {
-	var out []string
-	for _, r := range p.refused {
-		if name, ok := strings.CutPrefix(r, "driver "); ok && strings.Contains(r, "is not running") {
-			out = append(out, strings.Trim(strings.Fields(name)[0], `"`))
-		}
-	}
-	return out
 }
 
 // planBalancers diffs the balancers: new ones start, removed ones drain and
