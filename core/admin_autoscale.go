@@ -56,7 +56,8 @@ func (a *Agent) autoscalerView(group string) *AutoscalerView {
 }
 
 // serveGroupEvents is GET /v1/groups/{name}/events: the group's scale
-// decisions, newest first (the last autoscale.DefaultKeep).
+// decisions (the last autoscale.DefaultKeep) and its stopped rollovers
+// (reload_log.go), newest first.
 func (a *Agent) serveGroupEvents(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if g, _ := a.store.Group(nil, name); g == nil {
@@ -68,11 +69,11 @@ func (a *Agent) serveGroupEvents(w http.ResponseWriter, r *http.Request) {
 		autoscale.Decision
 	}
 	list := a.autoscalers.events.List(name)
-	out := make([]event, len(list))
-	for i, d := range list {
-		out[i] = event{"scale", d}
+	out := make([]any, 0, len(list))
+	for _, d := range list {
+		out = append(out, event{"scale", d})
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, a.withRolloutEvents(name, out, func(i int) time.Time { return list[i].Time }))
 }
 
 // autoscaleCollector exports the autoscalers' figures and the held requests.

@@ -217,3 +217,33 @@ func (d *DiagsJSON) HCL() (hcl.Diagnostics, map[string]*hcl.File) {
 	}
 	return diags, files
 }
+
+// rolloutEvent is a stopped rollover in GET /v1/groups/NAME/events.
+type rolloutEvent struct {
+	Kind   string    `json:"kind"` // "rollout_stopped"
+	Time   time.Time `json:"time"`
+	Reason string    `json:"reason"`
+}
+
+// withRolloutEvents merges group's stopped rollovers into its scale events
+// (newest first; timeOf(i) is the time of scale[i]), newest first.
+func (a *Agent) withRolloutEvents(group string, scale []any, timeOf func(i int) time.Time) []any {
+	var rs []rolloutEvent
+	for _, ev := range a.ReloadStatus().Events {
+		if ev.Result == RolloutStopped && ev.Group == group {
+			rs = append(rs, rolloutEvent{Kind: RolloutStopped, Time: ev.Time, Reason: ev.Summary})
+		}
+	}
+	out := make([]any, 0, len(scale)+len(rs))
+	i, j := 0, 0
+	for i < len(scale) || j < len(rs) {
+		if j == len(rs) || i < len(scale) && timeOf(i).After(rs[j].Time) {
+			out = append(out, scale[i])
+			i++
+		} else {
+			out = append(out, rs[j])
+			j++
+		}
+	}
+	return out
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -591,6 +592,13 @@ func testRolloutStops(t *testing.T, broken, want string) {
 	}
 	if !found {
 		t.Errorf("no rollout_stopped event: %+v", ta.ReloadStatus().Events)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/groups/{name}/events", ta.serveGroupEvents)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/groups/"+g+"/events", nil))
+	if body := rec.Body.String(); rec.Code != 200 || !strings.Contains(body, `"rollout_stopped"`) || !strings.Contains(body, want) {
+		t.Errorf("GET /v1/groups/%s/events: %d %s", g, rec.Code, body)
 	}
 
 	// Back to the settings the old workers run with: they are current
