@@ -60,6 +60,7 @@ func (a *Agent) boundRollout(g *state.Group, live []*state.Worker) *state.Group 
 // group's healthy_deadline.
 func (a *Agent) checkRollout(ctx context.Context, g *state.Group, live []*state.Worker, serving func(string) bool) {
 	if g.RolloutStopped != "" {
+		a.stopUnready(ctx, live, serving) // one still starting when it stopped
 		return
 	}
 	_, deadline := a.rolloutSettings(g.Name)
@@ -95,14 +96,26 @@ func (a *Agent) stopRollout(ctx context.Context, group, reason string, live []*s
 	})
 	a.logger.Error("rollout stopped; the workers with the old settings keep serving", "group", group, "reason", reason)
 	a.reloads.event(group, note)
+	a.stopUnready(ctx, live, serving)
+}
+
+// stopUnready stops the running replacements of a stopped rollover that
+// are not serving (live holds no outdated worker).
+func (a *Agent) stopUnready(ctx context.Context, live []*state.Worker, serving func(string) bool) {
 	for _, w := range live {
 		if w.Status == state.StatusRunning && serving(w.ID) {
 			continue
 		}
 		if w.Status != state.StatusRunning {
-			continue // still starting: startWorker removes it once it finds it no longer pending
+			continue // still starting: stopped by a later pass once running
 		}
-		if ok, _ := a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status = state.StatusDraining }); !ok {
+		stopping := false
+		_, _ = a.store.UpdateWorker(w.ID, func(w *state.Worker) {
+			if w.Status == state.StatusRunning {
+				w.Status, stopping = state.StatusDraining, true
+			}
+		})
+		if !stopping {
 			continue
 		}
 		a.goWork(ctx, func(ctx context.Context) { a.stopWorker(ctx, w.ID, true) })
