@@ -456,26 +456,42 @@ func TestReloadWithoutFileKeepsTheDefault(t *testing.T) {
 	}
 }
 
+// rolloutFixture is an agent running group g from a file: count workers
+// with an update block, behind balancer web, all serving.
+type rolloutFixture struct {
+	ta                  *testAgent
+	f                   *reloadFile
+	g, dir, update, web string
+	count, port, lb     int
+}
+
+func newRolloutFixture(t *testing.T, prefix string, count int, maxParallel, deadline string) *rolloutFixture {
+	x := &rolloutFixture{g: uniq(prefix), dir: t.TempDir(), count: count, port: reloadPorts(t, 3*count), lb: reloadPorts(t, 1)}
+	killProcs(t, x.g)
+	x.update = fmt.Sprintf("update {\n    max_parallel     = %s\n    healthy_deadline = %q\n  }", maxParallel, deadline)
+	x.web = balancerHCL("web", x.g, x.lb, 1, "round_robin")
+	x.f = newReloadFile(t, x.config("1ms", ""))
+	x.ta = startAgent(t, x.f.load())
+	x.ta.waitWorkers(t, 60*time.Second, "the workers", func(ws []*state.Worker) bool { return len(running(ws, x.g)) == count })
+	waitServing(t, x.ta, x.g, count)
+	return x
+}
+
+// config is the fixture's file with avg_delay delay and extra lines in the
+// group block.
+func (x *rolloutFixture) config(delay, extra string) string {
+	return reloadConfig(x.dir, x.g, x.count, x.port, delay, x.update+"\n  "+extra, x.web)
+}
+
 // TestRolloutBoundedByMaxParallel: a group of 4 with max_parallel 2 rolls
 // over with at most 2 replacements starting at once, and never fewer than
 // 4 − 2 workers serving.
 func TestRolloutBoundedByMaxParallel(t *testing.T) {
-	g := uniq("rp")
-	killProcs(t, g)
-	dir := t.TempDir()
-	port, lb := reloadPorts(t, 12), reloadPorts(t, 1)
-	update := `update {
-    max_parallel     = 2
-    healthy_deadline = "60s"
-  }`
-	web := balancerHCL("web", g, lb, 1, "round_robin")
-	f := newReloadFile(t, reloadConfig(dir, g, 4, port, "1ms", update, web))
-	ta := startAgent(t, f.load())
-	ta.waitWorkers(t, 60*time.Second, "4 workers", func(ws []*state.Worker) bool { return len(running(ws, g)) == 4 })
-	waitServing(t, ta, g, 4)
+	x := newRolloutFixture(t, "rp", 4, "2", "60s")
+	ta, g := x.ta, x.g
 	before := ids(running(allWorkers(ta), g))
 
-	ta.reload(t, f, reloadConfig(dir, g, 4, port, "2ms", update, web))
+	ta.reload(t, x.f, x.config("2ms", ""))
 	maxStarting, minServing := 0, 4
 	start := time.Now()
 	for time.Since(start) < 90*time.Second {
@@ -536,23 +552,12 @@ func TestRolloutStopsWhenReplacementsExit(t *testing.T) {
 }
 
 func testRolloutStops(t *testing.T, broken, want string) {
-	g := uniq("rs")
-	killProcs(t, g)
-	dir := t.TempDir()
-	port, lb := reloadPorts(t, 8), reloadPorts(t, 1)
-	update := `update {
-    max_parallel     = 1
-    healthy_deadline = "3s"
-  }`
-	web := balancerHCL("web", g, lb, 1, "round_robin")
-	f := newReloadFile(t, reloadConfig(dir, g, 2, port, "1ms", update, web))
-	ta := startAgent(t, f.load())
-	ta.waitWorkers(t, 60*time.Second, "2 workers", func(ws []*state.Worker) bool { return len(running(ws, g)) == 2 })
-	waitServing(t, ta, g, 2)
+	x := newRolloutFixture(t, "rs", 2, "1", "3s")
+	ta, g, f := x.ta, x.g, x.f
 	pids := workerProcs(g)
-	l := startLoad([]string{fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lb)}, 100)
+	l := startLoad([]string{fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", x.lb)}, 100)
 
-	src := strings.Replace(reloadConfig(dir, g, 2, port, "1ms", update+"\n  "+broken, web), "  app {\n    avg_delay    = \"1ms\"\n    failure_rate = 0\n  }\n", "", 1)
+	src := strings.Replace(x.config("1ms", broken), "  app {\n    avg_delay    = \"1ms\"\n    failure_rate = 0\n  }\n", "", 1)
 	start := time.Now()
 	ta.reload(t, f, src)
 	sg := ta.waitGroup(t, g, 90*time.Second, "the rollover stopped", func(g *state.Group) bool { return g.RolloutStopped != "" })
@@ -603,7 +608,7 @@ func testRolloutStops(t *testing.T, broken, want string) {
 
 	// Back to the settings the old workers run with: they are current
 	// again, nothing is replaced, and the stopped rollout is cleared.
-	ta.reload(t, f, reloadConfig(dir, g, 2, port, "1ms", update, web))
+	ta.reload(t, f, x.config("1ms", ""))
 	ta.waitGroup(t, g, 30*time.Second, "the stopped rollout cleared", func(g *state.Group) bool { return g.RolloutStopped == "" })
 	time.Sleep(time.Second)
 	for _, w := range allWorkers(ta) {
