@@ -2,18 +2,14 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,95 +67,8 @@ func (ta *testAgent) reload(t *testing.T, f *reloadFile, src string) ReloadEvent
 	return ev
 }
 
-// load is an in-test load generator: GETs at a steady rate over keep-alive
-// connections, counting answers by worker id and every failure.
-type load struct {
-	mu   sync.Mutex
-	byID map[string]int
-	errs []string
-	ok   atomic.Int64
-	// simulated are the 500s of a worker's failure_rate that no retry hid.
-	simulated atomic.Int64
-	stop      chan struct{}
-	once      sync.Once
-	wg        sync.WaitGroup
-	client    *http.Client
-}
-
-// startLoad sends rps requests a second to each of urls in turn.
-func startLoad(urls []string, rps int) *load {
-	l := &load{byID: map[string]int{}, stop: make(chan struct{}),
-		client: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
-	tick := time.NewTicker(time.Second / time.Duration(rps))
-	l.wg.Go(func() {
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-l.stop:
-				return
-			case <-tick.C:
-			}
-			url := urls[i%len(urls)]
-			l.wg.Go(func() { l.one(url) })
-		}
-	})
-	return l
-}
-
-func (l *load) one(url string) {
-	resp, err := l.client.Get(url)
-	if err != nil {
-		l.fail(err.Error())
-		return
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var msg struct{ Message string }
-	if err == nil && resp.StatusCode == 500 && strings.Contains(string(body), "simulated failure") {
-		// The worker's own failure_rate at work (not golb's doing), when
-		// the balancer had no other worker left to retry it on.
-		l.simulated.Add(1)
-		return
-	}
-	if err != nil || resp.StatusCode != 200 || json.Unmarshal(body, &msg) != nil {
-		l.fail(fmt.Sprintf("%s: %d %s %v", url, resp.StatusCode, strings.TrimSpace(string(body)), err))
-		return
-	}
-	l.ok.Add(1)
-	l.mu.Lock()
-	l.byID[strings.TrimPrefix(msg.Message, "hello from container: ")]++
-	l.mu.Unlock()
-}
-
-func (l *load) fail(s string) {
-	l.mu.Lock()
-	l.errs = append(l.errs, s)
-	l.mu.Unlock()
-}
-
-// halt stops sending; the requests in flight go on.
-func (l *load) halt() { l.once.Do(func() { close(l.stop) }) }
-
-// finish stops the load, waits for the requests in flight and returns the
-// errors.
-func (l *load) finish() []string {
-	l.halt()
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.errs
-}
-
-// ids are the worker ids that answered so far, with their counts.
-func (l *load) ids() map[string]int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make(map[string]int, len(l.byID))
-	for k, v := range l.byID {
-		out[k] = v
-	}
-	return out
-}
+// startLoad is testutil's load generator.
+func startLoad(urls []string, rps int) *testutil.Load { return testutil.StartLoad(urls, rps) }
 
 // reloadConfig is a test config: group g (count, avg delay, update block)
 // and balancers. Its health checks are lenient: on a busy 2-core machine
@@ -260,9 +169,9 @@ func TestReloadUnderLoadDropsNothing(t *testing.T) {
 	// new connection to a closed port is refused: none is sent after).
 	inflight := startLoad(urls[1:], 50)
 	time.Sleep(300 * time.Millisecond)
-	inflight.halt()
+	inflight.Halt()
 	ta.reload(t, f, reloadConfig(dir, g, 2, port, "2ms", "", web(1, "least_requests")+web2))
-	errs2 := inflight.finish()
+	errs2 := inflight.Finish()
 	if _, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", lb+1), time.Second); err == nil {
 		t.Errorf("listener %d still accepts after 2 → 1", lb+1)
 	}
@@ -284,19 +193,19 @@ func TestReloadUnderLoadDropsNothing(t *testing.T) {
 		}
 		return true
 	})
-	seenBefore := l.ids()
+	seenBefore := l.IDs()
 	waitServing(t, ta, g, 2)
 	time.Sleep(500 * time.Millisecond)
 	newAnswers := 0
-	for id, n := range l.ids() {
+	for id, n := range l.IDs() {
 		if !before[id] {
 			newAnswers += n - seenBefore[id]
 		}
 	}
-	errs := append(l.finish(), l2.finish()...)
+	errs := append(l.Finish(), l2.Finish()...)
 	errs = append(errs, errs2...)
 	t.Logf("%d requests answered in %v over 6 reloads, %d failed; %d answered by the rolled-over workers after the rollover; %d answered 500 by the new failure_rate 0.01 with no other worker to retry on",
-		l.ok.Load()+l2.ok.Load()+inflight.ok.Load(), time.Since(start).Round(time.Millisecond), len(errs), newAnswers, l.simulated.Load()+l2.simulated.Load())
+		l.OK.Load()+l2.OK.Load()+inflight.OK.Load(), time.Since(start).Round(time.Millisecond), len(errs), newAnswers, l.Simulated.Load()+l2.Simulated.Load())
 	for i, e := range errs {
 		if i < 10 {
 			t.Errorf("failed request: %s", e)
@@ -305,7 +214,7 @@ func TestReloadUnderLoadDropsNothing(t *testing.T) {
 	if newAnswers == 0 {
 		t.Errorf("no answer from the new workers after the rollover")
 	}
-	if inflight.ok.Load() == 0 {
+	if inflight.OK.Load() == 0 {
 		t.Errorf("no request was served on the listener that closed")
 	}
 	st := ta.ReloadStatus()
@@ -563,8 +472,8 @@ func testRolloutStops(t *testing.T, broken, want string) {
 	sg := ta.waitGroup(t, g, 90*time.Second, "the rollover stopped", func(g *state.Group) bool { return g.RolloutStopped != "" })
 	took := time.Since(start)
 	time.Sleep(time.Second) // nothing more may start
-	errs := l.finish()
-	t.Logf("rollover stopped after %v: %s; %d requests served meanwhile, %d failed", took.Round(time.Millisecond), sg.RolloutStopped, l.ok.Load(), len(errs))
+	errs := l.Finish()
+	t.Logf("rollover stopped after %v: %s; %d requests served meanwhile, %d failed", took.Round(time.Millisecond), sg.RolloutStopped, l.OK.Load(), len(errs))
 	if !strings.Contains(sg.RolloutStopped, want) {
 		t.Errorf("RolloutStopped = %q, want %q", sg.RolloutStopped, want)
 	}
@@ -662,8 +571,8 @@ func TestReloadRestartsDriverWithNewSettings(t *testing.T) {
 		rs := running(ws, g)
 		return len(ws) == 2 && len(rs) == 2 && !old[rs[0].ID] && !old[rs[1].ID]
 	})
-	errs := l.finish()
-	t.Logf("plugin pid %d → %d; %d requests served across the restart and rollover, %d failed", before, pidOf(), l.ok.Load(), len(errs))
+	errs := l.Finish()
+	t.Logf("plugin pid %d → %d; %d requests served across the restart and rollover, %d failed", before, pidOf(), l.OK.Load(), len(errs))
 	for i, e := range errs {
 		if i < 10 {
 			t.Errorf("failed request: %s", e)

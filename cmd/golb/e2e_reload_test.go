@@ -1,15 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -59,77 +54,6 @@ stats { path = "stats.db" }
 `, p.admin, count, p.worker, delay, group, p.lb, balancer)
 }
 
-// hey is an in-test load generator: rps GETs a second over keep-alive
-// connections, counting failures and the workers that answered.
-type hey struct {
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	ok     atomic.Int64
-	mu     sync.Mutex
-	errs   []string
-	byID   map[string]int
-	client *http.Client
-}
-
-func startHey(url string, rps int) *hey {
-	h := &hey{stop: make(chan struct{}), byID: map[string]int{},
-		client: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
-	tick := time.NewTicker(time.Second / time.Duration(rps))
-	h.wg.Go(func() {
-		defer tick.Stop()
-		for {
-			select {
-			case <-h.stop:
-				return
-			case <-tick.C:
-			}
-			h.wg.Go(func() {
-				resp, err := h.client.Get(url)
-				if err != nil {
-					h.fail(err.Error())
-					return
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				var msg struct{ Message string }
-				if resp.StatusCode != 200 || json.Unmarshal(body, &msg) != nil {
-					h.fail(fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body))))
-					return
-				}
-				h.ok.Add(1)
-				h.mu.Lock()
-				h.byID[strings.TrimPrefix(msg.Message, "hello from container: ")]++
-				h.mu.Unlock()
-			})
-		}
-	})
-	return h
-}
-
-func (h *hey) fail(s string) {
-	h.mu.Lock()
-	h.errs = append(h.errs, s)
-	h.mu.Unlock()
-}
-
-func (h *hey) finish() []string {
-	close(h.stop)
-	h.wg.Wait()
-	return h.errs
-}
-
-// answeredBy reports whether a worker other than those in old answered.
-func (h *hey) answeredBy(old map[string]bool) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for id := range h.byID {
-		if !old[id] {
-			return true
-		}
-	}
-	return false
-}
-
 // TestReloadVerbAndSIGHUP: against a golb under 200 requests a second,
 // `golb reload` of an invalid file exits 1 with the positioned diagnostic
 // of `golb validate` and changes nothing (same worker pids, same
@@ -145,7 +69,7 @@ func TestReloadVerbAndSIGHUP(t *testing.T) {
 	mustWrite(t, path, reloadHCL(pt, 2, "1ms", "", ""))
 	p := golb(t, dir, pt.adminAddr(), "run", path)
 	p.waitHealthy(2, 60*time.Second)
-	h := startHey(fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", pt.lb), 200)
+	h := testutil.StartLoad([]string{fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", pt.lb)}, 200)
 	start := time.Now()
 
 	// Invalid: nothing changes.
@@ -202,7 +126,7 @@ func TestReloadVerbAndSIGHUP(t *testing.T) {
 		return true
 	})
 	t.Logf("3 workers rolled over in %v after SIGHUP", took)
-	eventually(t, 10*time.Second, "an answer from a new worker", func() bool { return h.answeredBy(old) })
+	eventually(t, 10*time.Second, "an answer from a new worker", func() bool { return h.AnsweredBy(old) })
 	select {
 	case <-p.done:
 		t.Fatalf("golb exited after SIGHUP:\n%s", p.out.String())
@@ -240,8 +164,8 @@ func TestReloadVerbAndSIGHUP(t *testing.T) {
 		t.Errorf("%d workers serving after the stopped rollout, want the 3 old ones", n)
 	}
 
-	errs := h.finish()
-	t.Logf("%d requests answered in %v over 4 reloads, %d failed", h.ok.Load(), time.Since(start).Round(time.Millisecond), len(errs))
+	errs := h.Finish()
+	t.Logf("%d requests answered in %v over 4 reloads, %d failed", h.OK.Load(), time.Since(start).Round(time.Millisecond), len(errs))
 	for i, e := range errs {
 		if i < 10 {
 			t.Errorf("failed request: %s", e)
