@@ -49,8 +49,8 @@ type clientConn struct {
 
 	cur atomic.Pointer[upstream] // the attempt's worker connection, for a forced shutdown
 	// gone is set once the listener that accepted this connection is
-	// closed by Relisten (update.go): the connection ends after its
-	// current request. Nil for a listener Start did not open.
+	// closed by Update (update.go): the connection ends after its current
+	// request. Nil only for a listener that is no trackedListener.
 	gone *atomic.Bool
 }
 
