@@ -96,6 +96,18 @@ func TestReloadVerbAndSIGHUP(t *testing.T) {
 		}
 	}
 
+	// A change that cannot apply live: refused with its reason, and the
+	// count change beside it not applied either.
+	mustWrite(t, path, strings.Replace(reloadHCL(pt, 3, "1ms", "", ""), `stats { path = "stats.db" }`, `stats { path = "other.db" }`, 1))
+	out, code = runGolb(t, dir, pt.adminAddr(), "reload")
+	t.Logf("golb reload of a new stats path: exit %d:\n%s", code, out)
+	if code != 1 || !strings.Contains(out, "golb: refused: the stats block changed") || !strings.Contains(out, "nothing changed") {
+		t.Errorf("golb reload of a new stats path: exit %d, want 1 with the reason:\n%s", code, out)
+	}
+	if n := len(p.workers()); n != 2 {
+		t.Errorf("%d workers after a refused reload, want 2", n)
+	}
+
 	// A count change, with golb reload.
 	mustWrite(t, path, reloadHCL(pt, 3, "1ms", "", ""))
 	out, code = runGolb(t, dir, pt.adminAddr(), "reload")
@@ -165,14 +177,14 @@ func TestReloadVerbAndSIGHUP(t *testing.T) {
 	}
 
 	errs := h.Finish()
-	t.Logf("%d requests answered in %v over 4 reloads, %d failed", h.OK.Load(), time.Since(start).Round(time.Millisecond), len(errs))
+	t.Logf("%d requests answered in %v over 5 reloads, %d failed", h.OK.Load(), time.Since(start).Round(time.Millisecond), len(errs))
 	for i, e := range errs {
 		if i < 10 {
 			t.Errorf("failed request: %s", e)
 		}
 	}
 	_, metrics, err := get("http://" + pt.adminAddr() + "/metrics")
-	if err != nil || !strings.Contains(metrics, `golb_reloads_total{result="applied"} 3`) || !strings.Contains(metrics, `golb_reloads_total{result="invalid"} 1`) {
+	if err != nil || !strings.Contains(metrics, `golb_reloads_total{result="applied"} 3`) || !strings.Contains(metrics, `golb_reloads_total{result="invalid"} 1`) || !strings.Contains(metrics, `golb_reloads_total{result="refused"} 1`) {
 		t.Errorf("golb_reloads_total not as expected (%v):\n%s", err, grepLines(metrics, "golb_reloads_total"))
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
