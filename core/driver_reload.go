@@ -50,6 +50,7 @@ func (a *Agent) restartDriver(ctx context.Context, name string, settings []byte)
 	case <-replaced:
 		a.logger.Info("reload: driver plugin restarted with its new settings", "driver", name)
 	case <-ctx.Done():
+	case <-a.controlCtx.Done(): // shutting down: Run waits for this reload
 	case <-time.After(time.Minute):
 		a.logger.Warn("reload: driver plugin not restarted within a minute", "driver", name)
 	}
