@@ -1,12 +1,14 @@
 # Autoscaling, Knative KPA-style, with scale to zero that holds requests.
 #
 #   golb run examples/autoscale.hcl
-#   hey -z 60s -c 32 http://127.0.0.1:5050/api/v1/hello   # a step load
+#   wrk -t2 -c32 -d60s http://127.0.0.1:5050/api/v1/hello   # a step load
 #   golb status                                           # mode and last decision
 #   curl -s 127.0.0.1:5040/v1/groups/hello/events         # every decision, newest first
 #
 # Idle for scale_to_zero_after and the group has no worker; the next request
 # is held (not refused) until one is healthy.
+
+data_dir = ".golb-autoscale" # its own state, beside the default's .golb
 
 admin {
   address = "127.0.0.1:5040"
@@ -47,4 +49,8 @@ balancer "web" {
   group     = "hello"
   port      = 5050
   listeners = 1
+}
+
+stats {
+  path = "autoscale-stats.db" # its own counts, beside the default's worker-stats.db
 }
