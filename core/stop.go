@@ -61,13 +61,7 @@ func (a *Agent) halt(ctx context.Context, driver, id, group string) (forced bool
 	stopErr := a.withPlugin(ctx, driver, func(c *drivers.Client) error {
 		sctx, cancel := context.WithTimeout(ctx, timeout+a.stopGrace)
 		defer cancel()
-		err := c.Stop(sctx, id, signal, timeout)
-		if err != nil && errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-			// gRPC may report the deadline as the stream it cut
-			// (RST_STREAM CANCEL): say what happened.
-			return fmt.Errorf("no answer within %v: %w", timeout+a.stopGrace, context.DeadlineExceeded)
-		}
-		return err
+		return c.Stop(sctx, id, signal, timeout)
 	})
 	if errors.Is(stopErr, drivers.ErrNotFound) {
 		stopErr = nil

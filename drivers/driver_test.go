@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -176,5 +177,25 @@ func TestSpecEnviron(t *testing.T) {
 	s.Env = map[string]string{"PORT": "6001", "BIND_ADDR": "0.0.0.0", "GOLB_WORKER_ID": "g-1"}
 	if got, want := strings.Join(s.Environ(), " "), "BIND_ADDR=0.0.0.0 GOLB_WORKER_ID=g-1 PORT=6001"; got != want {
 		t.Fatalf("Environ() = %q, want %q", got, want)
+	}
+}
+
+// Regression: a Stop whose deadline the plugin saw pass a moment before the
+// client did came back as "stream terminated by RST_STREAM with error code:
+// CANCEL", matching neither context sentinel, so core's lost-worker reason
+// did not say the deadline passed.
+func TestCutStreamAtTheDeadlineIsTheDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	cut := status.Error(codes.Canceled, "stream terminated by RST_STREAM with error code: CANCEL")
+	err := fromStatus(ctx, cut)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "deadline exceeded") {
+		t.Fatalf("fromStatus(cut stream, ctx at its deadline) = %v; want context.DeadlineExceeded", err)
+	}
+	// Far from its deadline, a cancel is the plugin's own.
+	far, cancel2 := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel2()
+	if err := fromStatus(far, cut); !errors.Is(err, context.Canceled) {
+		t.Fatalf("fromStatus(cut stream, ctx far from its deadline) = %v; want context.Canceled", err)
 	}
 }

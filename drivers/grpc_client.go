@@ -41,14 +41,17 @@ func fromStatus(ctx context.Context, err error) error {
 		}
 	}
 	switch st.Code() {
-	case codes.Canceled:
+	case codes.Canceled, codes.DeadlineExceeded:
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return &remoteError{msg: msg, sentinel: context.Canceled}
-	case codes.DeadlineExceeded:
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < deadlineSlack {
+			// The plugin's copy of the deadline passed a moment before
+			// ours, and gRPC reports it as the stream it cut.
+			return fmt.Errorf("%w (%s)", context.DeadlineExceeded, msg)
+		}
+		if st.Code() == codes.Canceled {
+			return &remoteError{msg: msg, sentinel: context.Canceled}
 		}
 		return &remoteError{msg: msg, sentinel: context.DeadlineExceeded}
 	case codes.Unavailable:
@@ -56,6 +59,10 @@ func fromStatus(ctx context.Context, err error) error {
 	}
 	return errors.New(msg)
 }
+
+// deadlineSlack is how close to its deadline a call's ctx may be when the
+// plugin's side of the deadline has already ended the call.
+const deadlineSlack = 100 * time.Millisecond
 
 // remoteError carries the plugin's message while matching a local sentinel.
 type remoteError struct {
