@@ -95,7 +95,8 @@ func (a *Agent) prepareDriver(ctx context.Context, name string) hcl.Diagnostics 
 	defer cancel()
 	in, err := a.plugins.launch(lctx, name)
 	if errors.Is(err, ErrDriverNotFound) {
-		return diagErr(fmt.Sprintf("Driver %q not found", name), fmt.Sprintf("Use a built-in driver (%v) or put an executable golb-driver-%s in plugin_dir (%s).", a.plugins.builtins, name, a.cfg.PluginDir))
+		// The same error config.LoadWith gives when it resolves the names.
+		return hcl.Diagnostics{config.DriverNotFound(name, rng, a.plugins.builtins, a.cfg.PluginDir)}
 	}
 	var pin *PinError
 	if errors.As(err, &pin) {

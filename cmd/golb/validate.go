@@ -48,7 +48,11 @@ const (
 //	    3 |   address = "127.0.0.1:5040x"
 //	      |             ^^^^^^^^^^^^^^^^^
 //	  Write host:port with a port of 0 to 65535, …
+//
+// The diagnostics are printed in file, line, column order (config.SortDiags):
+// this is where every verb's diagnostics are rendered.
 func printDiags(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) {
+	diags = config.SortDiags(diags)
 	for i, d := range diags {
 		if i == maxPrintedDiags {
 			var errs, warns int
@@ -151,6 +155,9 @@ func writeSourceLine(w io.Writer, src []byte, r hcl.Range) {
 
 // cmdValidate is `golb validate FILE`; loadConfig and printDiags above are
 // also how `golb run` and `golb drivers` read a config and report it.
+// Unlike loadConfig, validate resolves the groups' driver names while it
+// parses, so that a missing driver is reported along with the file's other
+// errors; all its diagnostics are printed at once, in order.
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", stderr, "Usage: golb validate FILE\n\nChecks FILE, including each driver's config block, and starts nothing.\nExit 0 when valid, 1 on any error.")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -160,19 +167,22 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	cfg, files, ok := loadConfig(fs.Arg(0), stderr)
-	if !ok {
+	opts := coreOptions(newLogger(io.Discard, false), false)
+	cfg, files, diags := config.LoadWith(fs.Arg(0), config.Options{Builtins: opts.Builtins})
+	if diags.HasErrors() {
+		printDiags(stderr, files, diags)
 		return exitError
 	}
-	agent, err := core.New(cfg, coreOptions(newLogger(io.Discard, false), false))
+	agent, err := core.New(cfg, opts)
 	if err != nil {
+		printDiags(stderr, files, diags)
 		fmt.Fprintln(stderr, "golb:", err)
 		return exitError
 	}
 	defer agent.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	diags := agent.Prepare(ctx)
+	diags = append(diags, agent.Prepare(ctx)...)
 	printDiags(stderr, files, diags)
 	if diags.HasErrors() {
 		return exitError

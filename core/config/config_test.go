@@ -74,7 +74,13 @@ func testdataFiles(t *testing.T, dir string) []string {
 // says, every error must carry a position in the file, and the printed
 // diagnostics must equal NAME.golden.
 func TestInvalidGolden(t *testing.T) {
-	for _, path := range testdataFiles(t, "invalid") {
+	invalidGolden(t, "invalid", Options{})
+}
+
+// invalidGolden is TestInvalidGolden's check of each testdata/DIR file,
+// parsed with opts.
+func invalidGolden(t *testing.T, dir string, opts Options) {
+	for _, path := range testdataFiles(t, dir) {
 		name := strings.TrimSuffix(filepath.Base(path), ".hcl")
 		t.Run(name, func(t *testing.T) {
 			src, err := os.ReadFile(path)
@@ -89,7 +95,7 @@ func TestInvalidGolden(t *testing.T) {
 			wantLine, _ := strconv.Atoi(m[1])
 			wantCol, _ := strconv.Atoi(m[2])
 
-			cfg, files, diags := Parse(path, src)
+			cfg, files, diags := ParseWith(path, src, opts)
 			if !diags.HasErrors() {
 				t.Fatalf("no error diagnostics; got %v", diags)
 			}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net"
@@ -19,42 +20,65 @@ import (
 
 // Load reads and parses a config file; with path "" it parses the embedded
 // default. The returned files map is for printing diagnostics with source.
+// It resolves no driver names: LoadWith does.
 func Load(path string) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
+	return LoadWith(path, Options{})
+}
+
+// LoadWith is Load with the checks of opts.
+func LoadWith(path string, opts Options) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
 	if path == "" {
-		return Parse(DefaultFileName, DefaultFile)
+		return ParseWith(DefaultFileName, DefaultFile, opts)
 	}
 	src, d := readFile(path)
 	if d != nil {
 		return nil, nil, hcl.Diagnostics{d}
 	}
-	return Parse(path, src)
+	return ParseWith(path, src, opts)
 }
 
 // Parse decodes src, applies defaults and checks everything that needs no
 // driver plugin. A Config is returned only without error diagnostics. A
 // file over the limits of limits.go gets one diagnostic and is not parsed.
+// The diagnostics are in file, line, column order (SortDiags).
 func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
+	return ParseWith(filename, src, Options{})
+}
+
+// ParseWith is Parse with the checks of opts.
+func ParseWith(filename string, src []byte, opts Options) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
 	if d := checkShape(filename, src); d != nil {
 		return nil, map[string]*hcl.File{filename: {Body: hcl.EmptyBody(), Bytes: src}}, hcl.Diagnostics{d}
 	}
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	files := map[string]*hcl.File{filename: file}
 	if diags.HasErrors() {
-		return nil, files, diags
+		return nil, files, SortDiags(diags)
 	}
 	cfg := &Config{Filename: filename}
 	diags = append(diags, followUps(gohcl.DecodeBody(file.Body, nil, cfg))...)
 	if diags.HasErrors() {
-		return nil, files, diags
+		// The file is only partly decoded; its groups' drivers are still
+		// checked, so that a missing one is not reported only once every
+		// other error is fixed. Not when plugin_dir itself is in error:
+		// where the external drivers are is then unknown.
+		if opts.Builtins != nil && (!hasAttr(file.Body, "plugin_dir") || !errorWithin(diags, attrRange(file.Body, "plugin_dir"))) {
+			dir := cmp.Or(cfg.PluginDir, defaultPluginDir)
+			diags = append(diags, checkDriverNames(decodedGroups(cfg.Groups, diags), dir, opts.Builtins)...)
+		}
+		return nil, files, SortDiags(diags)
 	}
 	v := &validator{cfg: cfg, explicitApp: map[*Group]bool{}}
 	v.defaults()
 	v.check()
 	diags = append(diags, v.diags...)
-	if diags.HasErrors() {
-		return nil, files, diags
+	if opts.Builtins != nil {
+		diags = append(diags, checkDriverNames(cfg.Groups, cfg.PluginDir, opts.Builtins)...)
 	}
-	return cfg, files, diags
+	if diags.HasErrors() {
+		return nil, files, SortDiags(diags)
+	}
+	return cfg, files, SortDiags(diags)
 }
 
 // followUps drops gohcl's follow-up errors: a variable or function call
@@ -176,7 +200,7 @@ func (v *validator) defaults() {
 		c.DataDir = ".golb"
 	}
 	if c.PluginDir == "" {
-		c.PluginDir = "./plugins"
+		c.PluginDir = defaultPluginDir
 	}
 	if c.Admin == nil {
 		c.Admin = &Admin{Body: hcl.EmptyBody()}
