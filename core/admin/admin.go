@@ -1,12 +1,13 @@
-// Package admin is golb's live dashboard and the API behind it: the embedded
-// page, the Server-Sent Events stream of snapshots and events, the in-memory
-// history the page draws its charts from, worker drain and the guard that
-// keeps other web sites out of the admin API. It knows golb only through
-// Views, which the agent implements and tests fake.
+// Package admin is golb's admin API over HTTP: the JSON endpoints that
+// scripts and the golb command use (api.go), /metrics, and the live
+// dashboard — the embedded page, the Server-Sent Events stream of snapshots
+// and events, the in-memory history its charts are drawn from, worker drain
+// — behind the guard that keeps other web sites out. It only does HTTP: it
+// knows golb through Views and APIViews, which the agent implements and
+// tests fake.
 package admin
 
 import (
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -138,12 +139,6 @@ type Balancer struct {
 	Retries     uint64 `json:"retries"`
 	Unavailable uint64 `json:"unavailable"`
 }
-
-// Errors a Views implementation wraps for the caller's mistakes.
-var (
-	ErrNoWorker   = errors.New("no such worker")
-	ErrNotRunning = errors.New("worker is not running")
-)
 
 // Options tune a Server. Zero values are the defaults.
 type Options struct {
