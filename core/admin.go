@@ -2,106 +2,19 @@ package core
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/golb/golb/core/admin"
 	"github.com/golb/golb/core/state"
 	"github.com/golb/golb/core/stats"
 )
-
-// GroupView is one row of GET /v1/groups.
-type GroupView struct {
-	Name    string `json:"name"`
-	Driver  string `json:"driver"`
-	Desired int    `json:"desired"`
-	Running int    `json:"running"`
-	Healthy int    `json:"healthy"`
-	Min     int    `json:"min"`
-	Max     int    `json:"max"`
-	Failing bool   `json:"failing,omitempty"`
-	Reason  string `json:"reason,omitempty"`
-	// RolloutStopped is why the group's last rollover stopped with its
-	// old workers serving (core/rollout.go); empty otherwise.
-	RolloutStopped string `json:"rollout_stopped,omitempty"`
-	// Autoscaler is set for a group with a scale block (admin_autoscale.go).
-	Autoscaler *AutoscalerView `json:"autoscaler,omitempty"`
-}
-
-// WorkerView is one row of GET /v1/workers.
-type WorkerView struct {
-	ID      string `json:"id"`
-	Group   string `json:"group"`
-	Driver  string `json:"driver"`
-	Address string `json:"address"`
-	Status  string `json:"status"`
-	Healthy bool   `json:"healthy"`
-	// HealthError is why the worker's last health check failed, e.g.
-	// "GET /healthz: 404 Not Found"; set only while it is unhealthy.
-	HealthError string `json:"health_error,omitempty"`
-	// Reason is why a lost worker is lost: it could not be stopped (it may
-	// still run; golb retries), or not be recovered with its plugin.
-	Reason string `json:"reason,omitempty"`
-	// Requests, Failed and MeanLatencyMS are the stats' figures, across
-	// golb restarts: the same as /worker/stats.
-	Requests      uint64  `json:"requests"`
-	Failed        uint64  `json:"failed"`
-	MeanLatencyMS float64 `json:"mean_latency_ms"`
-	InFlight      int64   `json:"in_flight"`
-	StartedAt     string  `json:"started_at"`
-	Adopted       bool    `json:"adopted,omitempty"`
-	// Details are the driver's: pid and log files, or container id and name.
-	Details map[string]string `json:"details,omitempty"`
-}
-
-// DriverView is one row of GET /v1/drivers.
-type DriverView struct {
-	Name     string `json:"name"`
-	Version  string `json:"version"`
-	Healthy  bool   `json:"reachable"` // its runtime answers
-	Detail   string `json:"detail"`
-	Running  bool   `json:"running"`
-	PID      int    `json:"pid"`
-	Restarts int    `json:"restarts"`
-	// Error is why the plugin last died or was killed ("driver nice
-	// crashed in Start: panic: …"), until it has run minUptime again.
-	Error string `json:"error,omitempty"`
-}
-
-// StatsStoreView is GET /v1/stats/store: the state of the stats sink.
-type StatsStoreView struct {
-	Sink string `json:"sink"`
-	Path string `json:"path,omitempty"` // the SQLite file
-	// Database and Instance are a shared sink's (postgres): user@host:port/db,
-	// without the password, and the name of this agent's rows.
-	Database string `json:"database,omitempty"`
-	Instance string `json:"instance,omitempty"`
-	// Unreachable is set while failing because the database does not answer.
-	Unreachable bool `json:"unreachable,omitempty"`
-	// State is "ok" while writes succeed (or none has been tried yet), "failing"
-	// once a write has failed, until one succeeds.
-	State string `json:"state"`
-	// FailingSince (RFC 3339), Error and FailedWrites describe the current run
-	// of failed writes; set only while failing.
-	FailingSince string `json:"failing_since,omitempty"`
-	Error        string `json:"error,omitempty"`
-	FailedWrites int    `json:"failed_writes,omitempty"`
-	// UnflushedRequests are counted but not yet stored: normally the last
-	// flush interval's; while failing, all since the last good write, which a
-	// shutdown would lose.
-	UnflushedRequests uint64 `json:"unflushed_requests"`
-	LastFlush         string `json:"last_flush,omitempty"` // RFC 3339
-}
 
 // StatsStore states the stats sink's health: whether flushes succeed and how
 // many requests are not stored yet.
@@ -129,18 +42,6 @@ func (a *Agent) StatsStore() StatsStoreView {
 	return v
 }
 
-// StatsWorkerView is one row of GET /v1/stats/workers: a worker's totals as
-// /worker/stats has them, and the agent that runs it (the instance of a
-// shared sink; empty for SQLite, where every worker is this agent's).
-type StatsWorkerView struct {
-	ID            string  `json:"id"`
-	Instance      string  `json:"instance,omitempty"`
-	Success       uint64  `json:"success"`
-	Failed        uint64  `json:"failed"`
-	Total         uint64  `json:"total"`
-	MeanLatencyMS float64 `json:"mean_latency_ms"`
-}
-
 // StatsWorkers lists the stats of every worker, all agents' with a shared sink.
 func (a *Agent) StatsWorkers() []StatsWorkerView {
 	if a.agg == nil {
@@ -154,7 +55,9 @@ func (a *Agent) StatsWorkers() []StatsWorkerView {
 	return out
 }
 
-// serveAdmin starts the admin API on addr.
+// serveAdmin starts the admin API on addr: core/admin's JSON endpoints over
+// apiViews (admin_views.go), /metrics over the balancers' and the agent's
+// collectors, and the dashboard.
 func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 	reg := prometheus.NewRegistry()
 	for _, b := range a.balancers {
@@ -164,76 +67,7 @@ func (a *Agent) serveAdmin(addr string) (*http.Server, error) {
 	}
 	reg.MustRegister(&agentCollector{a: a}, &autoscaleCollector{a: a}, reloadCollector{a: a}, collectors.NewGoCollector())
 	a.metrics = reg // a reload registers the balancers it adds
-
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.GroupViews()) })
-	mux.HandleFunc("GET /v1/workers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.WorkerViews()) })
-	mux.HandleFunc("GET /v1/drivers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.DriverViews()) })
-	mux.HandleFunc("GET /v1/stats/workers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.StatsWorkers()) })
-	mux.HandleFunc("GET /v1/stats/store", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.StatsStore()) })
-	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		body, err := stats.SeedJSON(a.agg.Snapshot())
-		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(body)
-	})
-	mux.HandleFunc("GET /v1/groups/{name}/events", a.serveGroupEvents)
-	mux.HandleFunc("POST /v1/groups/{name}/scale", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Count *int `json:"count"`
-		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Count == nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be {"count": N}`})
-			return
-		}
-		err := a.Scale(r.PathValue("name"), *req.Count)
-		switch {
-		case errors.Is(err, state.ErrNoGroup):
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
-		case errors.Is(err, ErrScaleBounds):
-			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
-		case err != nil:
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-		default:
-			out := map[string]any{"group": r.PathValue("name"), "desired": *req.Count}
-			if until := a.FloorUntil(r.PathValue("name")); !until.IsZero() {
-				out["floor_until"] = until // an autoscaled group: a floor for one stable window
-			}
-			writeJSON(w, http.StatusOK, out)
-		}
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("POST /v1/reload", a.serveReload) // reload.go
-	mux.HandleFunc("GET /v1/reload", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.ReloadStatus()) })
-	dash := a.dashboard() // GET /, /v1/stream, /v1/events, POST /v1/workers/{id}/drain
-	dash.Register(mux)
-
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin API: listening on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: admin.Guard(l.Addr().String(), mux), ReadHeaderTimeout: 5 * time.Second}
-	dashCtx, stopDash := context.WithCancel(context.Background())
-	srv.RegisterOnShutdown(stopDash) // also ends the open streams
-	go dash.Run(dashCtx)
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.logger.Error("admin API stopped", "err", err)
-		}
-	}()
-	a.logger.Info("admin API listening", "addr", l.Addr().String())
-	return srv, nil
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	return admin.Serve(addr, admin.NewAPI(apiViews{a}, reg), a.dashboard(), a.logger)
 }
 
 // health is what the balancers know of one worker right now. Its counts

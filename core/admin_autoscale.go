@@ -1,36 +1,16 @@
 package core
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/golb/golb/core/admin"
 	"github.com/golb/golb/core/autoscale"
 	"github.com/golb/golb/core/state"
 )
-
-// AutoscalerView is the "autoscaler" object of a group in GET /v1/groups:
-// the autoscaler's mode and figures at its last evaluation, and its last
-// decision that changed the count.
-type AutoscalerView struct {
-	Mode autoscale.Mode `json:"mode"`
-	// Figures are the last evaluation's, rounded to 2 decimals.
-	autoscale.Figures
-	// Wants is the count the last evaluation arrived at, and Why its reason.
-	Wants int    `json:"wants"`
-	Why   string `json:"why"`
-	// Held is the requests waiting for a ready worker now, summed over
-	// the group's balancers; HoldTimeouts those answered 503 after
-	// hold_timeout, HoldRefused those answered 503 past hold_max.
-	Held         int64  `json:"held"`
-	HoldTimeouts uint64 `json:"hold_timeouts"`
-	HoldRefused  uint64 `json:"hold_refused"`
-	// FloorUntil is when the floor set by golb scale ends.
-	FloorUntil time.Time `json:"floor_until,omitzero"`
-	// LastDecision is the newest event of GET /v1/groups/NAME/events.
-	LastDecision *autoscale.Decision `json:"last_decision,omitempty"`
-}
 
 // autoscalerView is group's AutoscalerView, nil without a scale block.
 func (a *Agent) autoscalerView(group string) *AutoscalerView {
@@ -55,14 +35,12 @@ func (a *Agent) autoscalerView(group string) *AutoscalerView {
 	return v
 }
 
-// serveGroupEvents is GET /v1/groups/{name}/events: the group's scale
-// decisions (the last autoscale.DefaultKeep) and its stopped rollovers
-// (reload_log.go), newest first.
-func (a *Agent) serveGroupEvents(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
+// groupEvents is GET /v1/groups/NAME/events: the group's scale decisions
+// (the last autoscale.DefaultKeep) and its stopped rollovers (reload_log.go),
+// newest first.
+func (a *Agent) groupEvents(name string) ([]any, error) {
 	if g, _ := a.store.Group(nil, name); g == nil {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": state.ErrNoGroup.Error() + ": " + name})
-		return
+		return nil, asAdmin(fmt.Errorf("%w: %s", state.ErrNoGroup, name), admin.ErrNoGroup)
 	}
 	type event struct {
 		Kind string `json:"kind"` // "scale"
@@ -73,7 +51,15 @@ func (a *Agent) serveGroupEvents(w http.ResponseWriter, r *http.Request) {
 	for _, d := range list {
 		out = append(out, event{"scale", d})
 	}
-	writeJSON(w, http.StatusOK, a.withRolloutEvents(name, out, func(i int) time.Time { return list[i].Time }))
+	return a.withRolloutEvents(name, out, func(i int) time.Time { return list[i].Time }), nil
+}
+
+// serveGroupEvents is GET /v1/groups/{name}/events as the admin API
+// (core/admin) serves it, for a test that routes it alone (reload_test.go).
+func (a *Agent) serveGroupEvents(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	admin.NewAPI(apiViews{a}, nil).Register(mux)
+	mux.ServeHTTP(w, r)
 }
 
 // autoscaleCollector exports the autoscalers' figures and the held requests.
