@@ -68,7 +68,7 @@ func (a *Agent) Reload(ctx context.Context) (ReloadEvent, error) {
 		a.logger.Info("reload: nothing to re-read", "summary", ev.Summary)
 		return ev, nil
 	}
-	cfg, files, diags := config.Load(old.Filename)
+	cfg, files, diags := config.LoadWith(old.Filename, config.Options{Builtins: a.plugins.builtins})
 	if !diags.HasErrors() {
 		var err error
 		if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {

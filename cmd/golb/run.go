@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/golb/golb/core"
+	"github.com/golb/golb/core/config"
 )
 
 // stopSignals make `golb run` drain, stop its workers, flush stats and exit
@@ -43,21 +44,25 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(hup)
 	logger := newLogger(stderr, *verbose)
 	slog.SetDefault(logger)
-	cfg, files, ok := loadConfig(fs.Arg(0), stderr)
-	if !ok {
+	opts := coreOptions(logger, *verbose)
+	// Driver names are resolved while parsing, as validate does: a missing
+	// driver is reported with the file's other errors.
+	cfg, files, diags := config.LoadWith(fs.Arg(0), config.Options{Builtins: opts.Builtins})
+	printDiags(stderr, files, diags)
+	if diags.HasErrors() {
 		fmt.Fprintln(stderr, "golb: not starting: fix the config first")
 		return exitError
 	}
 	if fs.Arg(0) == "" {
 		logger.Info("no config file given: using the embedded default (see `golb help`)")
 	}
-	agent, err := core.New(cfg, coreOptions(logger, *verbose))
+	agent, err := core.New(cfg, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "golb:", err)
 		return exitError
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Minute)
-	diags := agent.Prepare(pctx)
+	diags = agent.Prepare(pctx)
 	cancel()
 	if ctx.Err() != nil { // Ctrl-C while the drivers started
 		agent.Close()

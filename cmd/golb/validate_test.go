@@ -126,3 +126,26 @@ func TestValidatePrintDiagsSortsByPosition(t *testing.T) {
 		t.Errorf("printed lines %v, want 1 to %d", pos, maxPrintedDiags)
 	}
 }
+
+// golb run reported a group's unknown driver only once every other error
+// in the file was fixed: it now reads the file as validate does.
+func TestRunReportsUnknownDriverWithOtherErrors(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.hcl")
+	src := "group \"a\" {\n  driver = \"nosuch\"\n  count = -1\n  port = 16990\n}\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := cmdRun([]string{path}, &stdout, &stderr); code != exitError {
+		t.Errorf("exit %d, want %d", code, exitError)
+	}
+	out := stderr.String()
+	t.Logf("\n%s", out)
+	if got, want := printedPositions(t, out), [][2]int{{2, 12}, {3, 11}}; !slices.Equal(got, want) {
+		t.Errorf("diagnostics at %v, want %v", got, want)
+	}
+	if !strings.Contains(out, "not starting: fix the config first") {
+		t.Errorf("no \"not starting\" line in %q", out)
+	}
+}
