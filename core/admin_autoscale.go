@@ -2,7 +2,6 @@ package core
 
 import (
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,14 +51,6 @@ func (a *Agent) groupEvents(name string) ([]any, error) {
 		out = append(out, event{"scale", d})
 	}
 	return a.withRolloutEvents(name, out, func(i int) time.Time { return list[i].Time }), nil
-}
-
-// serveGroupEvents is GET /v1/groups/{name}/events as the admin API
-// (core/admin) serves it, for a test that routes it alone (reload_test.go).
-func (a *Agent) serveGroupEvents(w http.ResponseWriter, r *http.Request) {
-	mux := http.NewServeMux()
-	admin.NewAPI(apiViews{a}, nil).Register(mux)
-	mux.ServeHTTP(w, r)
 }
 
 // autoscaleCollector exports the autoscalers' figures and the held requests.

@@ -2,9 +2,7 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/golb/golb/core/admin"
@@ -80,16 +78,5 @@ func (e adminError) Unwrap() []error { return []error{e.err, e.kind} }
 
 // asAdmin is err, also matching kind.
 func asAdmin(err, kind error) error { return adminError{err, kind} }
-
-// writeJSON is left for serveReload (reload_log.go), which nothing routes
-// any more: POST /v1/reload is core/admin's (apiViews.Reload). Both go
-// together.
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
 
 var _ admin.APIViews = apiViews{}

@@ -27,7 +27,7 @@ import (
 )
 
 // ExternalPrefix is the file name prefix of external driver plugins.
-const ExternalPrefix = "golb-driver-"
+const ExternalPrefix = config.PluginPrefix
 
 // pluginManager launches the driver plugins the config uses and restarts them
 // with backoff when they crash or stop answering; each new instance is handed

@@ -1,9 +1,6 @@
 package core
 
 import (
-	"context"
-	"errors"
-	"net/http"
 	"sync"
 	"time"
 
@@ -101,29 +98,6 @@ type reloadAnswer struct {
 	Error   string     `json:"error,omitempty"`
 	Refused []string   `json:"refused,omitempty"`
 	Diags   *DiagsJSON `json:"diagnostics,omitempty"`
-}
-
-// serveReload is POST /v1/reload: 200 when applied (or nothing to do), 422
-// when the file is invalid or a change is refused, 503 while golb starts or
-// stops.
-func (a *Agent) serveReload(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
-	defer cancel()
-	ev, err := a.Reload(ctx)
-	ans := reloadAnswer{ReloadEvent: ev}
-	status := http.StatusOK
-	if err != nil {
-		ans.Error = err.Error()
-		status = http.StatusUnprocessableEntity
-		if re, ok := errorsAsReload(err); ok {
-			ans.Refused = re.Refused
-			ans.Diags = diagsJSON(re)
-		}
-		if errors.Is(err, ErrNotRunning) {
-			status = http.StatusServiceUnavailable
-		}
-	}
-	writeJSON(w, status, ans)
 }
 
 var descReloads = prometheus.NewDesc("golb_reloads_total", "Config reloads by result: applied, unchanged, invalid, refused.", []string{"result"}, nil)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golb/golb/core/admin"
 	"github.com/golb/golb/core/config"
 	"github.com/golb/golb/core/state"
 	"github.com/golb/golb/internal/testutil"
@@ -508,7 +509,7 @@ func testRolloutStops(t *testing.T, broken, want string) {
 		t.Errorf("no rollout_stopped event: %+v", ta.ReloadStatus().Events)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/groups/{name}/events", ta.serveGroupEvents)
+	admin.NewAPI(apiViews{ta.Agent}, nil).Register(mux)
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/groups/"+g+"/events", nil))
 	if body := rec.Body.String(); rec.Code != 200 || !strings.Contains(body, `"rollout_stopped"`) || !strings.Contains(body, want) {
