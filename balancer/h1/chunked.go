@@ -44,11 +44,12 @@ func (c *Chunked) Step(rd *Reader) (data, trailer []byte, err error) {
 		switch c.state {
 		case chunkSize:
 			i := bytes.IndexByte(buf, '\n')
-			if i < 0 {
-				if len(buf) > maxChunkLine {
-					return nil, nil, errChunkLine
-				}
+			// The bound holds for a line that came whole in one read too.
+			if i < 0 && len(buf) <= maxChunkLine {
 				return nil, nil, ErrNeedMore
+			}
+			if i < 0 || i > maxChunkLine {
+				return nil, nil, errChunkLine
 			}
 			if i == 0 || buf[i-1] != '\r' {
 				return nil, nil, errBareLF

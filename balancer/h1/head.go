@@ -35,9 +35,9 @@ type Head struct {
 	// Framing and connection management, derived from the headers.
 	Body          BodyKind
 	ContentLength int64 // with BodyLength
-	Close         bool  // Connection: close, or HTTP/1.0 without keep-alive
+	Close         bool  // Connection: close, or HTTP/1.0 without keep-alive (or with Transfer-Encoding)
 	Upgrade       bool  // Connection: upgrade with an Upgrade header
-	Expect100     bool  // Expect: 100-continue
+	Expect100     bool  // Expect: 100-continue (ignored in an HTTP/1.0 request)
 	ConnTokens    bool  // Connection names other headers, which are hop-by-hop
 	Host          []byte
 	Connection    [][]byte // Connection header values, for ConnTokens
@@ -58,6 +58,11 @@ func (h *Head) reset() {
 // a line is how two parsers come to disagree about where a message ends.
 func ScanHead(buf []byte, from int) (end, resume int, err error) {
 	i := from
+	// Whether every line before i is blank. A blank line after a non-blank
+	// one ends the head, so a resume offset that follows a blank line
+	// follows only blank lines: no need to look further back (which made
+	// a run of leading blank lines cost quadratic time).
+	leading := i == 0 || i >= 2 && buf[i-2] == '\r' && buf[i-1] == '\n' && (i == 2 || buf[i-3] == '\n')
 	for {
 		j := bytes.IndexByte(buf[i:], '\n')
 		if j < 0 {
@@ -68,24 +73,16 @@ func ScanHead(buf []byte, from int) (end, resume int, err error) {
 			return 0, 0, errBareLF
 		}
 		// A line of just CRLF ends the head, unless nothing came before it.
-		if j == 1 || (j >= 3 && buf[j-2] == '\n') {
-			if onlyBlankLines(buf[:j+1]) {
+		if j == i+1 {
+			if leading {
 				i = j + 1
 				continue
 			}
 			return j + 1, 0, nil
 		}
+		leading = false
 		i = j + 1
 	}
-}
-
-func onlyBlankLines(p []byte) bool {
-	for i := 0; i+1 < len(p); i += 2 {
-		if p[i] != '\r' || p[i+1] != '\n' {
-			return false
-		}
-	}
-	return len(p)%2 == 0
 }
 
 // ParseRequest parses a complete request head (as ScanHead delimited it)
@@ -245,7 +242,9 @@ func parseHeaders(p []byte, h *Head, isRequest bool) error {
 			sawHost = true
 			h.Host = value
 		case EqualFold(name, "expect"):
-			if EqualFold(value, "100-continue") {
+			// RFC 9110 §10.1.1: an HTTP/1.0 request's 100-continue is
+			// ignored (its client would take a 100 for the answer).
+			if EqualFold(value, "100-continue") && (h.Minor == 1 || !isRequest) {
 				h.Expect100 = true
 			}
 		case EqualFold(name, "upgrade"):
@@ -272,7 +271,9 @@ func parseHeaders(p []byte, h *Head, isRequest bool) error {
 			}
 		}
 	}
-	h.Close = sawClose || h.Minor == 0 && !sawKeepAlive
+	// RFC 9112 §6.1: the framing of an HTTP/1.0 message with
+	// Transfer-Encoding is suspect; the connection ends after it.
+	h.Close = sawClose || h.Minor == 0 && (!sawKeepAlive || sawTE)
 	switch {
 	case sawTE && sawCL:
 		return errLengthAndChunked
