@@ -501,7 +501,6 @@ func startRaw(t *testing.T, cfg Config, rws ...*rawWorker) *Balancer {
 // next request on it reads them as its answer. Here they are a whole
 // forged response, which a second client received as its own.
 func TestHostileWorkerBytesAfterBodyNeverReachTheNextClient(t *testing.T) {
-	knownBug(t, "bytes a worker sends after its answer, once the connection is pooled, are read as the next request's answer (getConn reuses without checking the idle connection is silent)")
 	t.Parallel()
 	rw := newRawWorker(t, "w", func(req *http.Request, c net.Conn, bw *bufio.Writer) bool {
 		if req.URL.Path == "/first" {
@@ -532,7 +531,6 @@ func TestHostileWorkerBytesAfterBodyNeverReachTheNextClient(t *testing.T) {
 // HEAD: a worker that sends a body after a HEAD answer (its framing says
 // there is none), the body arriving after the head.
 func TestHostileWorkerHeadAnswerWithBodyDesyncs(t *testing.T) {
-	knownBug(t, "a body a worker sends after a HEAD answer, arriving late, is read as the next request's answer (same fix as the pooled-connection desync)")
 	t.Parallel()
 	rw := newRawWorker(t, "w", func(req *http.Request, c net.Conn, bw *bufio.Writer) bool {
 		if req.Method == http.MethodHead {

@@ -192,17 +192,41 @@ func ask(rw io.ReadWriter, p []byte) (n int, err error) {
 // the connection, without consuming any byte it sent: a one-byte
 // MSG_PEEK that does not wait.
 func peerClosed(rw io.ReadWriter) bool {
+	n, e, ok := peekNow(rw)
+	return ok && (e == 0 && n == 0 || e != 0 && e != syscall.EAGAIN)
+}
+
+// silent reports whether rw (a rawIO) has nothing to read: no byte, no
+// close, no error. An idle pooled worker connection must be silent to be
+// reused: a byte there is one its worker sent unasked (more than its
+// answer's framing said, a body after a HEAD answer), which the next
+// request would read as the start of its own answer. Another reader is
+// taken as silent.
+func silent(rw io.ReadWriter) bool {
+	_, e, ok := peekNow(rw)
+	return !ok || e == syscall.EAGAIN
+}
+
+// peekNow is a one-byte MSG_PEEK on rw (a rawIO) that does not wait: n and
+// errno are recvfrom's. ok is false for another reader.
+func peekNow(rw io.ReadWriter) (n int, errno syscall.Errno, ok bool) {
 	r, ok := rw.(*rawIO)
 	if !ok {
-		return false
+		return 0, 0, false
 	}
-	closed := false
+	errno = syscall.EINTR
 	_ = r.rc.Control(func(fd uintptr) {
 		var b [1]byte
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		closed = e == 0 && n == 0 || e != 0 && e != syscall.EAGAIN && e != syscall.EINTR
+		for errno == syscall.EINTR {
+			var m uintptr
+			m, _, errno = syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+			n = int(m)
+		}
 	})
-	return closed
+	if errno == syscall.EINTR { // Control failed: the connection is closed
+		errno = syscall.EBADF
+	}
+	return n, errno, true
 }
 
 // waitReadable blocks until rw (a rawIO) has bytes to read, its peer

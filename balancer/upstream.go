@@ -43,20 +43,26 @@ func (e *dialError) Unwrap() error { return e.err }
 // getConn returns an idle connection to be, or dials a new one.
 func (b *Balancer) getConn(be *backend) (*upstream, error) {
 	p := &be.conns
-	p.mu.Lock()
-	for n := len(p.idle); n > 0; n = len(p.idle) {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return b.dial(be)
+		}
 		uc := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if time.Since(uc.idleAt) < b.conf().IdleConnTimeout {
-			p.mu.Unlock()
+		p.mu.Unlock()
+		// A connection the worker wrote to, closed or reset while idle
+		// is never reused (silent, rawio_linux.go): what it holds is no
+		// answer to the next request.
+		if time.Since(uc.idleAt) < b.conf().IdleConnTimeout && silent(uc.io) {
 			uc.reused = true
 			return uc, nil
 		}
 		_ = uc.nc.Close()
 	}
-	p.mu.Unlock()
-	return b.dial(be)
 }
 
 // maxDials bounds the dials to one backend under way at once.
