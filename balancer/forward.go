@@ -471,6 +471,9 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 	}
 	if rh.Status >= 500 && b.conf().retry5xx && b.mayRetry(x, fail5xx) {
 		// Drain a little so the connection can be reused.
+		// rh is uc's: once uc is back in the pool, another request may
+		// parse its answer into it.
+		status := rh.Status
 		if c.discardBody(uc, body) && !rh.Close {
 			b.putConn(be, uc)
 		} else {
@@ -478,7 +481,7 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 		}
 		be.observe(class5xx, time.Since(start))
 		be.release()
-		b.passive(be, rh.Status, false)
+		b.passive(be, status, false)
 		return true, false
 	}
 

@@ -129,9 +129,27 @@ func (c *clientConn) serve() {
 		if !c.handle() {
 			return
 		}
+		c.trim()
 		if !c.state.CompareAndSwap(connActive, connIdle) || c.b.closing.Load() || c.gone != nil && c.gone.Load() {
 			return
 		}
+	}
+}
+
+// maxKeptScratch is the largest scratch buffer a connection keeps between
+// requests: one large request (a 64 KiB head, a 16 KiB body sent with it)
+// must not hold its buffers for as long as the connection idles.
+const maxKeptScratch = 8 << 10
+
+// trim gives back the per-request buffers a large request grew, and lets
+// go of the read buffer its head was parsed from.
+func (c *clientConn) trim() {
+	c.head.Forget()
+	if cap(c.out) > maxKeptScratch {
+		c.out = nil
+	}
+	if cap(c.scratch) > maxKeptScratch {
+		c.scratch = nil
 	}
 }
 

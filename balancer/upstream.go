@@ -105,6 +105,7 @@ func (b *Balancer) putConn(be *backend, uc *upstream) {
 		return
 	}
 	uc.rd.Release()
+	uc.head.Forget()
 	uc.idleAt = time.Now()
 	p := &be.conns
 	p.mu.Lock()

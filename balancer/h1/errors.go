@@ -26,6 +26,7 @@ var (
 	errChunked10        = &Error{400, "Transfer-Encoding in an HTTP/1.0 request"}
 	errDupHost          = &Error{400, "more than one Host"}
 	errNoHost           = &Error{400, "no Host header"}
+	errTooManyFields    = &Error{431, "more than 100 header fields"}
 
 	// ErrHeadTooLarge is a head longer than the caller's limit.
 	ErrHeadTooLarge = &Error{431, "request head too large"}

@@ -44,6 +44,15 @@ type Head struct {
 	connBuf       [2][]byte
 }
 
+// Forget drops the head's references into the buffer it was parsed from,
+// keeping the field list's capacity: a connection that waits for its next
+// message must not keep its last one's buffer alive (a grown one, for a
+// large head) through slices of it.
+func (h *Head) Forget() {
+	clear(h.Headers[:cap(h.Headers)])
+	h.reset()
+}
+
 func (h *Head) reset() {
 	*h = Head{Headers: h.Headers[:0]}
 	h.Connection = h.connBuf[:0]
@@ -189,6 +198,13 @@ func parseVersion(v []byte) (minor int, err error) {
 	return 0, errVersion
 }
 
+// MaxFields is the most header fields a head may have (a request's are
+// answered 431 past it; a worker's answer is refused): the parsed list is
+// kept for the connection's life, so a head of 60 KiB of "a:" lines would
+// otherwise hold 15,000 entries (720 KiB) per idle connection. HAProxy
+// (tune.http.maxhdr) and Apache (LimitRequestFields) allow about as many.
+const MaxFields = 100
+
 // parseHeaders parses header lines up to the blank line. Lines were
 // checked for CRLF endings by ScanHead.
 func parseHeaders(p []byte, h *Head, isRequest bool) error {
@@ -214,6 +230,9 @@ func parseHeaders(p []byte, h *Head, isRequest bool) error {
 		value := trimOWS(line[colon+1:])
 		if !isFieldValue(value) {
 			return errHeaderValue
+		}
+		if len(h.Headers) == MaxFields {
+			return errTooManyFields
 		}
 		h.Headers = append(h.Headers, Header{Name: name, Value: value})
 
