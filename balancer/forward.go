@@ -238,7 +238,7 @@ func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
 		return nil, nil
 	}
 	var ch h1.Chunked
-	ch.MaxTrailer = c.b.conf().MaxHeaderBytes
+	ch.MaxTrailer = maxTrailer
 	for {
 		data, trailer, err := ch.Step(&c.rd)
 		switch {
@@ -302,6 +302,14 @@ func (c *clientConn) fillBody(bt *bodyTimer) error {
 	return err
 }
 
+// maxTrailer bounds a chunked request body's trailer section: it must fit
+// the body's read buffer (fillBody), whatever max_header_bytes says.
+const maxTrailer = h1.BufSize
+
+// errBodyLine is a chunked body's line (a trailer field) that does not fit
+// the body's read buffer.
+var errBodyLine = &h1.Error{Status: 400, Msg: "trailer section too large"}
+
 // clientBodyFailed answers a request whose body the client broke off,
 // stalled or framed wrongly; nothing is counted against the worker.
 func (c *clientConn) clientBodyFailed(err error) bool {
@@ -309,6 +317,8 @@ func (c *clientConn) clientBodyFailed(err error) bool {
 	switch {
 	case errors.As(err, &he):
 		c.fail(err)
+	case errors.Is(err, h1.ErrBufferFull):
+		c.fail(errBodyLine)
 	case isTimeout(err):
 		c.b.clientErrors.Add(1)
 		c.answer(408, "request body not received in time", true)

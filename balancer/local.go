@@ -157,7 +157,7 @@ func (c *clientConn) dropBody(body h1.BodyKind, length int64) error {
 		return nil
 	}
 	var ch h1.Chunked
-	ch.MaxTrailer = c.b.conf().MaxHeaderBytes
+	ch.MaxTrailer = maxTrailer
 	for !ch.Done() {
 		data, _, err := ch.Step(&c.rd)
 		if err == h1.ErrNeedMore {
