@@ -448,6 +448,11 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 var errClientGone = errors.New("the client went away")
 
 var errBadResponse = &h1.Error{Status: 502, Msg: "malformed response from worker"}
+
+// errCodingFor10 is a worker's answer with a transfer coding other than
+// chunked (which golb's request did not offer it: TE is hop-by-hop) to
+// an HTTP/1.0 client, who could not be told of it.
+var errCodingFor10 = &h1.Error{Status: 502, Msg: "transfer coding an HTTP/1.0 client cannot take"}
 var errBadTarget = &h1.Error{Status: 400, Msg: "malformed request target"}
 
 // relayInterim passes a 1xx answer (103 Early Hints, say) on to an
@@ -506,6 +511,12 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 		}
 	case h1.BodyToClose:
 		framing = frameClose
+	}
+	if rh.Codings > 0 && r.minor == 0 && framing != frameNone {
+		// A transfer coding (gzip, say) an HTTP/1.0 client cannot be
+		// told of: passing the coded bytes as the body would corrupt it.
+		b.closeConn(uc)
+		return c.failed(x, r, be, start, failProxy, errCodingFor10)
 	}
 	closing := r.close || r.bodyLeft || framing == frameClose || b.closing.Load()
 	bw := writerPool.Get().(*bufio.Writer)

@@ -872,17 +872,41 @@ func TestHostileBadRequestsLeakNothing(t *testing.T) {
 // gzip bytes for the content. The codings other than chunked describe the
 // bytes golb relays and must go with them (or the answer be refused).
 func TestHostileWorkerTransferCodingIsKept(t *testing.T) {
-	knownBug(t, "a worker's Transfer-Encoding: gzip, chunked reaches the client as chunked only: the gzip coding is dropped with the field")
 	t.Parallel()
 	rw := newRawWorker(t, "w", func(req *http.Request, c net.Conn, bw *bufio.Writer) bool {
+		if req.URL.Path == "/close" {
+			_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8b\x08\x00")
+			return false
+		}
 		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n")
 		return true
 	})
 	b := startRaw(t, safetyConfig(), rw)
+	for _, tc := range []struct{ req, wantTE, wantEnd string }{
+		{"GET /z HTTP/1.1\r\nHost: x\r\n\r\n", "Transfer-Encoding: gzip, chunked\r\n", "\r\n4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n"},
+		{"GET /close HTTP/1.1\r\nHost: x\r\n\r\n", "Transfer-Encoding: gzip\r\n", "\r\n\r\n\x1f\x8b\x08\x00"},
+	} {
+		conn := dialH1(t, b)
+		conn.send(tc.req)
+		var got []byte
+		_ = conn.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for !bytes.HasSuffix(got, []byte(tc.wantEnd)) {
+			var buf [512]byte
+			n, err := conn.br.Read(buf[:])
+			got = append(got, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		t.Logf("%q", got)
+		if !bytes.Contains(got, []byte(tc.wantTE)) || !bytes.HasSuffix(got, []byte(tc.wantEnd)) {
+			t.Errorf("%s: got %q, want the field %q and the coded body", strings.Fields(tc.req)[1], got, tc.wantTE)
+		}
+	}
+	// An HTTP/1.0 client cannot be told of a transfer coding: 502.
 	conn := dialH1(t, b)
-	conn.send("GET /z HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, got := conn.read(http.MethodGet)
-	if resp.StatusCode == http.StatusOK && !strings.Contains(strings.ToLower(strings.Join(resp.TransferEncoding, ",")+resp.Header.Get("Transfer-Encoding")), "gzip") {
-		t.Errorf("200 %q with Transfer-Encoding %q: the gzip coding was lost", got, resp.TransferEncoding)
+	conn.send("GET /z HTTP/1.0\r\n\r\n")
+	if resp, _ := conn.read(http.MethodGet); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("HTTP/1.0 client: %d, want 502", resp.StatusCode)
 	}
 }

@@ -169,7 +169,16 @@ func responseHead(out []byte, r *h1.Head, framing respFraming, clientMinor int, 
 		out = strconv.AppendInt(out, r.ContentLength, 10)
 		out = append(out, "\r\n"...)
 	case frameChunked:
-		out = append(out, "Transfer-Encoding: chunked\r\n"...)
+		out = append(out, "Transfer-Encoding: "...)
+		if r.Codings > 0 {
+			out = append(h1.AppendCodings(out, r), ", "...)
+		}
+		out = append(out, "chunked\r\n"...)
+	case frameClose:
+		if r.Codings > 0 { // an HTTP/1.1 client's (relay refuses the rest)
+			out = append(out, "Transfer-Encoding: "...)
+			out = append(h1.AppendCodings(out, r), "\r\n"...)
+		}
 	case frameNone:
 		// A HEAD answer or a 304 keeps the length the worker announced.
 		if r.Body == h1.BodyLength && r.Status >= 200 {

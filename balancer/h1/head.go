@@ -40,6 +40,10 @@ type Head struct {
 	Expect100     bool  // Expect: 100-continue (ignored in an HTTP/1.0 request)
 	ConnTokens    bool  // Connection names other headers, which are hop-by-hop
 	Host          []byte
+	// Codings counts the transfer codings other than chunked (a worker's
+	// "gzip, chunked": 1). A proxy that re-frames the body keeps them
+	// (AppendCodings): they are part of what the body's bytes are.
+	Codings       int
 	Connection    [][]byte // Connection header values, for ConnTokens
 	connBuf       [2][]byte
 }
@@ -303,6 +307,7 @@ func parseHeaders(p []byte, h *Head, isRequest bool) error {
 		if err := te.finish(isRequest); err != nil {
 			return err
 		}
+		h.Codings = te.codings - te.chunkeds
 		if te.lastChunked {
 			h.Body = BodyChunked
 		} else {
@@ -403,6 +408,34 @@ func nextListItem(v []byte) (item, rest []byte) {
 		return trimOWS(v[:i]), v[i+1:]
 	}
 	return trimOWS(v), nil
+}
+
+// AppendCodings appends h's transfer codings other than chunked, in their
+// order, separated by ", " (nothing when h.Codings is 0).
+func AppendCodings(out []byte, h *Head) []byte {
+	if h.Codings == 0 {
+		return out
+	}
+	n := 0
+	for i := range h.Headers {
+		f := &h.Headers[i]
+		if !EqualFold(f.Name, "transfer-encoding") {
+			continue
+		}
+		for v := f.Value; len(v) > 0; {
+			var tok []byte
+			tok, v = nextListItem(v)
+			if len(tok) == 0 || EqualFold(tok, "chunked") {
+				continue
+			}
+			if n > 0 {
+				out = append(out, ", "...)
+			}
+			out = append(out, tok...)
+			n++
+		}
+	}
+	return out
 }
 
 func containsToken(v []byte, tok string) bool {
