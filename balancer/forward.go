@@ -70,6 +70,10 @@ func (c *clientConn) handle() bool {
 		c.fail(errBadTarget)
 		return false
 	}
+	if !h1.ValidHost(host) {
+		c.fail(errBadHost)
+		return false
+	}
 	if b.local != nil {
 		if lh, ok := b.local[string(pathOf(target))]; ok {
 			return c.serveLocal(lh, target, host)
@@ -386,7 +390,7 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 	if busy && !waited {
 		err, waited = waitReadable(uc.io), true
 	}
-	resume := 0
+	resume, interim := 0, 0
 	for {
 		if uc.rd.Len() > 0 {
 			end, next, err := h1.ScanHead(uc.rd.Buffered(), resume)
@@ -399,6 +403,9 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 				}
 				uc.headLen = end
 				if s := uc.head.Status; s < 200 && s != 101 {
+					if interim++; interim > maxInterim {
+						return errBadResponse
+					}
 					c.relayInterim(uc, r)
 					resume = 0
 					continue
@@ -444,6 +451,11 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 	}
 }
 
+// maxInterim is the most 1xx answers a worker may send before its final
+// one (a 100 Continue and a 103 Early Hints or two are all one sees):
+// past it the answer is malformed, not relayed on for response_timeout.
+const maxInterim = 8
+
 // errClientGone ends an attempt whose client hung up while it waited.
 var errClientGone = errors.New("the client went away")
 
@@ -454,6 +466,7 @@ var errBadResponse = &h1.Error{Status: 502, Msg: "malformed response from worker
 // an HTTP/1.0 client, who could not be told of it.
 var errCodingFor10 = &h1.Error{Status: 502, Msg: "transfer coding an HTTP/1.0 client cannot take"}
 var errBadTarget = &h1.Error{Status: 400, Msg: "malformed request target"}
+var errBadHost = &h1.Error{Status: 400, Msg: "invalid Host"}
 
 // relayInterim passes a 1xx answer (103 Early Hints, say) on to an
 // HTTP/1.1 client and drops it for an HTTP/1.0 one.

@@ -193,13 +193,15 @@ func parseVersion(v []byte) (minor int, err error) {
 		}
 		return 0, errRequestLine
 	}
-	switch v[7] {
-	case '0':
+	switch {
+	case v[7] == '0':
 		return 0, nil
-	case '1':
+	case isDigit(v[7]):
+		// HTTP/1.2 and later minors are taken as 1.1, the highest
+		// golb implements (RFC 9110 §2.5).
 		return 1, nil
 	}
-	return 0, errVersion
+	return 0, errRequestLine
 }
 
 // MaxFields is the most header fields a head may have (a request's are
@@ -509,6 +511,35 @@ var tokenTable = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// hostTable is what a Host value (RFC 9112 §3.2: uri-host [":" port])
+// may hold: RFC 3986's unreserved, sub-delims and pct-encoded characters,
+// ':' and the brackets of an IP literal.
+var hostTable = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "-._~!$&'()*+,;=%:[]" {
+		t[c] = true
+	}
+	return t
+}()
+
+// ValidHost reports whether host may be a request's Host: no space, '/',
+// '@' (userinfo), '#', '?' or control byte, which a server answers 400
+// (RFC 9112 §3.2) rather than pass on to a worker that may route by it.
+func ValidHost(host []byte) bool {
+	for _, c := range host {
+		if !hostTable[c] {
+			return false
+		}
+	}
+	return true
+}
 
 func isToken(p []byte) bool {
 	if len(p) == 0 {
