@@ -43,9 +43,9 @@ type Head struct {
 	// Codings counts the transfer codings other than chunked (a worker's
 	// "gzip, chunked": 1). A proxy that re-frames the body keeps them
 	// (AppendCodings): they are part of what the body's bytes are.
-	Codings       int
-	Connection    [][]byte // Connection header values, for ConnTokens
-	connBuf       [2][]byte
+	Codings    int
+	Connection [][]byte // Connection header values, for ConnTokens
+	connBuf    [2][]byte
 }
 
 // Forget drops the head's references into the buffer it was parsed from,
