@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
 )
 
 // rawWorker is a TCP worker that answers in exact bytes: health checks
