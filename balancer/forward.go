@@ -534,6 +534,7 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 	closing := r.close || r.bodyLeft || framing == frameClose || b.closing.Load()
 	bw := writerPool.Get().(*bufio.Writer)
 	bw.Reset(c.io)
+	sent0, counted := sentBytes(c.io)
 	c.scratch = responseHead(c.scratch[:0], rh, framing, r.minor, closing, false)
 	_, _ = bw.Write(c.scratch)
 	uc.rd.Discard(uc.headLen)
@@ -547,6 +548,11 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 		be.release()
 		b.passive(be, 0, true)
 		b.log.Warn("worker answer broke off", "id", be.id, "addr", be.address(), "err", werr)
+		if sent, _ := sentBytes(c.io); counted && sent == sent0 && cerr == nil {
+			// Nothing of the answer reached the client yet: it can
+			// still be told, rather than see a bare close.
+			c.writeAnswer(502, b.bodyFailed, true)
+		}
 		return false, false
 	}
 	// Count the attempt before the answer's last bytes leave: a client

@@ -34,7 +34,8 @@ type rawIO struct {
 
 	nc    net.Conn
 	stall time.Duration
-	armed bool // a write deadline is set
+	armed bool  // a write deadline is set
+	sent  int64 // bytes written, for sentBytes
 }
 
 // newRawIO returns a reader and writer for nc: a rawIO for a TCP
@@ -152,6 +153,7 @@ func (r *rawIO) Write(p []byte) (int, error) {
 		_ = r.nc.SetWriteDeadline(time.Time{})
 	}
 	n := r.n
+	r.sent += int64(n)
 	switch {
 	case err != nil:
 		return n, err
@@ -194,6 +196,16 @@ func ask(rw io.ReadWriter, p []byte) (n int, err error) {
 func peerClosed(rw io.ReadWriter) bool {
 	n, e, ok := peekNow(rw)
 	return ok && (e == 0 && n == 0 || e != 0 && e != syscall.EAGAIN)
+}
+
+// sentBytes is how many bytes Write has sent on rw (a rawIO); ok is false
+// for another writer.
+func sentBytes(rw io.ReadWriter) (n int64, ok bool) {
+	r, ok := rw.(*rawIO)
+	if !ok {
+		return 0, false
+	}
+	return r.sent, true
 }
 
 // silent reports whether rw (a rawIO) has nothing to read: no byte, no

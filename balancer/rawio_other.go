@@ -15,6 +15,9 @@ func newRawIO(nc net.Conn, _ time.Duration) io.ReadWriter { return nc }
 // peerClosed cannot tell without raw system calls: it says no.
 func peerClosed(io.ReadWriter) bool { return false }
 
+// sentBytes cannot tell: ok is false.
+func sentBytes(io.ReadWriter) (int64, bool) { return 0, false }
+
 // silent cannot tell without raw system calls: it says yes.
 func silent(io.ReadWriter) bool { return true }
 
