@@ -12,7 +12,8 @@ import (
 // does: each waits, its body unread in its connection, until a worker
 // passes its health check, bounded by count (Hold.Max) and time
 // (Hold.Timeout); past either it is answered 503 with a JSON reason and
-// Retry-After. Holding is off unless Config.Hold.Max is set.
+// Retry-After. Holding is off unless Config.Hold.Max is set; SetHold turns
+// it on, off or changes its bounds on a running balancer (golb's reload).
 
 // Hold configures holding requests while the pool is empty.
 type Hold struct {
@@ -43,12 +44,11 @@ func (h Hold) validate() error {
 	return nil
 }
 
-// holdQueue is the balancer's held requests: their count and the signal
-// that the pool gained a candidate.
+// holdQueue is the balancer's held requests: their count, the signal that
+// the pool gained a candidate, and the bounds in force. Every balancer has
+// one; its bounds are nil while holding is off.
 type holdQueue struct {
-	max     int64
-	timeout time.Duration
-	onHold  func()
+	bounds atomic.Pointer[holdBounds] // nil: holding off
 
 	held     atomic.Int64  // requests waiting now
 	timeouts atomic.Uint64 // answered 503 after Timeout
@@ -57,26 +57,72 @@ type holdQueue struct {
 	mu    sync.Mutex
 	ready chan struct{} // closed (and replaced) when the pool gains a candidate
 
-	bodyFull, bodyTimeout, bodyClosing []byte
+	bodyClosing, bodyOff []byte
 }
 
-// newHoldQueue returns the queue for h, or nil when holding is off.
+// holdBounds are one Hold's bounds, never modified once published: SetHold
+// publishes new ones and closes replaced, so that the requests held under
+// these take the new ones (or, holding off, leave).
+type holdBounds struct {
+	Hold
+	replaced              chan struct{}
+	bodyFull, bodyTimeout []byte
+}
+
+// newHoldQueue returns the queue for h; holding is off when h.Max is 0.
 func newHoldQueue(h Hold, name string) *holdQueue {
+	q := &holdQueue{
+		ready:       make(chan struct{}),
+		bodyClosing: errorBody("golb is shutting down with no ready worker", name),
+		bodyOff:     errorBody("no ready worker, and holding requests for one was turned off", name),
+	}
+	q.bounds.Store(newHoldBounds(h, name))
+	return q
+}
+
+// newHoldBounds is h with its defaults, or nil when h turns holding off.
+func newHoldBounds(h Hold, name string) *holdBounds {
 	if h.Max <= 0 {
 		return nil
 	}
 	if h.Timeout == 0 {
 		h.Timeout = DefaultHoldTimeout
 	}
-	return &holdQueue{
-		max:         int64(h.Max),
-		timeout:     h.Timeout,
-		onHold:      h.OnHold,
-		ready:       make(chan struct{}),
+	return &holdBounds{
+		Hold:        h,
+		replaced:    make(chan struct{}),
 		bodyFull:    errorBody(fmt.Sprintf("no ready worker, and %d requests are already waiting for one (hold_max)", h.Max), name),
 		bodyTimeout: errorBody(fmt.Sprintf("no worker became ready within %s (hold_timeout)", h.Timeout), name),
-		bodyClosing: errorBody("golb is shutting down with no ready worker", name),
 	}
+}
+
+// SetHold changes how the running balancer holds requests while no worker
+// is a candidate, for golb's reload. Requests held already stay held under
+// the new bounds: their wait counts from when it began, against the new
+// Timeout; a lower Max refuses only new ones. Turning holding off
+// (h.Max 0) releases them: each takes a worker if one is a candidate now,
+// and is answered 503 otherwise, as at Shutdown. Config().Hold is h from
+// then on. An invalid h changes nothing and is returned as ErrInvalidHold.
+func (b *Balancer) SetHold(h Hold) error {
+	if err := h.validate(); err != nil {
+		return fmt.Errorf("updating balancer %q: %w", b.Name(), err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := b.conf()
+	next := *old
+	next.Hold = h
+	b.cfgp.Store(&next)
+	nb := newHoldBounds(h, old.Name)
+	if ob := b.hold.bounds.Swap(nb); ob != nil {
+		close(ob.replaced)
+	}
+	if nb == nil {
+		b.log.Info("holding requests off: a request with no ready worker is answered 503 at once")
+	} else {
+		b.log.Info("holding requests while no worker is ready", "hold_max", nb.Max, "hold_timeout", nb.Timeout)
+	}
+	return nil
 }
 
 // wake releases the held requests to pick again: the pool is not empty.
@@ -101,21 +147,27 @@ func (q *holdQueue) signal() <-chan struct{} {
 // hold waits for a candidate for a request that found none on its first
 // pick. It returns the backend pick counted in flight, or nil once it has
 // answered the client itself (503), with whether the connection stays open.
+// With holding off, it answers as a balancer that never holds does.
 func (c *clientConn) hold(x *exchange, r *reqInfo) (*backend, bool) {
 	b, q := c.b, c.b.hold
+	hb := q.bounds.Load()
+	if hb == nil {
+		return nil, c.answerNoBackend(x, r)
+	}
 	if b.closing.Load() {
 		return nil, c.answerHeld(r, q.bodyClosing)
 	}
-	if q.held.Add(1) > q.max {
+	if q.held.Add(1) > int64(hb.Max) {
 		q.held.Add(-1)
 		q.refused.Add(1)
-		return nil, c.answerHeld(r, q.bodyFull)
+		return nil, c.answerHeld(r, hb.bodyFull)
 	}
 	defer q.held.Add(-1)
-	if q.onHold != nil {
-		q.onHold()
+	if hb.OnHold != nil {
+		hb.OnHold()
 	}
-	timeout := time.NewTimer(q.timeout)
+	began := time.Now()
+	timeout := time.NewTimer(hb.Timeout)
 	defer timeout.Stop()
 	check := time.NewTicker(holdCheckEvery)
 	defer check.Stop()
@@ -126,6 +178,14 @@ func (c *clientConn) hold(x *exchange, r *reqInfo) (*backend, bool) {
 		}
 		select {
 		case <-ready:
+		case <-hb.replaced: // SetHold
+			if hb = q.bounds.Load(); hb == nil {
+				if be := b.pick(x); be != nil {
+					return be, false
+				}
+				return nil, c.answerHeld(r, q.bodyOff)
+			}
+			timeout.Reset(max(time.Until(began.Add(hb.Timeout)), 0))
 		case <-check.C:
 			if peerClosed(c.io) {
 				b.log.Debug("held request's client went away")
@@ -133,7 +193,7 @@ func (c *clientConn) hold(x *exchange, r *reqInfo) (*backend, bool) {
 			}
 		case <-timeout.C:
 			q.timeouts.Add(1)
-			return nil, c.answerHeld(r, q.bodyTimeout)
+			return nil, c.answerHeld(r, hb.bodyTimeout)
 		case <-b.healthCtx.Done(): // Shutdown began
 			return nil, c.answerHeld(r, q.bodyClosing)
 		}

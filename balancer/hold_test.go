@@ -195,3 +195,102 @@ func TestHoldValidate(t *testing.T) {
 		t.Errorf("Max -1: %v, want ErrInvalidHold", err)
 	}
 }
+
+// holdN sends n GETs to b in the background; wait returns their results.
+func holdN(b *Balancer, n int) (wait func() []result) {
+	c := testClient()
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", baseURL(b)+"/x", nil)
+			results[i] = do(c, req)
+		})
+	}
+	return func() []result { wg.Wait(); return results }
+}
+
+// TestSetHoldTurnsHoldingOn: a balancer started without holding holds
+// requests once SetHold turns it on (OnHold fires), and they are served by
+// the first ready worker; Config().Hold is the new one.
+func TestSetHoldTurnsHoldingOn(t *testing.T) {
+	b := startBalancer(t, testConfig())
+	if status, _ := get(t, testClient(), baseURL(b)+"/x"); status != 503 {
+		t.Fatalf("before SetHold: %d, want 503 at once", status)
+	}
+	var holds atomic.Int64
+	if err := b.SetHold(Hold{Max: 10, Timeout: 20 * time.Second, OnHold: func() { holds.Add(1) }}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Config().Hold; got.Max != 10 || got.Timeout != 20*time.Second {
+		t.Errorf("Config().Hold = %+v", got)
+	}
+	wait := holdN(b, 4)
+	waitFor(t, "4 held", func() bool { return b.Held() == 4 })
+	w := newWorker(t, "w1", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(rw, "ok") }))
+	b.SetBackends([]Backend{w.backend()})
+	for i, r := range wait() {
+		if r.err != nil || r.status != 200 {
+			t.Errorf("request %d: %d %q %v", i, r.status, r.body, r.err)
+		}
+	}
+	if holds.Load() != 4 {
+		t.Errorf("OnHold called %d times, want 4", holds.Load())
+	}
+}
+
+// TestSetHoldOffReleasesHeldRequests: turning holding off answers the
+// requests held with no ready worker 503 at once, with a reason, as
+// Shutdown does; the next request is answered 503 without waiting.
+func TestSetHoldOffReleasesHeldRequests(t *testing.T) {
+	b := startBalancer(t, holdConfig(10, time.Minute, nil))
+	wait := holdN(b, 3)
+	waitFor(t, "3 held", func() bool { return b.Held() == 3 })
+	start := time.Now()
+	if err := b.SetHold(Hold{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range wait() {
+		if r.err != nil || r.status != 503 || r.retryAfter == "" || !strings.Contains(r.body, "turned off") {
+			t.Errorf("held request %d: %d Retry-After %q %q %v", i, r.status, r.retryAfter, r.body, r.err)
+		}
+	}
+	t.Logf("held requests answered %v after holding was turned off", time.Since(start).Round(time.Millisecond))
+	if b.Held() != 0 {
+		t.Errorf("Held() = %d", b.Held())
+	}
+	if status, body := get(t, testClient(), baseURL(b)+"/x"); status != 503 || !strings.Contains(body, "no healthy workers") {
+		t.Errorf("after SetHold off: %d %q", status, body)
+	}
+}
+
+// TestSetHoldNewTimeoutCountsFromTheStart: a held request takes the new
+// Timeout, counted from when it began to wait, not from SetHold.
+func TestSetHoldNewTimeoutCountsFromTheStart(t *testing.T) {
+	b := startBalancer(t, holdConfig(10, time.Minute, nil))
+	wait := holdN(b, 2)
+	waitFor(t, "2 held", func() bool { return b.Held() == 2 })
+	time.Sleep(1500 * time.Millisecond)
+	if err := b.SetHold(Hold{Max: 10, Timeout: 1600 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range wait() {
+		if r.status != 503 || !strings.Contains(r.body, "1.6s (hold_timeout)") {
+			t.Errorf("held request %d: %d %q %v", i, r.status, r.body, r.err)
+		}
+		// 1.6s from the start, not 1.5s + 1.6s; with a busy machine's margin.
+		if r.took < 1600*time.Millisecond || r.took > 2700*time.Millisecond {
+			t.Errorf("held request %d answered after %v, want about 1.6s", i, r.took)
+		}
+		t.Logf("held request %d answered after %v", i, r.took.Round(time.Millisecond))
+	}
+	if to, _ := b.HoldTimeouts(); to != 2 {
+		t.Errorf("timeouts = %d, want 2", to)
+	}
+	if err := b.SetHold(Hold{Max: -1}); !errors.Is(err, ErrInvalidHold) {
+		t.Errorf("SetHold(Max -1) = %v, want ErrInvalidHold", err)
+	}
+	if b.Config().Hold.Max != 10 {
+		t.Errorf("an invalid SetHold changed Hold to %+v", b.Config().Hold)
+	}
+}

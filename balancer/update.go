@@ -48,10 +48,10 @@ type trackedListener struct {
 // ones at once. If a new listener cannot be bound, nothing changes and
 // the error names the address.
 //
-// Name, Local, Logger and Hold, and the settings New sized its transport
-// and retry budget with (RetryBudget, RetryMinPerSec, DialTimeout,
-// IdleConnTimeout, MaxIdleConnsPerHost), stay as New set them: those of
-// cfg are ignored. Turning active health checks on or off (a negative
+// Name, Local and Logger, and the settings New sized its transport and
+// retry budget with (RetryBudget, RetryMinPerSec, DialTimeout,
+// IdleConnTimeout, MaxIdleConnsPerHost), stay as New set them, and Hold as
+// New or SetHold (hold.go) last set it: those of cfg are ignored. Turning active health checks on or off (a negative
 // Health.Interval) is refused with ErrInvalidHealthCheck.
 func (b *Balancer) Update(ctx context.Context, cfg Config) error {
 	old := b.conf()
