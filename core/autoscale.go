@@ -16,7 +16,8 @@ import (
 // (in-flight and held requests, arrivals, ready workers) every
 // sampleEvery, asks for a decision every decideEvery (and at once when a
 // request is held at zero), applies the ones that change the desired
-// count, and keeps them as events.
+// count, and keeps them as events. A reload starts, changes and stops
+// autoscalers (reload_scale.go).
 
 const (
 	sampleEvery = 250 * time.Millisecond
@@ -39,14 +40,25 @@ func newAutoscaling() *autoscaling {
 type groupScaler struct {
 	name string
 	as   *autoscale.Autoscaler
-	poke chan struct{} // a held request: decide now
+	poke chan struct{} // a held request or a reload: decide now
 	// lastCount is the requests the balancers had counted at the last
 	// sample, for the arrivals since.
 	lastCount uint64
+	// stop ends its feeder; nil until the feeder starts (autoscaling.mu).
+	stop context.CancelFunc
+}
+
+// wake has gs decide at once, if it is not about to.
+func (gs *groupScaler) wake() {
+	select {
+	case gs.poke <- struct{}{}:
+	default:
+	}
 }
 
 // scaler returns group's autoscaler, creating it from g's scale block the
-// first time; nil for a group without one.
+// first time; nil for a group without one. A reload changes its spec
+// (SetSpec) rather than creating another.
 func (s *autoscaling) scaler(g *config.Group) *groupScaler {
 	if g == nil || g.Scale == nil {
 		return nil
@@ -72,35 +84,83 @@ func (s *autoscaling) lookup(group string) *groupScaler {
 	return s.groups[group]
 }
 
-// holdConfig is how the balancers of group g hold requests while it has no
-// ready worker: from its scale block, each held request waking the
-// autoscaler. Groups without a scale block answer 503 at once, as before.
-func (a *Agent) holdConfig(g *config.Group) balancer.Hold {
-	gs := a.autoscalers.scaler(g)
+// remove forgets group's autoscaler and stops its feeder; it returns the
+// autoscaler, or nil if the group had none.
+func (s *autoscaling) remove(group string) *groupScaler {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gs := s.groups[group]
 	if gs == nil {
+		return nil
+	}
+	delete(s.groups, group)
+	if gs.stop != nil {
+		gs.stop()
+	}
+	return gs
+}
+
+// feeding marks gs's feeder started under a context of ctx, whose cancel
+// it returns; ok is false if it runs already or gs was removed.
+func (s *autoscaling) feeding(ctx context.Context, gs *groupScaler) (_ context.Context, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gs.stop != nil || s.groups[gs.name] != gs {
+		return nil, false
+	}
+	ctx, gs.stop = context.WithCancel(ctx)
+	return ctx, true
+}
+
+// holdConfig is how the balancers of group g hold requests while it has no
+// ready worker: from its scale block (holdSettings), its autoscaler
+// created now, so that the first held request wakes it.
+func (a *Agent) holdConfig(g *config.Group) balancer.Hold {
+	a.autoscalers.scaler(g)
+	return a.holdSettings(g)
+}
+
+// holdSettings is holdConfig without creating the autoscaler (a reload's
+// plan creates nothing): each held request wakes the group's autoscaler of
+// the moment, if it has one. Groups without a scale block answer 503 at
+// once, as before.
+func (a *Agent) holdSettings(g *config.Group) balancer.Hold {
+	if g == nil || g.Scale == nil {
 		return balancer.Hold{}
 	}
+	name := g.Name
 	return balancer.Hold{
 		Max:     *g.Scale.HoldMax,
 		Timeout: g.Scale.HoldTimeoutDur,
 		OnHold: func() {
-			select {
-			case gs.poke <- struct{}{}:
-			default:
+			if gs := a.autoscalers.lookup(name); gs != nil {
+				gs.wake()
 			}
 		},
 	}
 }
 
-// autoscaleLoop runs a feeder for each group with a scale block.
+// autoscaleLoop runs a feeder for each group with a scale block at start
+// (or by the time control starts: a reload during adoption may have added
+// or removed some), until ctx ends. Those a later reload adds run as the
+// agent's work (startFeeder).
 func (a *Agent) autoscaleLoop(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, g := range a.config().Groups {
 		if gs := a.autoscalers.scaler(g); gs != nil {
-			wg.Go(func() { a.feedAutoscaler(ctx, gs) })
+			if fctx, ok := a.autoscalers.feeding(ctx, gs); ok {
+				wg.Go(func() { a.feedAutoscaler(fctx, gs) })
+			}
 		}
 	}
 	wg.Wait()
+}
+
+// startFeeder runs gs's feeder under ctx unless it runs already.
+func (a *Agent) startFeeder(ctx context.Context, gs *groupScaler) {
+	if fctx, ok := a.autoscalers.feeding(ctx, gs); ok {
+		a.goWork(fctx, func(ctx context.Context) { a.feedAutoscaler(ctx, gs) })
+	}
 }
 
 // feedAutoscaler samples group gs until ctx ends, deciding every
@@ -119,6 +179,9 @@ func (a *Agent) feedAutoscaler(ctx context.Context, gs *groupScaler) {
 		case <-gs.poke:
 			now = time.Now()
 			lastDecide = time.Time{} // decide now
+		}
+		if ctx.Err() != nil { // stopped: by a reload, or control ended
+			return
 		}
 		smp := a.sampleGroup(gs, now, false)
 		if now.Sub(lastDecide) < decideEvery-sampleEvery/2 {
@@ -171,7 +234,9 @@ func (a *Agent) decide(gs *groupScaler, now time.Time, ready int) {
 	if !d.Changed() {
 		return
 	}
-	err = a.store.UpdateGroup(gs.name, func(g *state.Group) error { g.Desired = d.To; return nil })
+	// Within the group's bounds as the store has them now: a reload may
+	// have narrowed them since Decide read its spec.
+	err = a.store.UpdateGroup(gs.name, func(g *state.Group) error { g.Desired = max(g.Min, min(g.Max, d.To)); return nil })
 	if err != nil {
 		a.logger.Error("applying a scale decision", "group", gs.name, "to", d.To, "err", err)
 		return

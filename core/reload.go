@@ -25,7 +25,9 @@ import (
 // against the running one into a plan (reload_plan.go); a change that cannot
 // apply live refuses the whole reload with its reason; only then is anything
 // changed. Groups converge through the reconciler (a changed shape rolls
-// over: rollout.go), balancers change in place (balancer.Update).
+// over: rollout.go), balancers change in place (balancer.Update), and
+// autoscalers start, take their new scale blocks or stop, with the
+// holding of their balancers (reload_scale.go).
 
 // ReloadError is a reload that changed nothing: the file is invalid (Diags,
 // with Files to print them with their source) or it asks for changes that
@@ -139,7 +141,7 @@ func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 		bcfg := balancerConfig(bc, g)
 		bcfg.Local = map[string]http.Handler{"/worker/stats": statsHandler}
 		bcfg.Logger = a.logger
-		bcfg.Hold = a.holdConfig(g)
+		bcfg.Hold = a.holdSettings(g) // its autoscaler starts in applyScale
 		b, err := balancer.New(bcfg)
 		if err == nil {
 			// Its pool first: it serves as soon as its checks pass.
@@ -191,13 +193,18 @@ func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 		a.goWork(a.trafficCtx, a.feedBalancer(b))
 	}
 	for _, g := range p.addGroups {
-		if err := a.store.UpsertGroup(&state.Group{Name: g.Name, Driver: g.Driver, Desired: g.InitialCount(), Min: 0, Max: 1000}); err != nil {
+		lo, hi := 0, 1000
+		if g.Scale != nil {
+			lo, hi = g.Scale.Min, g.Scale.Max
+		}
+		if err := a.store.UpsertGroup(&state.Group{Name: g.Name, Driver: g.Driver, Desired: g.InitialCount(), Min: lo, Max: hi}); err != nil {
 			a.logger.Error("reload: recording a new group", "group", g.Name, "err", err)
 		}
 	}
 	for name, n := range p.counts {
 		_ = a.store.UpdateGroup(name, func(g *state.Group) error { g.Desired = n; return nil })
 	}
+	a.applyScale(p)
 	for _, name := range p.rollovers {
 		driver := p.cfg.Group(name).Driver
 		_ = a.store.UpdateGroup(name, func(g *state.Group) error { g.Driver = driver; return nil })

@@ -26,11 +26,13 @@ type reloadPlan struct {
 	removeGroups []string
 	counts       map[string]int // group → new desired count
 	rollovers    []string       // groups whose worker shape changed
+	scales       []scaleChange  // groups whose autoscaling changes (reload_scale.go)
 
 	addBalancers    []*config.Balancer
 	removeBalancers []*balancer.Balancer
 	updateBalancers []balancerUpdate
 	oldBalancerCfg  map[*balancer.Balancer]balancer.Config // to undo an update
+	holds           []holdUpdate                           // kept balancers whose holding changes
 	kept            map[string]*balancer.Balancer          // by name: running ones the new config keeps
 
 	// driverRestarts are the drivers whose settings changed, with the new
@@ -117,19 +119,19 @@ func (a *Agent) plan(ctx context.Context, old, cfg *config.Config) (*reloadPlan,
 		ns, os := p.groups[g.Name], a.spec(g.Name)
 		switch {
 		case og == nil:
-			if g.Scale != nil {
-				refuse("group %q: a new group with a scale block cannot start live (its autoscaler starts with golb): restart golb, or add it without the block", g.Name)
-			}
 			p.addGroups = append(p.addGroups, g)
-			change("group %s: added (%d on %s)", g.Name, g.InitialCount(), g.Driver)
+			if g.Scale != nil {
+				change("group %s: added (%d on %s, autoscaled within [%d, %d])", g.Name, g.InitialCount(), g.Driver, g.Scale.Min, g.Scale.Max)
+			} else {
+				change("group %s: added (%d on %s)", g.Name, g.InitialCount(), g.Driver)
+			}
+			p.planScale(nil, g, change)
 			continue
 		case ns == nil || os == nil:
 			continue // its driver is refused above
 		}
-		if !sameScale(og.Scale, g.Scale) {
-			refuse("group %q: the scale block changed; the autoscaler cannot change live: restart golb", g.Name)
-		}
-		if g.Scale == nil && og.InitialCount() != g.InitialCount() {
+		p.planScale(og, g, change)
+		if g.Scale == nil && og.Scale == nil && og.InitialCount() != g.InitialCount() {
 			p.counts[g.Name] = g.InitialCount()
 			change("group %s: count %d → %d", g.Name, og.InitialCount(), g.InitialCount())
 		}
@@ -200,6 +202,7 @@ func (a *Agent) planBalancers(p *reloadPlan, old, cfg *config.Config, refuse, ch
 			continue
 		}
 		p.kept[bc.Name] = b
+		a.planHold(p, b, cfg.Group(bc.Group), ob.Group != bc.Group)
 		next := balancerConfig(bc, cfg.Group(bc.Group))
 		prev := b.Config()
 		diff := balancerChanges(ob, bc, old.Group(ob.Group), cfg.Group(bc.Group))
