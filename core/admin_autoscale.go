@@ -34,23 +34,42 @@ func (a *Agent) autoscalerView(group string) *AutoscalerView {
 	return v
 }
 
-// groupEvents is GET /v1/groups/NAME/events: the group's scale decisions
-// (the last autoscale.DefaultKeep) and its stopped rollovers (reload_log.go),
-// newest first.
-func (a *Agent) groupEvents(name string) ([]any, error) {
+// scaleEvent is a scale decision in GET /v1/groups/NAME/events.
+type scaleEvent struct {
+	Kind string `json:"kind"` // "scale"
+	autoscale.Decision
+}
+
+// groupEvents is the agent's part of GET /v1/groups/NAME/events: the
+// group's scale decisions (the last autoscale.DefaultKeep) and its stopped
+// rollovers (reload_log.go), newest first. core/admin merges the group's
+// lifecycle events into them.
+func (a *Agent) groupEvents(name string) ([]admin.GroupEvent, error) {
 	if g, _ := a.store.Group(nil, name); g == nil {
 		return nil, asAdmin(fmt.Errorf("%w: %s", state.ErrNoGroup, name), admin.ErrNoGroup)
 	}
-	type event struct {
-		Kind string `json:"kind"` // "scale"
-		autoscale.Decision
-	}
 	list := a.autoscalers.events.List(name)
-	out := make([]any, 0, len(list))
+	scale := make([]any, 0, len(list))
 	for _, d := range list {
-		out = append(out, event{"scale", d})
+		scale = append(scale, scaleEvent{"scale", d})
 	}
-	return a.withRolloutEvents(name, out, func(i int) time.Time { return list[i].Time }), nil
+	merged := a.withRolloutEvents(name, scale, func(i int) time.Time { return list[i].Time })
+	out := make([]admin.GroupEvent, 0, len(merged))
+	for _, e := range merged {
+		ge := admin.GroupEvent{Entry: e}
+		switch e := e.(type) {
+		case scaleEvent:
+			ge.Time, ge.Kind = e.Time, e.Kind
+		case rolloutEvent:
+			ge.Time, ge.Kind = e.Time, e.Kind
+		default: // keeps its place after the entry before it
+			if n := len(out); n > 0 {
+				ge.Time = out[n-1].Time
+			}
+		}
+		out = append(out, ge)
+	}
+	return out, nil
 }
 
 // autoscaleCollector exports the autoscalers' figures and the held requests.

@@ -26,14 +26,19 @@ type (
 // the agent's own (Scale, Reload).
 type apiViews struct{ a *Agent }
 
-func (v apiViews) Groups() []GroupView                     { return v.a.GroupViews() }
-func (v apiViews) Workers() []WorkerView                   { return v.a.WorkerViews() }
-func (v apiViews) Drivers() []DriverView                   { return v.a.DriverViews() }
-func (v apiViews) StatsWorkers() []StatsWorkerView         { return v.a.StatsWorkers() }
-func (v apiViews) StatsStore() StatsStoreView              { return v.a.StatsStore() }
-func (v apiViews) StatsSeed() ([]byte, error)              { return stats.SeedJSON(v.a.agg.Snapshot()) }
-func (v apiViews) GroupEvents(group string) ([]any, error) { return v.a.groupEvents(group) }
-func (v apiViews) ReloadStatus() any                       { return v.a.ReloadStatus() }
+func (v apiViews) Groups() []GroupView             { return v.a.GroupViews() }
+func (v apiViews) Workers() []WorkerView           { return v.a.WorkerViews() }
+func (v apiViews) Drivers() []DriverView           { return v.a.DriverViews() }
+func (v apiViews) StatsWorkers() []StatsWorkerView { return v.a.StatsWorkers() }
+func (v apiViews) StatsStore() StatsStoreView      { return v.a.StatsStore() }
+func (v apiViews) StatsSeed() ([]byte, error)      { return stats.SeedJSON(v.a.agg.Snapshot()) }
+func (v apiViews) ReloadStatus() any               { return v.a.ReloadStatus() }
+
+// GroupEvents is the agent's part of GET /v1/groups/NAME/events
+// (admin_autoscale.go); core/admin adds the lifecycle events.
+func (v apiViews) GroupEvents(group string) ([]admin.GroupEvent, error) {
+	return v.a.groupEvents(group)
+}
 
 // Scale scales group by hand (Agent.Scale) and returns the floor it sets.
 func (v apiViews) Scale(group string, n int) (time.Time, error) {

@@ -14,8 +14,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -284,5 +286,137 @@ func TestStatsStoreViewShowsFailingStore(t *testing.T) {
 	}
 	if v.UnflushedRequests != 3 {
 		t.Errorf("unflushed_requests = %d, want the 3 requests served since the stored 77", v.UnflushedRequests)
+	}
+}
+
+// TestGroupEventsListLifecycle closes a gap with the contract: GET
+// /v1/groups/NAME/events listed only the autoscaler's decisions (and
+// stopped rollovers), and a worker's start or crash was only in the
+// dashboard's log. Here a scaled group is scaled by hand, then one of its
+// workers is SIGKILLed: its events list, newest first, the replacement's
+// start, the victim's exit, the third worker's start and the decision, in
+// that order, each with its kind, and the decision exactly as before;
+// another group's events are not among them, nor its among theirs.
+func TestGroupEventsListLifecycle(t *testing.T) {
+	g, h := uniq("gev"), uniq("oth")
+	killProcs(t, g, h)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1))
+	scaled := strings.Replace(groupHCL(g, 2, freePorts(t, 10), "1ms"), "  app {", "  scale {\n    min = 2\n    max = 3\n  }\n  app {", 1)
+	ta := startAgent(t, parseConfig(t, header(t.TempDir(), addr)+scaled+groupHCL(h, 1, freePorts(t, 10), "1ms")))
+	base := "http://" + addr
+	ta.waitWorkers(t, 60*time.Second, "3 running workers", func(ws []*state.Worker) bool {
+		return len(inGroup(ws, g, state.StatusRunning)) == 2 && len(inGroup(ws, h, state.StatusRunning)) == 1
+	})
+	first := ids(inGroup(allWorkers(ta), g, ""))
+
+	if err := ta.Scale(g, 3); err != nil {
+		t.Fatal(err)
+	}
+	ws := ta.waitWorkers(t, 60*time.Second, "3 running in "+g, func(ws []*state.Worker) bool { return len(inGroup(ws, g, state.StatusRunning)) == 3 })
+	var third string
+	for _, w := range inGroup(ws, g, "") {
+		if !first[w.ID] {
+			third = w.ID
+		}
+	}
+	victim := inGroup(ws, g, state.StatusRunning)[0]
+	if victim.ID == third {
+		victim = inGroup(ws, g, state.StatusRunning)[1]
+	}
+	pid, _ := strconv.Atoi(victim.Details["pid"])
+	if pid <= 0 {
+		t.Fatalf("worker %s has no pid: %v", victim.ID, victim.Details)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+
+	// The answer: each entry's kind and type, worker and time.
+	type entry struct {
+		Kind   string    `json:"kind"`
+		Type   string    `json:"type"`
+		Time   time.Time `json:"time"`
+		Group  string    `json:"group"`
+		Worker string    `json:"worker"`
+		Text   string    `json:"text"`
+		From   int       `json:"from"`
+		To     int       `json:"to"`
+		Reason string    `json:"reason"`
+	}
+	var got []entry
+	var raw []map[string]any
+	find := func(match func(entry) bool) int {
+		for i, e := range got {
+			if match(e) {
+				return i
+			}
+		}
+		return -1
+	}
+	var replacement string
+	waitUntil(t, "the replacement's start in "+g+"'s events", func() bool {
+		got, raw = nil, nil
+		getJSON(t, base+"/v1/groups/"+g+"/events", &got)
+		getJSON(t, base+"/v1/groups/"+g+"/events", &raw)
+		i := find(func(e entry) bool {
+			return e.Kind == "lifecycle" && e.Type == "replaced" && strings.Contains(e.Text, "replaces "+victim.ID)
+		})
+		if i < 0 {
+			return false
+		}
+		replacement = got[i].Worker
+		return find(func(e entry) bool { return e.Type == "started" && e.Worker == replacement }) >= 0
+	})
+	var lines []string
+	for _, e := range got {
+		lines = append(lines, fmt.Sprintf("%s %s %s %s %s", e.Time.Format("15:04:05.000"), e.Kind, e.Type, e.Worker, e.Text+e.Reason))
+	}
+	t.Logf("%s's events:\n%s", g, strings.Join(lines, "\n"))
+
+	for i, e := range got {
+		if e.Group != g || strings.HasPrefix(e.Worker, h) {
+			t.Errorf("entry %d is not %s's: %+v", i, g, e)
+		}
+		if e.Kind != "scale" && e.Kind != "lifecycle" {
+			t.Errorf("entry %d: kind %q", i, e.Kind)
+		}
+		if e.Kind == "lifecycle" && (e.Type == "" || e.Text == "" || e.Time.IsZero()) {
+			t.Errorf("entry %d: a lifecycle entry without its type, text or time: %+v", i, e)
+		}
+		if i > 0 && e.Time.After(got[i-1].Time) {
+			t.Errorf("entry %d (%s) is newer than entry %d (%s): not newest first", i, e.Time, i-1, got[i-1].Time)
+		}
+	}
+	started := find(func(e entry) bool { return e.Type == "started" && e.Worker == replacement })
+	exited := find(func(e entry) bool { return (e.Type == "exited" || e.Type == "gone") && e.Worker == victim.ID })
+	third3 := find(func(e entry) bool { return e.Type == "started" && e.Worker == third })
+	scale := find(func(e entry) bool {
+		return e.Kind == "scale" && e.From == 2 && e.To == 3 && strings.Contains(e.Reason, "golb scale")
+	})
+	if started < 0 || exited < 0 || third3 < 0 || scale < 0 || !(started < exited && exited < third3 && third3 < scale) {
+		t.Errorf("want, newest first, %s started (at %d), %s exited (%d), %s started (%d), the decision 2 → 3 (%d)", replacement, started, victim.ID, exited, third, third3, scale)
+	}
+	if scale >= 0 {
+		var keys []string
+		for k := range raw[scale] {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		if w := "direction from group kind metric mode panic_inflight panic_rps ready reason stable_inflight stable_rps target time to"; strings.Join(keys, " ") != w {
+			t.Errorf("the scale entry's fields: %s, want %s", strings.Join(keys, " "), w)
+		}
+	}
+
+	var other []entry
+	getJSON(t, base+"/v1/groups/"+h+"/events", &other)
+	for _, e := range other {
+		if e.Group != h || strings.HasPrefix(e.Worker, g) {
+			t.Errorf("%s's events list %+v", h, e)
+		}
+	}
+	var only []entry
+	getJSON(t, base+"/v1/groups/"+g+"/events?kind=scale", &only)
+	if len(only) != 1 || only[0].Kind != "scale" {
+		t.Errorf("?kind=scale: %+v", only)
 	}
 }

@@ -153,10 +153,11 @@ type scaleEvent struct {
 	autoscale.Decision
 }
 
-// events reads the group's scale events, newest first.
+// events reads the group's scale events, newest first (not its lifecycle
+// events, which the endpoint lists too).
 func (p *golbProc) events(group string) []scaleEvent {
 	var es []scaleEvent
-	if err := getJSON("http://"+p.admin+"/v1/groups/"+group+"/events", &es); err != nil {
+	if err := getJSON("http://"+p.admin+"/v1/groups/"+group+"/events?kind=scale", &es); err != nil {
 		p.t.Fatalf("events: %v", err)
 	}
 	return es

@@ -151,6 +151,9 @@ type Options struct {
 	History int
 	// Events is how many events the log keeps; default 500.
 	Events int
+	// GroupEvents is how many lifecycle events the log keeps per group,
+	// apart, for GET /v1/groups/NAME/events; default DefaultGroupEvents.
+	GroupEvents int
 	// GoneFor is how long a worker that no longer exists stays in the
 	// table, as "gone"; default 60 s.
 	GoneFor time.Duration
@@ -168,6 +171,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Events <= 0 {
 		o.Events = 500
+	}
+	if o.GroupEvents <= 0 {
+		o.GroupEvents = DefaultGroupEvents
 	}
 	if o.GoneFor <= 0 {
 		o.GoneFor = time.Minute

@@ -25,10 +25,11 @@ type APIViews interface {
 	// StatsSeed is GET /v1/stats: every worker's totals, as JSON in the
 	// shape of the seed's /worker/stats.
 	StatsSeed() ([]byte, error)
-	// GroupEvents is GET /v1/groups/NAME/events: the group's events, newest
-	// first, each a JSON object with a "kind". Its error wraps ErrNoGroup
-	// for an unknown group.
-	GroupEvents(group string) ([]any, error)
+	// GroupEvents is the agent's part of GET /v1/groups/NAME/events (the
+	// group's scale decisions and stopped rollovers), newest first; the
+	// API merges the group's lifecycle events into it (group_events.go).
+	// Its error wraps ErrNoGroup for an unknown group.
+	GroupEvents(group string) ([]GroupEvent, error)
 	// Scale sets group's desired count. It returns when the floor it sets
 	// for the autoscaler ends, zero for a group that does not autoscale;
 	// its error wraps ErrNoGroup or ErrOutOfBounds when they are the
@@ -48,6 +49,9 @@ type APIViews interface {
 type API struct {
 	views   APIViews
 	metrics http.Handler // nil: no /metrics
+	// lifecycle is where GET /v1/groups/NAME/events reads the lifecycle
+	// events; nil: the agent's entries only. Serve sets it to its Server.
+	lifecycle lifecycleLog
 }
 
 // NewAPI returns the API over views, with /metrics gathered from metrics
@@ -69,7 +73,7 @@ func (api *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/stats/workers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, v.StatsWorkers()) })
 	mux.HandleFunc("GET /v1/stats/store", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, v.StatsStore()) })
 	mux.HandleFunc("GET /v1/stats", api.serveStats)
-	mux.HandleFunc("GET /v1/groups/{name}/events", api.serveGroupEvents) // scale.go
+	mux.HandleFunc("GET /v1/groups/{name}/events", api.serveGroupEvents) // group_events.go
 	mux.HandleFunc("POST /v1/groups/{name}/scale", api.serveScale)
 	mux.HandleFunc("POST /v1/reload", api.serveReload) // reload.go
 	mux.HandleFunc("GET /v1/reload", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, v.ReloadStatus()) })

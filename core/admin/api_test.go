@@ -38,11 +38,11 @@ func (f *fakeAPI) StatsSeed() ([]byte, error) {
 	return []byte("{\n\t\"TotalRequests\": []\n}"), f.seedErr
 }
 
-func (f *fakeAPI) GroupEvents(group string) ([]any, error) {
+func (f *fakeAPI) GroupEvents(group string) ([]GroupEvent, error) {
 	if group != "hello" {
 		return nil, fmt.Errorf("%w: %s", ErrNoGroup, group)
 	}
-	return []any{map[string]string{"kind": "scale"}}, nil
+	return []GroupEvent{{Kind: "scale", Entry: map[string]string{"kind": "scale"}}}, nil
 }
 
 func (f *fakeAPI) Scale(group string, n int) (time.Time, error) {

@@ -11,13 +11,15 @@ import (
 )
 
 // Serve listens on addr and serves api and dash there, behind Guard, until
-// the returned server is shut down or closed; dash runs until Shutdown,
+// the returned server is shut down or closed; api's group events include
+// the lifecycle events of dash's log. dash runs until Shutdown,
 // which also ends its open streams. Errors after the server has started
 // are logged to logger (slog.Default() when nil).
 func Serve(addr string, api *API, dash *Server, logger *slog.Logger) (*http.Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	api.lifecycle = dash
 	mux := http.NewServeMux()
 	api.Register(mux)
 	dash.Register(mux) // GET /, /v1/stream, /v1/events, POST /v1/workers/{id}/drain

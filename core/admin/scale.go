@@ -38,17 +38,3 @@ func (api *API) serveScale(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, out)
 	}
 }
-
-// serveGroupEvents is GET /v1/groups/{name}/events: the group's scale
-// decisions and stopped rollovers, newest first; 404 for an unknown group.
-func (api *API) serveGroupEvents(w http.ResponseWriter, r *http.Request) {
-	events, err := api.views.GroupEvents(r.PathValue("name"))
-	switch {
-	case errors.Is(err, ErrNoGroup):
-		refuse(w, http.StatusNotFound, err.Error())
-	case err != nil:
-		refuse(w, http.StatusInternalServerError, err.Error())
-	default:
-		writeJSON(w, http.StatusOK, events)
-	}
-}

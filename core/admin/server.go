@@ -20,7 +20,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	hist    *ring
-	events  []Event // oldest first, at most opts.Events
+	events  []Event            // oldest first, at most opts.Events
+	byGroup map[string][]Event // the groups' lifecycle events, oldest first, at most opts.GroupEvents each (group_events.go)
 	tracker *tracker
 	last    *frame        // the newest snapshot, for a page that connects
 	subs    map[*sub]bool // connected streams
@@ -80,6 +81,7 @@ func New(views Views, opts Options) *Server {
 		opts:    opts,
 		hist:    newRing(opts.History),
 		tracker: newTracker(opts.GoneFor),
+		byGroup: map[string][]Event{},
 		subs:    map[*sub]bool{},
 	}
 }
@@ -117,7 +119,9 @@ func (s *Server) Run(ctx context.Context) {
 func (s *Server) observe(st State, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, e := range s.tracker.observe(st, now) {
+	evs := s.tracker.observe(st, now)
+	s.keepGroupEventsLocked(st, evs)
+	for _, e := range evs {
 		s.events = append(s.events, e)
 		if len(s.events) > s.opts.Events {
 			s.events = append(s.events[:0:0], s.events[len(s.events)-s.opts.Events:]...)
