@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -126,6 +127,18 @@ func TestReloadScaleBoundsUnderLoad(t *testing.T) {
 		t.Errorf("metrics %q, want %q3 or 4", got, prefix)
 	}
 
+	// An invalid block (min over max) beside a valid change changes nothing.
+	f.write(strings.Replace(scaleReloadConfig(dir, admin, g, 1, port, lb, "60ms", scaleBlock(5, 2, 2, "")), `"least_requests"`, `"round_robin"`, 1))
+	if ev, err := ta.Reload(context.Background()); err == nil || ev.Result != ReloadInvalid {
+		t.Errorf("reload of min 5 > max 2: %+v, %v; want invalid", ev, err)
+	}
+	if sg, sp := ta.group(t, g), ta.autoscalers.lookup(g).as.Spec(); sg.Min != 3 || sg.Max != 4 || sp.Min != 3 || sp.Max != 4 || sp.TargetInflight != 1 {
+		t.Errorf("after an invalid reload: bounds [%d, %d], spec %+v; want [3, 4] at target 1", sg.Min, sg.Max, sp)
+	}
+	if p := ta.balancersOf(g)[0].Config().Policy; p != "least_requests" {
+		t.Errorf("the invalid reload's policy change was applied: %s", p)
+	}
+
 	ta.reload(t, f, scaleReloadConfig(dir, admin, g, 1, port, lb, "60ms", scaleBlock(1, 2, 2, "")))
 	if sg := ta.group(t, g); sg.Desired != 2 || sg.Max != 2 {
 		t.Errorf("right after the reload to [1, 2]: desired %d within [%d, %d], want 2", sg.Desired, sg.Min, sg.Max)
@@ -239,7 +252,9 @@ poll:
 // TestReloadRemovesScaleBackToCount: removing the scale block of a group
 // the autoscaler holds at min 2 stops its autoscaler and takes the group
 // to its count 1 at once; it stays there, its balancer no longer holds, and
-// the autoscaler's metrics and view are gone.
+// the autoscaler's metrics and view are gone. A new group with a scale
+// block added by the same reload runs as one there at start: its
+// autoscaler, bounds, holding balancer and metrics.
 func TestReloadRemovesScaleBackToCount(t *testing.T) {
 	g := uniq("rsr")
 	killProcs(t, g)
@@ -253,7 +268,11 @@ func TestReloadRemovesScaleBackToCount(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lb)
 	l := startLoad([]string{url}, 20)
 
-	ta.reload(t, f, scaleReloadConfig(dir, admin, g, 1, port, lb, "1ms", ""))
+	g2, port2, lb2 := uniq("rsn"), reloadPorts(t, 6), reloadPorts(t, 1)
+	killProcs(t, g2)
+	second := strings.Replace(groupHCL(g2, 1, port2, "1ms"), "  count  = 1\n", "  "+scaleBlock(1, 2, 10, "")+"\n", 1) +
+		balancerHCL("web2", g2, lb2, 1, "round_robin")
+	ta.reload(t, f, scaleReloadConfig(dir, admin, g, 1, port, lb, "1ms", "")+second)
 	if sg := ta.group(t, g); sg.Desired != 1 || sg.Min != 0 || sg.Max != 1000 {
 		t.Errorf("after removing the block: desired %d within [%d, %d], want 1 within [0, 1000]", sg.Desired, sg.Min, sg.Max)
 	}
@@ -263,7 +282,7 @@ func TestReloadRemovesScaleBackToCount(t *testing.T) {
 	if h := ta.balancersOf(g)[0].Config().Hold; h.Max != 0 {
 		t.Errorf("the balancer still holds: %+v", h)
 	}
-	ta.waitWorkers(t, 60*time.Second, "1 worker", func(ws []*state.Worker) bool { return len(running(ws, g)) == 1 && len(ws) == 1 })
+	ta.waitWorkers(t, 60*time.Second, "1 worker", func(ws []*state.Worker) bool { return len(running(ws, g)) == 1 && len(inGroup(ws, g, "")) == 1 })
 	time.Sleep(3 * time.Second) // what a feeder left running would decide
 	if sg := ta.group(t, g); sg.Desired != 1 {
 		t.Errorf("desired %d 3s after the block was removed, want its count 1", sg.Desired)
@@ -274,6 +293,20 @@ func TestReloadRemovesScaleBackToCount(t *testing.T) {
 	evs := scaleEvents(t, admin, g)
 	if len(evs) == 0 || !strings.HasPrefix(evs[0].Reason, "reload: scale block removed") || evs[0].From != 2 || evs[0].To != 1 {
 		t.Errorf("newest event: %+v, want the removal 2 → 1", evs)
+	}
+
+	if sg := ta.group(t, g2); sg.Min != 1 || sg.Max != 2 || sg.Desired != 1 {
+		t.Errorf("the new scaled group: desired %d within [%d, %d], want 1 within [1, 2]", sg.Desired, sg.Min, sg.Max)
+	}
+	if ta.autoscalerView(g2) == nil {
+		t.Error("the new scaled group has no autoscaler")
+	}
+	if h := ta.balancersOf(g2)[0].Config().Hold; h.Max != 1000 {
+		t.Errorf("the new group's balancer: hold %+v, want hold_max 1000", h)
+	}
+	waitOK(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/hello", lb2))
+	if got := metricLines(t, admin, "golb_autoscaler_desired{group=\""+g2); len(got) != 1 {
+		t.Errorf("golb_autoscaler_desired of the new group: %q", got)
 	}
 	errs := l.Finish()
 	t.Logf("%d requests answered across the removal, %d failed", l.OK.Load(), len(errs))
