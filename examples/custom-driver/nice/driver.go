@@ -34,7 +34,7 @@ var info = drivers.Info{
 	Capabilities:    drivers.Capabilities{Signals: true, Recover: true, Isolation: "none"},
 	ConfigSchema: []drivers.Attribute{
 		{Name: "command", Type: drivers.TypeStringList, Doc: "program and arguments of an HTTP service on $PORT; default: golb's built-in worker"},
-		{Name: "niceness", Type: drivers.TypeNumber, Doc: "the nice value, -20 (first) to 19 (last); default 10"},
+		{Name: "niceness", Type: drivers.TypeNumber, Doc: "added to golb's own nice value, as nice(1) does: -20 (first) to 19 (last); default 10"},
 	},
 }
 
