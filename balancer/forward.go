@@ -120,7 +120,7 @@ func (c *clientConn) proxy(r *reqInfo) bool {
 	x.tried = x.triedBuf[:0]
 	for {
 		be := b.pick(x)
-		if be == nil && x.tries == 0 && b.hold != nil {
+		if be == nil && x.tries == 0 {
 			var keep bool
 			if be, keep = c.hold(x, r); be == nil {
 				return keep

@@ -212,9 +212,6 @@ func (c *clientConn) answerHeld(r *reqInfo, body []byte) bool {
 
 // Held is the number of requests waiting for a worker now.
 func (b *Balancer) Held() int64 {
-	if b.hold == nil {
-		return 0
-	}
 	return b.hold.held.Load()
 }
 
@@ -222,8 +219,5 @@ func (b *Balancer) Held() int64 {
 // Hold.Timeout, and HoldRefused of those answered 503 at once because
 // Hold.Max were already waiting.
 func (b *Balancer) HoldTimeouts() (timeouts, refused uint64) {
-	if b.hold == nil {
-		return 0, 0
-	}
 	return b.hold.timeouts.Load(), b.hold.refused.Load()
 }
