@@ -37,12 +37,10 @@ type Balancer struct {
 	bodyUnavailable, bodyUnreachable, bodyTimeout, bodyFailed []byte
 
 	pool atomic.Pointer[[]*backend] // candidates only; replaced, never mutated
-	// all is the members and the removed backends still in flight, in
-	// first-seen order: what InFlight walks. A removed backend is moved out
-	// once idle, to retired if it counted an attempt (its counters stay for
-	// Stats and /metrics) and nowhere if not (a crash-looping worker's).
-	all     atomic.Pointer[[]*backend]
-	retired atomic.Pointer[[]*backend]
+	// backends are every backend the balancer counts (backendSet),
+	// published as one value: a reader never sees one in both lists or in
+	// neither, which would count it twice or not at all.
+	backends atomic.Pointer[backendSet]
 
 	retries      atomic.Uint64 // retries granted
 	budgetDeny   atomic.Uint64 // retries refused by the budget
@@ -148,8 +146,7 @@ func New(cfg Config) (*Balancer, error) {
 	b.healthCtx, b.healthStop = context.WithCancel(context.Background())
 	empty := []*backend{}
 	b.pool.Store(&empty)
-	b.all.Store(&empty)
-	b.retired.Store(&empty)
+	b.backends.Store(&backendSet{all: empty, retired: empty})
 	return b, nil
 }
 
@@ -236,10 +233,11 @@ func (b *Balancer) SetBackends(bs []Backend) {
 				be.removed.Store(false)
 			} else {
 				be = newBackend(d.ID, d.Address)
+				set := *b.backends.Load()
+				set.all = append(slices.Clone(set.all), be)
+				b.backends.Store(&set)
 			}
 			b.byID[d.ID] = be
-			all := append(append([]*backend(nil), *b.all.Load()...), be)
-			b.all.Store(&all)
 			fresh = append(fresh, be)
 		case be.removed.Load():
 			be.addr.Store(&d.Address)
@@ -316,7 +314,7 @@ func (b *Balancer) Unavailable() uint64 { return b.unavailable.Load() }
 // InFlight returns the number of requests currently being proxied.
 func (b *Balancer) InFlight() int64 {
 	var n int64
-	for _, be := range *b.all.Load() {
+	for _, be := range b.backends.Load().all {
 		n += be.inflight.Load()
 	}
 	return n
@@ -327,43 +325,49 @@ func (b *Balancer) InFlight() int64 {
 // replacements no longer grows the balancer's backends for ever.
 func (b *Balancer) forgetLocked() {
 	forgettable := func(be *backend) bool { return be.removed.Load() && be.inflight.Load() == 0 }
-	all := *b.all.Load()
-	if !slices.ContainsFunc(all, forgettable) {
+	set := *b.backends.Load()
+	if !slices.ContainsFunc(set.all, forgettable) {
 		return
 	}
-	keep := make([]*backend, 0, len(all))
-	for _, be := range all {
+	keep := make([]*backend, 0, len(set.all))
+	retired := slices.Clone(set.retired)
+	var gone []*backend
+	for _, be := range set.all {
 		if !forgettable(be) {
 			keep = append(keep, be)
 			continue
 		}
 		if s, f := be.counts(); s+f > 0 {
-			retired := append(append([]*backend(nil), *b.retired.Load()...), be)
-			b.retired.Store(&retired)
+			retired = append(retired, be)
 		}
-		be.conns.closeIdle(true)
+		gone = append(gone, be)
 		delete(b.byID, be.id)
 	}
-	b.all.Store(&keep)
+	b.backends.Store(&backendSet{all: keep, retired: retired})
+	for _, be := range gone {
+		be.conns.closeIdle(true)
+	}
 }
 
 // unretireLocked takes backend id out of retired, or returns nil.
 func (b *Balancer) unretireLocked(id string) *backend {
-	retired := *b.retired.Load()
-	i := slices.IndexFunc(retired, func(be *backend) bool { return be.id == id })
+	set := *b.backends.Load()
+	i := slices.IndexFunc(set.retired, func(be *backend) bool { return be.id == id })
 	if i < 0 {
 		return nil
 	}
-	be := retired[i]
-	rest := slices.Delete(slices.Clone(retired), i, i+1)
-	b.retired.Store(&rest)
+	be := set.retired[i]
+	set.retired = slices.Delete(slices.Clone(set.retired), i, i+1)
+	set.all = append(slices.Clone(set.all), be)
+	b.backends.Store(&set)
 	return be
 }
 
 // counted is every backend whose counters Stats and the collector report:
 // the retired ones, then the others.
 func (b *Balancer) counted() []*backend {
-	retired, all := *b.retired.Load(), *b.all.Load()
+	set := b.backends.Load()
+	retired, all := set.retired, set.all
 	if len(retired) == 0 {
 		return all
 	}
@@ -532,4 +536,13 @@ func (b *Balancer) closeAllConns() {
 	}
 }
 
-func (b *Balancer) allBackends() []*backend { return *b.all.Load() }
+func (b *Balancer) allBackends() []*backend { return b.backends.Load().all }
+
+// backendSet is the balancer's backends, never modified once published.
+// all is the members and the removed backends still in flight, in
+// first-seen order: what InFlight walks. A removed backend is moved out
+// once idle, to retired if it counted an attempt (its counters stay for
+// Stats and /metrics) and nowhere if not (a crash-looping worker's).
+type backendSet struct {
+	all, retired []*backend
+}

@@ -471,7 +471,7 @@ func TestRemovedBackendsThatNeverServedAreForgotten(t *testing.T) {
 	if err := b.WaitIdle(context.Background(), "crashloop-7"); !errors.Is(err, ErrUnknownBackend) {
 		t.Errorf("WaitIdle on a forgotten backend: %v, want ErrUnknownBackend", err)
 	}
-	if n := len(*b.all.Load()); n != 0 {
+	if n := len(b.backends.Load().all); n != 0 {
 		t.Errorf("%d backends kept after every one was removed and idle", n)
 	}
 	// Back again under the same id: its counts go on from the old ones, in

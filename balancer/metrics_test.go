@@ -1,8 +1,11 @@
 package balancer
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,5 +156,57 @@ func TestRetryBudget(t *testing.T) {
 	}
 	if n != 10*budgetWindow {
 		t.Fatalf("floor of 10/s granted %d retries in an idle window, want %d", n, 10*budgetWindow)
+	}
+}
+
+// TestStatsNeverSeesAMovingBackendTwiceOrNotAtAll pins a counting race: a
+// removed backend moved to the retired list (and a re-added one back) in
+// two atomic stores, so a Stats reader between them counted it twice or
+// not at all; a PostgreSQL flush taking the doubled snapshot stored the
+// worker's whole count again, for good.
+func TestStatsNeverSeesAMovingBackendTwiceOrNotAtAll(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Name = "web"
+	cfg.Health.Interval = -1
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetBackends([]Backend{{ID: "keep", Address: "127.0.0.1:1"}})
+	b.mu.Lock()
+	b.byID["keep"].observe(class2xx, time.Millisecond)
+	b.mu.Unlock()
+	var stop atomic.Bool
+	var twice, missing, reads atomic.Int64
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			for !stop.Load() {
+				n := uint64(0)
+				for _, s := range b.Stats() {
+					if s.ID == "keep" {
+						n += s.Success
+					}
+				}
+				reads.Add(1)
+				switch {
+				case n > 1:
+					twice.Add(1)
+				case n == 0:
+					missing.Add(1)
+				}
+			}
+		})
+	}
+	cycles := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); cycles++ {
+		b.SetBackends([]Backend{{ID: fmt.Sprint("other", cycles), Address: "127.0.0.1:1"}}) // keep retired
+		b.SetBackends([]Backend{{ID: "keep", Address: "127.0.0.1:1"}})                       // keep back
+	}
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("%d moves each way, %d Stats reads: counted twice %d, missing %d", cycles, reads.Load(), twice.Load(), missing.Load())
+	if twice.Load() > 0 || missing.Load() > 0 {
+		t.Errorf("Stats counted the moving backend twice %d times, missed it %d times", twice.Load(), missing.Load())
 	}
 }
