@@ -187,9 +187,12 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 		if err == errClientGone {
 			return c.failed(x, r, be, start, failCanceled, err)
 		}
-		if uc.reused && !fresh && uc.rd.Len() == 0 && !isTimeout(err) && !r.bodyLeft {
-			// A pooled connection the worker closed while idle: the
-			// request never reached it. Once more on a new one.
+		if uc.reused && !fresh && !uc.heard && !isTimeout(err) && !r.bodyLeft && x.idempotent {
+			// A pooled connection the worker closed while idle (after
+			// silent looked, before the request went): it likely never
+			// saw the request. Once more on a new one, for a request
+			// that may run twice; any other is the worker's failure, as
+			// a worker that read it and then died cannot be told apart.
 			if uc, err = b.dial(be); err != nil {
 				return c.failed(x, r, be, start, failNotSent, err)
 			}
@@ -391,8 +394,10 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 		err, waited = waitReadable(uc.io), true
 	}
 	resume, interim := 0, 0
+	uc.heard = false
 	for {
 		if uc.rd.Len() > 0 {
+			uc.heard = true
 			end, next, err := h1.ScanHead(uc.rd.Buffered(), resume)
 			if err != nil {
 				return errBadResponse

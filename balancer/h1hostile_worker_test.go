@@ -471,3 +471,53 @@ func TestHostileEndlessInterimAnswersRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestHostilePartialAnswerOnPooledConnIsNotResent pins a replay: a POST on
+// a pooled connection whose worker wrote part of an answer and closed was
+// sent again on a new connection (the check for "bytes heard" looked at a
+// buffer closeConn had just reset), outside the retry budget: the worker
+// ran it twice. A non-idempotent request that may have reached its worker
+// is never sent again; a GET whose connection closed unheard still is.
+func TestHostilePartialAnswerOnPooledConnIsNotResent(t *testing.T) {
+	t.Parallel()
+	var posts, gets atomic.Int64
+	rw := newRawWorker(t, "w", func(req *http.Request, c net.Conn, bw *bufio.Writer) bool {
+		switch {
+		case req.URL.Path == "/warm":
+			_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return true
+		case req.Method == http.MethodPost:
+			if posts.Add(1) == 1 {
+				_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Le")
+				return false
+			}
+		case req.URL.Path == "/get" && gets.Add(1) == 1:
+			return false // closes, having said nothing
+		}
+		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nsent")
+		return true
+	})
+	b := startRaw(t, safetyConfig(), rw)
+	for _, tc := range []struct {
+		req   string
+		want  int
+		count *atomic.Int64
+		seen  int64
+	}{
+		{"POST /once HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", http.StatusBadGateway, &posts, 1},
+		{"GET /get HTTP/1.1\r\nHost: x\r\n\r\n", http.StatusOK, &gets, 2},
+	} {
+		conn := dialH1(t, b)
+		conn.send("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n") // a connection for the pool
+		if resp, _ := conn.read(http.MethodGet); resp.StatusCode != http.StatusOK {
+			t.Fatalf("warm: %d", resp.StatusCode)
+		}
+		conn.send(tc.req)
+		resp, _ := conn.read(http.MethodGet)
+		line := strings.SplitN(tc.req, "\r\n", 2)[0]
+		t.Logf("%s: %d, the worker saw it %d times", line, resp.StatusCode, tc.count.Load())
+		if resp.StatusCode != tc.want || tc.count.Load() != tc.seen {
+			t.Errorf("%s: %d and seen %d times, want %d and %d", line, resp.StatusCode, tc.count.Load(), tc.want, tc.seen)
+		}
+	}
+}

@@ -19,6 +19,7 @@ type upstream struct {
 	rd      h1.Reader
 	idleAt  time.Time
 	reused  bool // taken from the idle pool: it may have been closed by the worker meanwhile
+	heard   bool // the worker sent bytes of an answer to the current request
 	head    h1.Head
 	headLen int
 }
