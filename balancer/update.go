@@ -54,6 +54,10 @@ type trackedListener struct {
 // New or SetHold (hold.go) last set it: those of cfg are ignored. Turning active health checks on or off (a negative
 // Health.Interval) is refused with ErrInvalidHealthCheck.
 func (b *Balancer) Update(ctx context.Context, cfg Config) error {
+	// Under b.mu from the start: SetHold, or another Update, must not
+	// change the config between reading it and storing the next one.
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	old := b.conf()
 	cfg.Name, cfg.Local, cfg.Logger, cfg.Hold = old.Name, old.Local, old.Logger, old.Hold
 	cfg.RetryBudget, cfg.RetryMinPerSec, cfg.DialTimeout = old.RetryBudget, old.RetryMinPerSec, old.DialTimeout
@@ -70,8 +74,6 @@ func (b *Balancer) Update(ctx context.Context, cfg Config) error {
 		next.sel, _ = newSelector(cfg.Policy) // checked by Validate
 	}
 
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
 		return ErrClosed
 	}
@@ -80,18 +82,18 @@ func (b *Balancer) Update(ctx context.Context, cfg Config) error {
 		b.logUpdate(old, next)
 		return nil
 	}
-	kept, opened, err := b.bindLocked(ctx, old.Config, cfg)
+	lns, opened, err := b.bindLocked(ctx, old.Config, cfg)
 	if err != nil {
 		return err
 	}
 	b.cfgp.Store(next)
 	var closed []*trackedListener
 	for _, ln := range b.listeners {
-		if !slices.Contains(kept, ln) {
+		if !slices.Contains(lns, ln) {
 			closed = append(closed, ln.(*trackedListener))
 		}
 	}
-	b.listeners = append(kept, opened...)
+	b.listeners = lns
 	for _, ln := range opened {
 		b.serveWG.Go(func() { b.serve(ln) })
 		b.log.Info("listening", "addr", ln.Addr().String(), "policy", cfg.Policy)
@@ -133,19 +135,23 @@ func listenAddrs(cfg Config) []string {
 	return out
 }
 
-// bindLocked returns the listeners of old that cfg keeps, and binds the
-// ones it adds (all of them, or none and an error). An ephemeral listener
-// is kept by position.
-func (b *Balancer) bindLocked(ctx context.Context, old, cfg Config) (kept, opened []net.Listener, err error) {
+// bindLocked returns cfg's listeners in port order, b's for the addresses
+// old bound already and new ones for the rest, and which are new (all of
+// them bound, or none and an error). An ephemeral listener is kept by
+// position. b.listeners is in old's order, which listenAddrs gives.
+func (b *Balancer) bindLocked(ctx context.Context, old, cfg Config) (lns, opened []net.Listener, err error) {
 	have := listenAddrs(old)
 	var lc net.ListenConfig
 	for i, addr := range listenAddrs(cfg) {
 		j := slices.Index(have, addr)
-		if cfg.Port == 0 && old.Port == 0 && old.BindAddr == cfg.BindAddr && i < len(have) {
-			j = i
+		if cfg.Port == 0 {
+			j = -1 // every ":0" is a new port, unless it keeps its place
+			if old.Port == 0 && old.BindAddr == cfg.BindAddr && i < len(have) {
+				j = i
+			}
 		}
 		if j >= 0 && j < len(b.listeners) {
-			kept = append(kept, b.listeners[j])
+			lns = append(lns, b.listeners[j])
 			continue
 		}
 		ln, err := lc.Listen(ctx, "tcp", addr)
@@ -155,9 +161,11 @@ func (b *Balancer) bindLocked(ctx context.Context, old, cfg Config) (kept, opene
 			}
 			return nil, nil, fmt.Errorf("updating balancer %q: %w %s: %w", cfg.Name, ErrListen, addr, err)
 		}
-		opened = append(opened, &trackedListener{Listener: ln})
+		tl := &trackedListener{Listener: ln}
+		lns = append(lns, tl)
+		opened = append(opened, tl)
 	}
-	return kept, opened, nil
+	return lns, opened, nil
 }
 
 // closeGoneIdle closes the idle connections of closed listeners; the active

@@ -3,8 +3,10 @@ package balancer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -214,5 +216,57 @@ func TestPickFindsALiveWorkerWhileRemovedOnesArePublished(t *testing.T) {
 			t.Fatalf("pick %d = %v, want w3", i, be)
 		}
 		be.release()
+	}
+}
+
+// TestUpdateKeepsListenersInPortOrder pins a bug: Update stored the kept
+// listeners before the new ones, while the next Update finds a kept
+// listener by its position in port order. Ports p+1..p+2, then p..p+1,
+// then one listener at p: golb kept p+1 and closed p.
+func TestUpdateKeepsListenersInPortOrder(t *testing.T) {
+	port := updatePorts(t, 3)
+	w := newWorker(t, "w1", nil)
+	cfg := testConfig()
+	cfg.Port, cfg.Listeners = port+1, 2
+	b := startBalancer(t, cfg, w)
+	for _, step := range []struct{ port, listeners int }{{port, 2}, {port, 1}} {
+		cfg := b.Config()
+		cfg.Port, cfg.Listeners = step.port, step.listeners
+		if err := b.Update(context.Background(), cfg); err != nil {
+			t.Fatalf("Update to %d×%d: %v", step.port, step.listeners, err)
+		}
+		var want []string
+		for i := range step.listeners {
+			want = append(want, fmt.Sprintf("127.0.0.1:%d", step.port+i))
+		}
+		if got := b.Addrs(); !slices.Equal(got, want) {
+			t.Fatalf("after Update to port %d, %d listeners: listening on %v, want %v", step.port, step.listeners, got, want)
+		}
+		for _, a := range want {
+			resp, err := testClient().Get("http://" + a + "/x")
+			if err != nil {
+				t.Fatalf("GET on %s: %v", a, err)
+			}
+			_ = resp.Body.Close()
+		}
+	}
+}
+
+// TestUpdateAddsEphemeralListeners pins a bug: with Port 0, growing from
+// one listener to two kept the first one twice and bound nothing new.
+func TestUpdateAddsEphemeralListeners(t *testing.T) {
+	w := newWorker(t, "w1", nil)
+	cfg := testConfig()
+	cfg.Port, cfg.Listeners = 0, 1
+	b := startBalancer(t, cfg, w)
+	first := b.Addrs()[0]
+	cfg = b.Config()
+	cfg.Listeners = 2
+	if err := b.Update(context.Background(), cfg); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	got := b.Addrs()
+	if len(got) != 2 || got[0] != first || got[1] == first {
+		t.Fatalf("listening on %v, want %s and a new port", got, first)
 	}
 }
