@@ -486,3 +486,51 @@ func TestRemovedBackendsThatNeverServedAreForgotten(t *testing.T) {
 		t.Errorf("metrics after the worker came back: %v %v", err, problems)
 	}
 }
+
+// TestMovedBackendDropsItsOldConnections pins a bug: a worker ID moved to a
+// new address (another process) kept sending requests to the old one: the
+// connection of a request in flight at the move went back into the pool
+// and was reused for good, while health checks tested the new address.
+func TestMovedBackendDropsItsOldConnections(t *testing.T) {
+	release := make(chan struct{})
+	old := newWorker(t, "w", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		_, _ = io.WriteString(rw, "old")
+	}))
+	moved := newWorker(t, "w", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(rw, "new")
+	}))
+	b := startBalancer(t, testConfig(), old)
+	c := testClient()
+	done := make(chan string, 1)
+	go func() {
+		resp, err := c.Get(baseURL(b) + "/slow")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		done <- string(body)
+	}()
+	waitFor(t, "the slow request in flight", func() bool { return b.InFlight() == 1 })
+	b.SetBackends([]Backend{moved.backend()})
+	waitFor(t, "the moved worker healthy", func() bool { return healthyCount(b) == 1 })
+	close(release)
+	if got := <-done; got != "old" {
+		t.Fatalf("the request in flight at the move got %q, want the old worker's answer", got)
+	}
+	for i := range 5 {
+		resp, err := c.Get(baseURL(b) + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if string(body) != "new" {
+			t.Errorf("request %d after the move answered by %q, want the new address's", i, body)
+		}
+	}
+}

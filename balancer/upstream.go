@@ -20,6 +20,10 @@ type upstream struct {
 	idleAt  time.Time
 	reused  bool // taken from the idle pool: it may have been closed by the worker meanwhile
 	heard   bool // the worker sent bytes of an answer to the current request
+	// addr is the backend's address this connection was dialed to (the
+	// pointer SetBackends stored): once the backend moves to another
+	// address, the connection is not reused.
+	addr *string
 	head    h1.Head
 	headLen int
 }
@@ -58,7 +62,7 @@ func (b *Balancer) getConn(be *backend) (*upstream, error) {
 		// A connection the worker wrote to, closed or reset while idle
 		// is never reused (silent, rawio_linux.go): what it holds is no
 		// answer to the next request.
-		if time.Since(uc.idleAt) < b.conf().IdleConnTimeout && silent(uc.io) {
+		if uc.addr == be.addr.Load() && time.Since(uc.idleAt) < b.conf().IdleConnTimeout && silent(uc.io) {
 			uc.reused = true
 			return uc, nil
 		}
@@ -75,7 +79,8 @@ const maxDials = 8
 // ever dials to 8 KiB for good (5,000 connections: 40 MiB), where a few
 // dial goroutines reuse their stacks.
 func (b *Balancer) dial(be *backend) (*upstream, error) {
-	addr := be.address()
+	ap := be.addr.Load()
+	addr := *ap
 	type dialed struct {
 		nc  net.Conn
 		err error
@@ -92,7 +97,7 @@ func (b *Balancer) dial(be *backend) (*upstream, error) {
 	if err != nil {
 		return nil, &dialError{addr: addr, err: err}
 	}
-	uc := &upstream{nc: nc}
+	uc := &upstream{nc: nc, addr: ap}
 	uc.io = newRawIO(nc, b.conf().IdleTimeout)
 	uc.rd.Reset(uc.io)
 	return uc, nil
@@ -101,7 +106,9 @@ func (b *Balancer) dial(be *backend) (*upstream, error) {
 // putConn returns a connection whose last exchange ended cleanly to the
 // idle pool, or closes it when the pool is full or closed.
 func (b *Balancer) putConn(be *backend, uc *upstream) {
-	if uc.rd.Len() > 0 { // the worker sent more than its answer
+	if uc.rd.Len() > 0 || uc.addr != be.addr.Load() {
+		// The worker sent more than its answer, or the backend moved to
+		// another address (another process) while this request ran.
 		b.closeConn(uc)
 		return
 	}
