@@ -66,12 +66,39 @@ func (a *Agent) startBalancers(ctx context.Context) error {
 			a.shutdownBalancers(context.Background())
 			return err
 		}
+		a.fleetMu.Lock() // a reader (balancersOf) may look while Run starts them
 		a.balancers = append(a.balancers, b)
 		a.byGroup[bc.Group] = append(a.byGroup[bc.Group], b)
-		a.agg.AddSource(bc.Name, balancerSource(b))
+		a.fleetMu.Unlock()
+		a.agg.AddSource(sourceKey(b), balancerSource(b))
 	}
 	return nil
 }
+
+// sourceKey names b's stats source: its name and the instance, since a reload
+// may add a balancer back under its name while the old one still drains, and
+// each must count (and be folded when it stops) on its own.
+func sourceKey(b *balancer.Balancer) string { return fmt.Sprintf("%s@%p", b.Name(), b) }
+
+// retireSource folds b's final counts into the stats base and drops its source,
+// once b is shut down. A drain cut short closed b's connections, but the
+// requests they carried may still be counting their failures: wait (boundedly)
+// for none in flight. One still in flight after that keeps the source, never
+// losing a count, and is logged.
+func (a *Agent) retireSource(b *balancer.Balancer) {
+	deadline := time.Now().Add(retireWait)
+	for b.InFlight() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := b.InFlight(); n > 0 {
+		a.logger.Warn("stopped balancer still has requests in flight; its stats stay counted live", "balancer", b.Name(), "inflight", n)
+		return
+	}
+	a.agg.RemoveSource(sourceKey(b))
+}
+
+// retireWait bounds retireSource's wait for a shut-down balancer's last requests.
+const retireWait = 5 * time.Second
 
 func balancerSource(b *balancer.Balancer) stats.Source {
 	return func() []stats.Count {

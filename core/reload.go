@@ -130,9 +130,12 @@ func firstError(diags hcl.Diagnostics) string {
 func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 	statsHandler := stats.Handler(a.agg)
 	var started []*balancer.Balancer
+	// undo stops the balancers this reload started. They served from Start on,
+	// so their counts are folded into the stats base, never dropped.
 	undo := func() {
 		for _, b := range started {
 			_ = b.Shutdown(context.Background())
+			a.retireSource(b)
 		}
 	}
 	newByName := map[string]*balancer.Balancer{}
@@ -152,7 +155,13 @@ func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 			undo()
 			return fmt.Errorf("starting balancer %q: %w", bc.Name, err)
 		}
+		// Counted from Start on: it may proxy before this reload is done (or
+		// undone). Its own key: a balancer of its name may still be draining.
+		a.agg.AddSource(sourceKey(b), balancerSource(b))
 		started = append(started, b)
+		if testHookBalancerStarted != nil {
+			testHookBalancerStarted(b)
+		}
 		newByName[bc.Name] = b
 	}
 	var updated []*balancer.Balancer
@@ -189,7 +198,6 @@ func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 				a.logger.Warn("registering the metrics of a new balancer", "balancer", b.Name(), "err", err)
 			}
 		}
-		a.agg.AddSource(b.Name(), balancerSource(b))
 		a.goWork(a.trafficCtx, a.feedBalancer(b))
 	}
 	for _, g := range p.addGroups {
@@ -221,6 +229,10 @@ func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 	return nil
 }
 
+// testHookBalancerStarted, when set (tests only, before the agent runs), is
+// called by apply after each balancer it started, before the rest of the reload.
+var testHookBalancerStarted func(*balancer.Balancer)
+
 // removeLater closes the balancers a reload removed, each after its
 // requests in flight finished (within its drain_timeout), and then stops the
 // groups it removed: their workers serve the removed balancers' last
@@ -232,6 +244,7 @@ func (a *Agent) removeLater(bs []*balancer.Balancer, groups []string) {
 			if err := b.Shutdown(context.Background()); err != nil {
 				a.logger.Warn("removed balancer's drain cut short", "balancer", b.Name(), "err", err)
 			}
+			a.retireSource(b) // its last requests are counted now
 			a.logger.Info("removed balancer closed", "balancer", b.Name())
 			if a.metrics != nil {
 				a.metrics.Unregister(b.Collector())

@@ -135,24 +135,55 @@ func NewAggregator(sink Sink, interval time.Duration, logger *slog.Logger) (*Agg
 	return a, nil
 }
 
-// AddSource adds a balancer's counts under name. If name is already present, the old
-// source is first folded into the base exactly as RemoveSource does. A nil src only
-// removes.
-func (a *Aggregator) AddSource(name string, src Source) {
+// AddSource adds a balancer's counts under key, which names one balancer
+// instance: a balancer started again under the same name (a reload that removes
+// it and adds it back while the old one still drains) is a new instance and
+// needs a key of its own, so that both count until RemoveSource folds the old
+// one's final counts. A key already present is taken to be the same instance
+// (its counts are cumulative): src replaces its function and nothing is folded,
+// as folding would count it twice. A nil src is RemoveSource(key).
+func (a *Aggregator) AddSource(key string, src Source) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.removeLocked(name)
-	if src != nil {
-		a.sources = append(a.sources, namedSource{name: name, src: src})
+	if src == nil {
+		a.removeLocked(key)
+		return
 	}
+	for i, s := range a.sources {
+		if s.name == key {
+			a.sources[i].src = src
+			return
+		}
+	}
+	a.sources = append(a.sources, namedSource{name: key, src: src})
 }
 
-// RemoveSource drops the source name after adding its final counts to the base, so
-// totals never go backwards. Call it once that balancer has stopped counting.
-func (a *Aggregator) RemoveSource(name string) {
+// RemoveSource drops the source key after adding its final counts to the base,
+// so totals never go backwards. Call it once that balancer has stopped counting
+// (its Shutdown has returned and nothing is in flight): a count it makes later
+// is never read. An unknown key is a no-op.
+func (a *Aggregator) RemoveSource(key string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.removeLocked(name)
+	a.removeLocked(key)
+}
+
+// Has reports whether the Aggregator knows worker id: stored in the sink (as
+// loaded, or as read back by the last shared flush) or counted by this process.
+// A new worker must not get such an id, or it would inherit the old one's totals.
+// A shared sink holding more than MaxSharedWorkers other workers is only known
+// as far as its newest rows (see PostgresSink.Read).
+func (a *Aggregator) Has(id string) bool {
+	a.omu.Lock()
+	defer a.omu.Unlock()
+	if _, ok := a.index[id]; ok {
+		return true
+	}
+	if a.sh != nil {
+		_, ok := a.sh.vindex[id]
+		return ok
+	}
+	return false
 }
 
 func (a *Aggregator) removeLocked(name string) {

@@ -207,13 +207,51 @@ func TestRemoveSourceKeepsItsCountsInTheTotals(t *testing.T) {
 		t.Fatalf("a removed source still counts: %+v", got)
 	}
 
-	// Re-adding a name folds the old source first: the new one starts from zero.
-	fresh := newFakeBalancer("w2")
-	a.AddSource("api", fresh.source)
-	fresh.hit(0, false, 3*time.Millisecond)
-	want := addCounts(before, fresh.source())
-	if got := a.Snapshot(); !equalTotals(got, want) {
-		t.Fatalf("after replacing source api: %+v\nwant %+v", got, want)
+	// Adding the same key again is the same instance: its function is replaced,
+	// nothing folded (folding would count api's 50 requests twice).
+	a.AddSource("api", api.source)
+	if got := a.Snapshot(); !equalTotals(got, before) {
+		t.Fatalf("after adding api again: %+v\nwant unchanged %+v", got, before)
+	}
+	a.AddSource("api", nil) // a nil source removes, folding
+	api.hit(0, true, time.Second)
+	if got := a.Snapshot(); !equalTotals(got, before) {
+		t.Fatalf("after AddSource(api, nil): %+v\nwant unchanged %+v", got, before)
+	}
+}
+
+// TestTwoInstancesOfABalancerBothCountUntilTheOldIsRemoved: the contract core
+// relies on (TestReaddedBalancerStillDrainingLosesNoCounts): a balancer re-added
+// under its name while the old instance drains is a second key; the old one's
+// last requests count until RemoveSource folds them (true count 16).
+func TestTwoInstancesOfABalancerBothCountUntilTheOldIsRemoved(t *testing.T) {
+	path := dbPath(t)
+	s := openTestSink(t, path)
+	defer s.Close()
+	a, err := NewAggregator(s, time.Hour, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := newFakeBalancer("w1")
+	a.AddSource("web#1", old.source)
+	for range 10 {
+		old.hit(0, true, time.Millisecond)
+	}
+	fresh := newFakeBalancer("w1") // reload 2 adds web back while web#1 drains
+	a.AddSource("web#2", fresh.source)
+	for range 5 { // web#1's requests in flight at the reload finish now
+		old.hit(0, true, time.Millisecond)
+	}
+	a.RemoveSource("web#1") // removeLater, once web#1's Shutdown returned
+	fresh.hit(0, true, time.Millisecond)
+	if got := a.Snapshot(); len(got) != 1 || got[0].Total() != 16 {
+		t.Fatalf("snapshot %+v, want w1 with 16 requests", got)
+	}
+	if err := a.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readTotals(t, path); len(got) != 1 || got[0].Total() != 16 {
+		t.Fatalf("stored %+v, want w1 with 16 requests", got)
 	}
 }
 
