@@ -106,7 +106,19 @@ func NewAggregator(sink Sink, interval time.Duration, logger *slog.Logger) (*Agg
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	base, err := sink.Load(context.Background())
+	ss, shared := sink.(SharedSink)
+	var (
+		base    []Totals
+		omitted bool
+		err     error
+	)
+	if shared {
+		var v SharedView
+		v, err = ss.Read(context.Background(), nil)
+		base, omitted = v.Totals, v.Omitted
+	} else {
+		base, err = sink.Load(context.Background())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("creating stats aggregator: %w", err)
 	}
@@ -119,8 +131,11 @@ func NewAggregator(sink Sink, interval time.Duration, logger *slog.Logger) (*Agg
 		index:     make(map[string]int, len(base)),
 		written:   make(map[string]Totals, len(base)),
 	}
-	if ss, ok := sink.(SharedSink); ok {
+	if shared {
 		a.sh = newSharedState(ss, base)
+		a.fmu.Lock()
+		a.noteOmittedLocked(omitted)
+		a.fmu.Unlock()
 		return a, nil
 	}
 	for _, t := range base {

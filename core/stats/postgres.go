@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,10 @@ import (
 // Limits on what a PostgreSQL server may hand back, so that a hostile or damaged
 // database can cost an agent an error, never its memory.
 const (
-	// MaxSharedWorkers is the most worker rows a shared sink reads.
+	// MaxSharedWorkers is the most rows of other agents' (or long-gone) workers a
+	// shared sink reads back, the newest first; the rows of this agent's own
+	// workers are read whatever their number. A database holding more is no
+	// error: the oldest are left out of the view, with a WARN.
 	MaxSharedWorkers = 100_000
 	// maxWorkerID is the longest worker id or instance name accepted from the table.
 	maxWorkerID = 512
@@ -41,8 +45,10 @@ const DefaultConnectTimeout = 5 * time.Second
 // PostgresSink stores the totals of several agents' workers in one PostgreSQL
 // database. Each agent adds its own workers' deltas under its instance name, in
 // transactions that also record the agent's last applied flush sequence, so a
-// retried flush is never counted twice (see Apply), and reads everyone's totals
-// back. See postgres_migrate.go for the schema and its versions.
+// retried flush is never counted twice (see Apply), and reads the totals back:
+// its own workers' always, the others' up to MaxSharedWorkers (newest first), so
+// that rows accumulating over the months never fail a flush or a start. See
+// postgres_migrate.go for the schema and its versions.
 type PostgresSink struct {
 	pool     *pgxpool.Pool
 	target   string // user@host:port/database, without the password
@@ -180,13 +186,20 @@ RETURNING last_seq`, p.instance, p.runID).Scan(&last)
 	return nil
 }
 
-// Load returns every worker's shared totals, all agents', in first-seen order.
+// Load returns the shared totals of the newest MaxSharedWorkers workers, all
+// agents', in first-seen order: Read with no own workers.
 func (p *PostgresSink) Load(ctx context.Context) ([]Totals, error) {
-	out, err := readSharedTotals(ctx, p.pool)
+	v, err := p.Read(ctx, nil)
+	return v.Totals, err
+}
+
+// Read implements SharedSink.
+func (p *PostgresSink) Read(ctx context.Context, own []string) (SharedView, error) {
+	v, err := readSharedTotals(ctx, p.pool, own)
 	if err != nil {
-		return nil, p.wrap("loading stats from", err)
+		return SharedView{}, p.wrap("loading stats from", err)
 	}
-	return out, nil
+	return v, nil
 }
 
 // Write refuses absolute totals: in a database several agents share, each adds
@@ -207,26 +220,29 @@ ON CONFLICT (worker_id) DO UPDATE SET
 // Apply implements SharedSink: in one transaction it locks this instance's row,
 // refuses if another process has claimed the instance since (ErrInstanceTaken),
 // adds each batch whose Seq is above the recorded last_seq, records the last one,
-// and reads back every worker's totals.
-func (p *PostgresSink) Apply(ctx context.Context, batches []Batch) ([]Totals, error) {
+// and reads the shared totals back as Read does: own (this agent's workers)
+// always, the others up to MaxSharedWorkers. However many rows accumulate, a
+// flush never fails for their number.
+func (p *PostgresSink) Apply(ctx context.Context, batches []Batch, own []string) (SharedView, error) {
 	for _, b := range batches {
 		for _, d := range b.Deltas {
 			if err := checkTotals(d); err != nil {
-				return nil, p.wrap("writing stats to", err)
+				return SharedView{}, p.wrap("writing stats to", err)
 			}
 		}
 	}
-	out, err := p.apply(ctx, batches)
+	out, err := p.apply(ctx, batches, own)
 	if err != nil {
-		return nil, p.wrap("writing stats to", err)
+		return SharedView{}, p.wrap("writing stats to", err)
 	}
 	return out, nil
 }
 
-func (p *PostgresSink) apply(ctx context.Context, batches []Batch) ([]Totals, error) {
+func (p *PostgresSink) apply(ctx context.Context, batches []Batch, own []string) (SharedView, error) {
+	var none SharedView
 	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{})
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
 	var (
@@ -238,20 +254,20 @@ func (p *PostgresSink) apply(ctx context.Context, batches []Batch) ([]Totals, er
 	case errors.Is(err, pgx.ErrNoRows):
 		// The row was deleted by hand: claim the name again from sequence 0.
 		if _, err := tx.Exec(ctx, `INSERT INTO golb_stats_instances (instance, run_id) VALUES ($1, $2)`, p.instance, p.runID); err != nil {
-			return nil, fmt.Errorf("claiming instance %q again: %w", p.instance, err)
+			return none, fmt.Errorf("claiming instance %q again: %w", p.instance, err)
 		}
 		last, owner = 0, p.runID
 	case err != nil:
-		return nil, fmt.Errorf("reading instance %q: %w", p.instance, err)
+		return none, fmt.Errorf("reading instance %q: %w", p.instance, err)
 	}
 	if owner != p.runID {
-		return nil, fmt.Errorf("%w: instance %q: give each agent its own stats.instance (or stop the other agent)", ErrInstanceTaken, p.instance)
+		return none, fmt.Errorf("%w: instance %q: give each agent its own stats.instance (or stop the other agent)", ErrInstanceTaken, p.instance)
 	}
 	applied := last
 	var pb pgx.Batch
 	for _, b := range batches {
 		if b.Seq > math.MaxInt64 {
-			return nil, fmt.Errorf("%w: flush sequence beyond 2^63-1", ErrInvalidTotals)
+			return none, fmt.Errorf("%w: flush sequence beyond 2^63-1", ErrInvalidTotals)
 		}
 		if int64(b.Seq) <= applied {
 			continue // committed before, its answer lost: never count it twice
@@ -266,21 +282,21 @@ func (p *PostgresSink) apply(ctx context.Context, batches []Batch) ([]Totals, er
 	}
 	if pb.Len() > 0 {
 		if err := tx.SendBatch(ctx, &pb).Close(); err != nil {
-			return nil, fmt.Errorf("adding counts: %w", err)
+			return none, fmt.Errorf("adding counts: %w", err)
 		}
 	}
-	out, err := readSharedTotals(ctx, tx)
+	out, err := readSharedTotals(ctx, tx, own)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	if err := p.runHook("before-commit"); err != nil {
-		return nil, err
+		return none, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("committing: %w", err)
+		return none, fmt.Errorf("committing: %w", err)
 	}
 	if err := p.runHook("after-commit"); err != nil {
-		return nil, err
+		return none, err
 	}
 	return out, nil
 }
@@ -296,26 +312,68 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// readSharedTotals reads every worker row, refusing rows no golb wrote (negative
-// counts, empty or oversized ids) and more than MaxSharedWorkers of them.
-func readSharedTotals(ctx context.Context, q querier) ([]Totals, error) {
-	rows, err := q.Query(ctx, `SELECT worker_id, instance, success, failed, latency_ns
-FROM golb_worker_totals ORDER BY seq LIMIT $1`, MaxSharedWorkers+1)
+// readSharedTotals reads the rows of the workers in own, whatever their number,
+// and the newest MaxSharedWorkers others (by seq: first seen most recently),
+// in first-seen order, refusing rows no golb wrote (negative counts, empty or
+// oversized ids). More rows than that is no error (Omitted): every worker that
+// ever served gets a row, so churn alone reaches any bound; what is read, and
+// so the memory it takes, stays bounded by the bound plus own.
+func readSharedTotals(ctx context.Context, q querier, own []string) (SharedView, error) {
+	var v SharedView
+	newest, err := scanTotals(ctx, q, MaxSharedWorkers+1, `SELECT seq, worker_id, instance, success, failed, latency_ns
+FROM golb_worker_totals ORDER BY seq DESC LIMIT $1`, MaxSharedWorkers+1)
+	if err != nil {
+		return v, err
+	}
+	if len(newest) > MaxSharedWorkers {
+		v.Omitted = true
+		newest = newest[:MaxSharedWorkers]
+	}
+	slices.Reverse(newest)
+	var older []seqTotals
+	if v.Omitted && len(own) > 0 {
+		// Own workers first seen before the newest: still read, every one.
+		older, err = scanTotals(ctx, q, len(own), `SELECT seq, worker_id, instance, success, failed, latency_ns
+FROM golb_worker_totals WHERE worker_id = ANY($1) AND seq < $2 ORDER BY seq`, own, newest[0].seq)
+		if err != nil {
+			return v, err
+		}
+	}
+	v.Totals = make([]Totals, 0, len(older)+len(newest))
+	for _, r := range older {
+		v.Totals = append(v.Totals, r.Totals)
+	}
+	for _, r := range newest {
+		v.Totals = append(v.Totals, r.Totals)
+	}
+	return v, nil
+}
+
+type seqTotals struct {
+	seq int64
+	Totals
+}
+
+// scanTotals runs a query of seq and a worker's totals, reading at most limit
+// rows (own workers' ids are unique: the query cannot return more).
+func scanTotals(ctx context.Context, q querier, limit int, sql string, args ...any) ([]seqTotals, error) {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reading totals: %w", err)
 	}
 	defer rows.Close()
-	var out []Totals
+	var out []seqTotals
 	for rows.Next() {
 		var (
+			seq          int64
 			id, inst     string
 			ok, bad, lat int64
 		)
-		if err := rows.Scan(&id, &inst, &ok, &bad, &lat); err != nil {
-			return nil, fmt.Errorf("reading totals: %w", err)
+		if len(out) == limit {
+			break
 		}
-		if len(out) == MaxSharedWorkers {
-			return nil, fmt.Errorf("%w: golb_worker_totals holds more than %d workers: delete the rows of long-gone workers", ErrInvalidTotals, MaxSharedWorkers)
+		if err := rows.Scan(&seq, &id, &inst, &ok, &bad, &lat); err != nil {
+			return nil, fmt.Errorf("reading totals: %w", err)
 		}
 		switch {
 		case id == "" || len(id) > maxWorkerID || len(inst) > maxWorkerID:
@@ -323,7 +381,7 @@ FROM golb_worker_totals ORDER BY seq LIMIT $1`, MaxSharedWorkers+1)
 		case ok < 0 || bad < 0 || lat < 0:
 			return nil, fmt.Errorf("%w: worker %s has a negative count: fix or delete its row in golb_worker_totals", ErrInvalidTotals, oneLine(id, 80))
 		}
-		out = append(out, Totals{WorkerID: id, Instance: inst, Success: uint64(ok), Failed: uint64(bad), LatencySum: time.Duration(lat)})
+		out = append(out, seqTotals{seq, Totals{WorkerID: id, Instance: inst, Success: uint64(ok), Failed: uint64(bad), LatencySum: time.Duration(lat)}})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading totals: %w", err)

@@ -43,12 +43,12 @@ func pgConn(t testing.TB, dsn string) *pgx.Conn {
 // pgRows reads golb_worker_totals through a connection of its own.
 func pgRows(t testing.TB, dsn string) map[string]Totals {
 	t.Helper()
-	out, err := readSharedTotals(context.Background(), pgConn(t, dsn))
+	out, err := readSharedTotals(context.Background(), pgConn(t, dsn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := map[string]Totals{}
-	for _, r := range out {
+	for _, r := range out.Totals {
 		m[r.WorkerID] = r
 	}
 	return m
@@ -343,11 +343,11 @@ func TestPostgresInstanceClaimedTwice(t *testing.T) {
 	first := openPG(t, dsn, "same")
 	second := openPG(t, dsn, "same")
 	ctx := context.Background()
-	_, err := first.Apply(ctx, []Batch{{Seq: first.NextSeq(), Deltas: []Totals{{WorkerID: "w", Success: 1}}}})
+	_, err := first.Apply(ctx, []Batch{{Seq: first.NextSeq(), Deltas: []Totals{{WorkerID: "w", Success: 1}}}}, nil)
 	if !errors.Is(err, ErrInstanceTaken) || !strings.Contains(err.Error(), "stats.instance") {
 		t.Fatalf("first after the takeover: %v, want ErrInstanceTaken naming stats.instance", err)
 	}
-	if _, err := second.Apply(ctx, []Batch{{Seq: second.NextSeq(), Deltas: []Totals{{WorkerID: "w", Success: 2}}}}); err != nil {
+	if _, err := second.Apply(ctx, []Batch{{Seq: second.NextSeq(), Deltas: []Totals{{WorkerID: "w", Success: 2}}}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	// A restart continues the sequence: the new process's first batch is not
@@ -356,7 +356,8 @@ func TestPostgresInstanceClaimedTwice(t *testing.T) {
 	if third.NextSeq() != second.NextSeq()+1 {
 		t.Fatalf("NextSeq after a restart = %d, want %d", third.NextSeq(), second.NextSeq()+1)
 	}
-	out, err := third.Apply(ctx, []Batch{{Seq: third.NextSeq(), Deltas: []Totals{{WorkerID: "w", Success: 3}}}})
+	v, err := third.Apply(ctx, []Batch{{Seq: third.NextSeq(), Deltas: []Totals{{WorkerID: "w", Success: 3}}}}, nil)
+	out := v.Totals
 	if err != nil || len(out) != 1 || out[0].Success != 5 || out[0].Instance != "same" {
 		t.Fatalf("third: %v %v, want w at 5", out, err)
 	}
@@ -466,7 +467,7 @@ func TestPostgresRoleWithoutCreateUsesExistingTables(t *testing.T) {
 	pgExec(t, dsn, `GRANT SELECT, INSERT, UPDATE ON golb_worker_totals, golb_stats_instances, golb_stats_schema TO `+pgtest.PasswordUser)
 	pgExec(t, dsn, `GRANT USAGE ON SEQUENCE golb_worker_totals_seq_seq TO `+pgtest.PasswordUser)
 	s := openPG(t, srv.DSNAs(pgtest.PasswordUser, pgtest.Password, db), "limited")
-	if _, err := s.Apply(context.Background(), []Batch{{Seq: s.NextSeq(), Deltas: []Totals{{WorkerID: "w", Success: 1}}}}); err != nil {
+	if _, err := s.Apply(context.Background(), []Batch{{Seq: s.NextSeq(), Deltas: []Totals{{WorkerID: "w", Success: 1}}}}, nil); err != nil {
 		t.Fatalf("a flush by a role without CREATE: %v", err)
 	}
 

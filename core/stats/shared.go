@@ -25,7 +25,7 @@ type sharedState struct {
 	instance string
 
 	// Guarded by the Aggregator's omu: Snapshot reads them together.
-	view    []Totals          // everyone's totals as the last confirmed flush read them
+	view    []Totals          // the shared totals the last confirmed flush read (SharedSink.Read: own workers, others bounded)
 	vindex  map[string]int    // worker id -> index in view
 	flushed map[string]Totals // own counts the sink holds, as of the last confirmed flush
 
@@ -33,6 +33,9 @@ type sharedState struct {
 	inflight      *Batch   // sent, outcome unknown: resent as it is until confirmed
 	inflightLocal []Totals // own counts once inflight is applied
 	nextSeq       uint64
+
+	// Guarded by the Aggregator's fmu: the view leaves workers out (noteOmittedLocked).
+	omittedSince, omitWarned time.Time
 
 	bmu     sync.Mutex
 	retryAt time.Time // no tick writes before this while flushes fail
@@ -167,14 +170,16 @@ func (a *Aggregator) nextBatch() (b *Batch, retry bool) {
 func (a *Aggregator) refreshShared(ctx context.Context, slot chan struct{}) error {
 	sh := a.sh
 	start := time.Now()
+	own := a.ownIDs()
 	wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
-	view, err := sh.sink.Load(wctx)
+	view, err := sh.sink.Read(wctx, own)
 	cancel()
 	a.fmu.Lock()
 	failing := a.health.FailedWrites > 0
 	if err == nil {
+		a.noteOmittedLocked(view.Omitted)
 		a.omu.Lock()
-		sh.setViewLocked(view)
+		sh.setViewLocked(view.Totals)
 		a.omu.Unlock()
 	}
 	a.fmu.Unlock()
@@ -210,18 +215,20 @@ func (a *Aggregator) writeShared(ctx context.Context, slot chan struct{}, refres
 		if b == nil {
 			break
 		}
+		own := a.ownIDs()
 		wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
-		var view []Totals
-		view, err = sh.sink.Apply(wctx, []Batch{*b})
+		var view SharedView
+		view, err = sh.sink.Apply(wctx, []Batch{*b}, own)
 		cancel()
 		a.fmu.Lock()
 		sent = sh.inflightLocal
 		if err == nil {
+			a.noteOmittedLocked(view.Omitted)
 			a.omu.Lock()
 			for _, t := range sh.inflightLocal {
 				sh.flushed[t.WorkerID] = t
 			}
-			sh.setViewLocked(view)
+			sh.setViewLocked(view.Totals)
 			a.omu.Unlock()
 			sh.inflight, sh.inflightLocal = nil, nil
 		}
@@ -240,4 +247,41 @@ func (a *Aggregator) writeShared(ctx context.Context, slot chan struct{}, refres
 	a.fmu.Unlock()
 	sh.backOff(failures, a.interval)
 	return err
+}
+
+// ownIDs is every worker this process has counted or its sources list: the
+// rows a shared sink must always read back, so that their totals stay exact
+// however many rows the database holds.
+func (a *Aggregator) ownIDs() []string {
+	local := a.local()
+	ids := make([]string, len(local))
+	for i, t := range local {
+		ids[i] = t.WorkerID
+	}
+	return ids
+}
+
+// OmittedWarnInterval is how often the Aggregator repeats its WARN while a shared
+// database holds more workers than it reads back (MaxSharedWorkers).
+const OmittedWarnInterval = time.Hour
+
+// noteOmittedLocked logs, at most once per OmittedWarnInterval, that the shared
+// sink left its oldest workers out of the view. It needs fmu.
+func (a *Aggregator) noteOmittedLocked(omitted bool) {
+	sh := a.sh
+	switch {
+	case !omitted:
+		if !sh.omittedSince.IsZero() {
+			a.log.Info("stats database holds no more workers than golb reads back")
+		}
+		sh.omittedSince, sh.omitWarned = time.Time{}, time.Time{}
+		return
+	case sh.omittedSince.IsZero():
+		sh.omittedSince = time.Now()
+	case time.Since(sh.omitWarned) < OmittedWarnInterval:
+		return
+	}
+	sh.omitWarned = time.Now()
+	a.log.Warn("stats database holds more workers than golb reads back: this agent's workers stay exact, the oldest of the others are left out of its stats views; delete the rows of long-gone workers from golb_worker_totals",
+		"read_back", MaxSharedWorkers, "since", sh.omittedSince.UTC().Format(time.RFC3339))
 }

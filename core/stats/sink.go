@@ -48,21 +48,34 @@ type Sink interface {
 }
 
 // SharedSink is a Sink that several golb agents write at once (PostgreSQL). Each adds
-// the deltas of its own workers, never absolute totals, and reads everyone's totals
+// the deltas of its own workers, never absolute totals, and reads the shared totals
 // back; the Aggregator detects the ability by type assertion and then uses Apply in
-// place of Write.
+// place of Write, and Read in place of Load.
 type SharedSink interface {
 	Sink
 	// Apply adds every batch's deltas to the shared totals in one transaction, in
 	// order, skipping a batch whose Seq this agent has already applied (its commit
-	// went through but the answer was lost), and returns the shared totals of all
-	// agents' workers after it, in first-seen order. Deltas must be positive.
-	Apply(ctx context.Context, batches []Batch) ([]Totals, error)
+	// went through but the answer was lost), and returns the shared totals after
+	// it, as Read does. Deltas must be positive.
+	Apply(ctx context.Context, batches []Batch, own []string) (SharedView, error)
+	// Read returns the shared totals: those of the workers in own (this agent's,
+	// always, however many rows the database holds) and those of the other
+	// workers up to a bound (MaxSharedWorkers for PostgreSQL, newest first), in
+	// first-seen order. More rows than the bound is no error: Omitted says so.
+	Read(ctx context.Context, own []string) (SharedView, error)
 	// NextSeq is the sequence number the next new batch must carry: one above the
 	// last this agent's instance applied, as read when the sink was opened.
 	NextSeq() uint64
 	// Instance names this agent's rows.
 	Instance() string
+}
+
+// SharedView is the shared totals a SharedSink read back.
+type SharedView struct {
+	Totals []Totals
+	// Omitted is set when the database holds more workers than the sink reads:
+	// the oldest workers not in own were left out.
+	Omitted bool
 }
 
 // Batch is one flush of a SharedSink: the counts added since the previous batch.
