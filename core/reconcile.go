@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"net"
 	"sort"
 	"strconv"
@@ -170,8 +172,13 @@ func (a *Agent) reconcileCount(ctx context.Context, g *state.Group, all, live []
 				a.logger.Error("no free port for a worker", "group", g.Name, "from", spec.cfg.Port)
 				return time.Now().Add(time.Second)
 			}
+			id, err := newWorkerID(rand.Reader, g.Name, a.workerIDTaken)
+			if err != nil {
+				a.logger.Error("no worker id to give a new worker", "group", g.Name, "err", err)
+				return time.Now().Add(time.Second)
+			}
 			used[port] = true
-			w := &state.Worker{ID: newWorkerID(g.Name), Group: g.Name, Driver: g.Driver, Port: port, Status: state.StatusPending, StartedAt: time.Now().UTC()}
+			w := &state.Worker{ID: id, Group: g.Name, Driver: g.Driver, Port: port, Status: state.StatusPending, StartedAt: time.Now().UTC()}
 			if err := a.store.UpsertWorker(w); err != nil {
 				a.logger.Error("recording new worker", "err", err)
 				continue
@@ -244,10 +251,35 @@ func allocPort(first int, used map[int]bool) (int, bool) {
 	return 0, false
 }
 
-func newWorkerID(group string) string {
+// workerIDDraws bounds the draws of a new worker's id: with 32 random bits, 16
+// taken in a row means billions of stored workers, or a broken random source.
+const workerIDDraws = 16
+
+// newWorkerID draws the id of a new worker of group, the group and 32 random
+// bits read from r ("hello-3c470428"), drawing again while taken says the id
+// is in use: a new worker given an old one's id would inherit its stored
+// totals (after 10,000 workers ever, a 1% chance per new worker).
+func newWorkerID(r io.Reader, group string, taken func(id string) bool) (string, error) {
 	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return group + "-" + hex.EncodeToString(b[:])
+	for range workerIDDraws {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return "", fmt.Errorf("drawing a worker id: %w", err)
+		}
+		if id := group + "-" + hex.EncodeToString(b[:]); !taken(id) {
+			return id, nil
+		}
+	}
+	return "", fmt.Errorf("drawing a worker id for group %s: %d draws in a row were taken", group, workerIDDraws)
+}
+
+// workerIDTaken reports whether id names a worker of the state store or one
+// with stored stats (the aggregator knows every stored worker id). A store
+// that cannot answer counts as taken: draw another.
+func (a *Agent) workerIDTaken(id string) bool {
+	if w, err := a.store.Worker(nil, id); err != nil || w != nil {
+		return true
+	}
+	return a.agg != nil && a.agg.Has(id)
 }
 
 // settle forgets a group's crash streak (and lifts its crash-looping mark)
