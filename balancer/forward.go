@@ -578,18 +578,38 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 	return false, cerr == nil && !closing
 }
 
+// bodyWatch is how often a relay waiting for more of a worker's body
+// checks that its client is still there.
+const bodyWatch = time.Second
+
+// bodyFillError sorts a failed read of the worker's body: the client gone
+// is the client's (cerr), anything else the worker's (werr).
+func bodyFillError(err error) (werr, cerr error) {
+	if err == errClientGone {
+		return nil, err
+	}
+	return err, nil
+}
+
 // copyBody relays the worker's body to the client as framing says. werr is
 // the worker's failure (its body broke off or was framed wrongly), cerr
 // the client's (it stopped reading).
 func (c *clientConn) copyBody(bw *bufio.Writer, uc *upstream, body h1.BodyKind, framing respFraming) (werr, cerr error) {
-	cleared := false
+	// fill waits for more of the body as long as the worker takes (a
+	// stream may pause), but looks every bodyWatch whether the client is
+	// still there: a worker stalled mid-body must not hold a request, its
+	// in-flight count and a drain for ever after its client left.
 	fill := func() error {
-		if !cleared {
-			cleared = true
-			_ = uc.nc.SetReadDeadline(time.Time{})
+		for {
+			_ = uc.nc.SetReadDeadline(time.Now().Add(bodyWatch))
+			_, err := uc.rd.Fill(2 * h1.BufSize)
+			if !isTimeout(err) {
+				return err
+			}
+			if peerClosed(c.io) {
+				return errClientGone
+			}
 		}
-		_, err := uc.rd.Fill(2 * h1.BufSize)
-		return err
 	}
 	switch body {
 	case h1.BodyLength:
@@ -600,7 +620,7 @@ func (c *clientConn) copyBody(bw *bufio.Writer, uc *upstream, body h1.BodyKind, 
 					return nil, err
 				}
 				if err := fill(); err != nil {
-					return err, nil
+					return bodyFillError(err)
 				}
 			}
 			p := uc.rd.Buffered()
@@ -623,7 +643,7 @@ func (c *clientConn) copyBody(bw *bufio.Writer, uc *upstream, body h1.BodyKind, 
 					return nil, err
 				}
 				if err := fill(); err != nil {
-					return err, nil
+					return bodyFillError(err)
 				}
 				continue
 			case err != nil:
@@ -664,7 +684,7 @@ func (c *clientConn) copyBody(bw *bufio.Writer, uc *upstream, body h1.BodyKind, 
 				if err == io.EOF {
 					return nil, nil
 				}
-				return err, nil
+				return bodyFillError(err)
 			}
 		}
 	}

@@ -603,3 +603,43 @@ func TestBusyBalancerWaitsWithoutBuffers(t *testing.T) {
 		t.Fatalf("counts %+v, want 4 successful attempts and the abandoned one not counted", s)
 	}
 }
+
+// TestStalledBodyIsDroppedWhenItsClientLeaves pins a bug: a worker that
+// sent its head and part of its body, then stalled without closing, held
+// the request for ever after its client hung up (the relay waited with no
+// deadline and never looked at the client): in flight stayed 1, so
+// WaitIdle and a drain ran to their deadlines.
+func TestStalledBodyIsDroppedWhenItsClientLeaves(t *testing.T) {
+	stall := make(chan struct{})
+	w := newWorker(t, "w", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Length", "100")
+		_, _ = io.WriteString(rw, "ten bytes!")
+		rw.(http.Flusher).Flush()
+		<-stall
+	}))
+	t.Cleanup(func() { close(stall) }) // before the worker's Close, which waits for it
+	b := startBalancer(t, testConfig(), w)
+	conn, err := net.Dial("tcp", b.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(conn, "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := make([]byte, 10)
+	if _, err := io.ReadFull(resp.Body, part); err != nil {
+		t.Fatalf("reading the first 10 bytes: %v", err)
+	}
+	left := time.Now()
+	_ = conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.WaitIdle(ctx, "w"); err != nil {
+		t.Fatalf("the worker stays busy after its client left: %v", err)
+	}
+	t.Logf("the stalled attempt ended %v after its client left", time.Since(left).Round(time.Millisecond))
+}
