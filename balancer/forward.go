@@ -536,7 +536,7 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 		b.closeConn(uc)
 		return c.failed(x, r, be, start, failProxy, errCodingFor10)
 	}
-	closing := r.close || r.bodyLeft || framing == frameClose || b.closing.Load()
+	closing := r.close || r.bodyLeft || framing == frameClose || b.closing.Load() || c.gone != nil && c.gone.Load()
 	bw := writerPool.Get().(*bufio.Writer)
 	bw.Reset(c.io)
 	sent0, counted := sentBytes(c.io)
@@ -565,6 +565,7 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 	be.observe(classOf(rh.Status), time.Since(start))
 	be.release()
 	b.passive(be, rh.Status, false)
+	c.cur.Store(nil) // uc is no longer this request's: Shutdown must not close it as such
 	if cerr != nil || !reuse {
 		b.closeConn(uc) // after a client that stopped reading, the body may be unread
 	} else {

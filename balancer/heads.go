@@ -64,6 +64,7 @@ func (b *Balancer) requestHead(out []byte, h *h1.Head, target, host []byte, clie
 	out = append(out, host...)
 	out = append(out, "\r\n"...)
 	xffAt := -1
+	trust := b.conf().TrustForwardedHeaders // once: an Update may change it meanwhile
 	for i := range h.Headers {
 		f := &h.Headers[i]
 		if hopByHop(f.Name) || h1.EqualFold(f.Name, "host") || h1.EqualFold(f.Name, "expect") {
@@ -73,7 +74,7 @@ func (b *Balancer) requestHead(out []byte, h *h1.Head, target, host []byte, clie
 			continue
 		}
 		if xff, other := forwardedHeader(f.Name); xff || other {
-			if xff && b.conf().TrustForwardedHeaders && xffAt < 0 {
+			if xff && trust && xffAt < 0 {
 				xffAt = i
 			}
 			continue

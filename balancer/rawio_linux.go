@@ -163,6 +163,23 @@ func (r *rawIO) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// writeWithin writes p on rw, waiting at most d for a full socket (a
+// client that reads nothing of golb's own answer). A rawIO's own stall
+// bound gives way to d for this write: a deadline set on nc would be
+// replaced by it.
+func writeWithin(rw io.ReadWriter, nc net.Conn, p []byte, d time.Duration) (int, error) {
+	r, ok := rw.(*rawIO)
+	if !ok {
+		_ = nc.SetWriteDeadline(time.Now().Add(d))
+		defer func() { _ = nc.SetWriteDeadline(time.Time{}) }()
+		return rw.Write(p)
+	}
+	stall := r.stall
+	r.stall = d
+	defer func() { r.stall = stall }()
+	return r.Write(p)
+}
+
 // ask sends p on rw (a rawIO) and waits until the socket has something to
 // read (the answer, or the peer's close), or its read deadline passes. It
 // saves the read that would find nothing yet: the send happens inside the

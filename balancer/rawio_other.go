@@ -12,6 +12,13 @@ import (
 // used on Linux only.
 func newRawIO(nc net.Conn, _ time.Duration) io.ReadWriter { return nc }
 
+// writeWithin writes p on rw, waiting at most d for a full socket.
+func writeWithin(rw io.ReadWriter, nc net.Conn, p []byte, d time.Duration) (int, error) {
+	_ = nc.SetWriteDeadline(time.Now().Add(d))
+	defer func() { _ = nc.SetWriteDeadline(time.Time{}) }()
+	return rw.Write(p)
+}
+
 // peerClosed cannot tell without raw system calls: it says no.
 func peerClosed(io.ReadWriter) bool { return false }
 

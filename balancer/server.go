@@ -285,9 +285,7 @@ func (c *clientConn) writeAnswer(status int, body []byte, closing bool) {
 		out = append(out, body...)
 	}
 	c.out = out
-	_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_, _ = c.io.Write(out)
-	_ = c.nc.SetWriteDeadline(time.Time{})
+	_, _ = writeWithin(c.io, c.nc, out, 10*time.Second)
 	if closing {
 		closeWrite(c.nc) // the answer reaches a client still sending, not a reset
 	}

@@ -123,7 +123,19 @@ func (b *Balancer) putConn(be *backend, uc *upstream) {
 		return
 	}
 	p.idle = append(p.idle, uc)
+	// The pool hands out its newest connection first, so the oldest ones
+	// are looked at here: past IdleConnTimeout they are closed, not left
+	// for the worker's own timeout to turn into CLOSE_WAIT sockets.
+	var stale []*upstream
+	for len(p.idle) > 1 && uc.idleAt.Sub(p.idle[0].idleAt) >= b.conf().IdleConnTimeout {
+		stale = append(stale, p.idle[0])
+		p.idle[0] = nil
+		p.idle = p.idle[1:]
+	}
 	p.mu.Unlock()
+	for _, s := range stale {
+		b.closeConn(s)
+	}
 }
 
 func (b *Balancer) closeConn(uc *upstream) {
