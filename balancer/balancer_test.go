@@ -7,9 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -533,4 +535,64 @@ func TestMovedBackendDropsItsOldConnections(t *testing.T) {
 			t.Errorf("request %d after the move answered by %q, want the new address's", i, body)
 		}
 	}
+}
+
+// TestOldIdleConnectionsAreClosedUnderSteadyTraffic pins a leak: the pool
+// reuses its newest connection first and checked IdleConnTimeout only on
+// the one it took, so after a burst the older ones sat idle for good (as
+// CLOSE_WAIT sockets once the worker closed them) while traffic went on.
+func TestOldIdleConnectionsAreClosedUnderSteadyTraffic(t *testing.T) {
+	var open atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/burst" {
+			<-release
+		}
+		_, _ = io.WriteString(rw, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	cfg := testConfig()
+	cfg.Health.Interval = -1 // health checks open connections of their own
+	cfg.IdleConnTimeout = 300 * time.Millisecond
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	b.SetBackends([]Backend{{ID: "w", Address: strings.TrimPrefix(srv.URL, "http://")}})
+	c := testClient()
+	get := func(path string) {
+		resp, err := c.Get(baseURL(b) + path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { get("/burst") })
+	}
+	waitFor(t, "4 requests in flight", func() bool { return b.InFlight() == 4 })
+	close(release)
+	wg.Wait()
+	t.Logf("after the burst: %d worker connections open", open.Load())
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		get("/steady")
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor(t, "the burst's idle connections closed", func() bool { return open.Load() <= 2 })
 }
