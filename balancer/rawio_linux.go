@@ -31,6 +31,9 @@ type rawIO struct {
 	peeked  bool // peekFn looked once: its next call means "readable"
 	askFn   func(fd uintptr) bool
 	asked   bool // askFn sent all of p: its next call means "readable"
+	nowFn   func(fd uintptr) // peekNow's, made once: a closure per call would escape
+	nowN    int
+	nowErr  syscall.Errno
 
 	nc    net.Conn
 	stall time.Duration
@@ -122,6 +125,12 @@ func newRawIO(nc net.Conn, stall time.Duration) io.ReadWriter {
 		}
 		r.asked = true
 		return false // all sent: wait in the poller until the answer comes
+	}
+	r.nowFn = func(fd uintptr) {
+		for r.nowErr = syscall.EINTR; r.nowErr == syscall.EINTR; {
+			n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.peek[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+			r.nowN, r.nowErr = int(n), e
+		}
 	}
 	return r
 }
@@ -243,19 +252,9 @@ func peekNow(rw io.ReadWriter) (n int, errno syscall.Errno, ok bool) {
 	if !ok {
 		return 0, 0, false
 	}
-	errno = syscall.EINTR
-	_ = r.rc.Control(func(fd uintptr) {
-		var b [1]byte
-		for errno == syscall.EINTR {
-			var m uintptr
-			m, _, errno = syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-			n = int(m)
-		}
-	})
-	if errno == syscall.EINTR { // Control failed: the connection is closed
-		errno = syscall.EBADF
-	}
-	return n, errno, true
+	r.nowN, r.nowErr = 0, syscall.EBADF // what a Control refused (closed) leaves
+	_ = r.rc.Control(r.nowFn)
+	return r.nowN, r.nowErr, true
 }
 
 // waitReadable blocks until rw (a rawIO) has bytes to read, its peer
