@@ -201,7 +201,7 @@ func TestStatsNeverSeesAMovingBackendTwiceOrNotAtAll(t *testing.T) {
 	cycles := 0
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); cycles++ {
 		b.SetBackends([]Backend{{ID: fmt.Sprint("other", cycles), Address: "127.0.0.1:1"}}) // keep retired
-		b.SetBackends([]Backend{{ID: "keep", Address: "127.0.0.1:1"}})                       // keep back
+		b.SetBackends([]Backend{{ID: "keep", Address: "127.0.0.1:1"}})                      // keep back
 	}
 	stop.Store(true)
 	wg.Wait()

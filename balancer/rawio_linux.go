@@ -30,7 +30,7 @@ type rawIO struct {
 	peek    [1]byte
 	peeked  bool // peekFn looked once: its next call means "readable"
 	askFn   func(fd uintptr) bool
-	asked   bool // askFn sent all of p: its next call means "readable"
+	asked   bool             // askFn sent all of p: its next call means "readable"
 	nowFn   func(fd uintptr) // peekNow's, made once: a closure per call would escape
 	nowN    int
 	nowErr  syscall.Errno

@@ -14,16 +14,16 @@ import (
 // upstream is one keep-alive connection to a worker. Its read buffer goes
 // back to the shared pool whenever the connection is idle.
 type upstream struct {
-	nc      net.Conn
-	io      io.ReadWriter // nc's reads and writes (rawio_linux.go)
-	rd      h1.Reader
-	idleAt  time.Time
-	reused  bool // taken from the idle pool: it may have been closed by the worker meanwhile
-	heard   bool // the worker sent bytes of an answer to the current request
+	nc     net.Conn
+	io     io.ReadWriter // nc's reads and writes (rawio_linux.go)
+	rd     h1.Reader
+	idleAt time.Time
+	reused bool // taken from the idle pool: it may have been closed by the worker meanwhile
+	heard  bool // the worker sent bytes of an answer to the current request
 	// addr is the backend's address this connection was dialed to (the
 	// pointer SetBackends stored): once the backend moves to another
 	// address, the connection is not reused.
-	addr *string
+	addr    *string
 	head    h1.Head
 	headLen int
 }
