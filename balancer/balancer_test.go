@@ -563,14 +563,7 @@ func TestOldIdleConnectionsAreClosedUnderSteadyTraffic(t *testing.T) {
 	cfg := testConfig()
 	cfg.Health.Interval = -1 // health checks open connections of their own
 	cfg.IdleConnTimeout = 300 * time.Millisecond
-	b, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	b := started(t, cfg)
 	b.SetBackends([]Backend{{ID: "w", Address: strings.TrimPrefix(srv.URL, "http://")}})
 	c := testClient()
 	get := func(path string) {

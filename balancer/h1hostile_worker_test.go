@@ -7,7 +7,6 @@ package balancer
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -94,20 +93,7 @@ func (rw *rawWorker) backend() Backend { return Backend{ID: rw.id, Address: rw.l
 // startRaw starts a balancer over raw workers, all healthy.
 func startRaw(t *testing.T, cfg Config, rws ...*rawWorker) *Balancer {
 	t.Helper()
-	b, err := New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := b.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
+	b := started(t, cfg)
 	bs := make([]Backend, len(rws))
 	for i, rw := range rws {
 		bs[i] = rw.backend()

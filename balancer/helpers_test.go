@@ -71,9 +71,9 @@ func testConfig() Config {
 	return cfg
 }
 
-// startBalancer starts a balancer over ws and waits until every worker
-// marked healthy is a candidate.
-func startBalancer(t *testing.T, cfg Config, ws ...*worker) *Balancer {
+// started starts a balancer on cfg with no backends, shut down when the
+// test ends.
+func started(t *testing.T, cfg Config) *Balancer {
 	t.Helper()
 	b, err := New(cfg)
 	if err != nil {
@@ -89,6 +89,14 @@ func startBalancer(t *testing.T, cfg Config, ws ...*worker) *Balancer {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
+	return b
+}
+
+// startBalancer starts a balancer over ws and waits until every worker
+// marked healthy is a candidate.
+func startBalancer(t *testing.T, cfg Config, ws ...*worker) *Balancer {
+	t.Helper()
+	b := started(t, cfg)
 	bs := make([]Backend, len(ws))
 	want := 0
 	for i, w := range ws {
