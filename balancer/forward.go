@@ -29,9 +29,10 @@ type reqInfo struct {
 	expect100  bool
 	body       h1.BodyKind
 	length     int64
-	headLen    int  // the worker's head: c.out[:headLen]
-	bodyInHead bool // the whole body follows the head in c.out
-	bodyLeft   bool // the client's body was not read to its end
+	headLen    int       // the worker's head: c.out[:headLen]
+	bodyInHead bool      // the whole body follows the head in c.out
+	bodyLeft   bool      // the client's body was not read to its end
+	bodyStart  time.Time // when sendBody began streaming it
 }
 
 // busyConns is the number of open client connections above which a
@@ -53,6 +54,13 @@ const maxInlineBody = 16 << 10
 // that gave up is abandoned, not waited for). Config.watchAfter overrides
 // it in tests.
 const watchAfter = 20 * time.Millisecond
+
+// slowBodyAfter is how long a client may have been sending its body when
+// the worker drops the connection before that failure is the client's:
+// workers give up on slow uploads (Go's ReadTimeout, nginx's
+// client_body_timeout), and counting that against them let a few slow
+// clients eject every worker. A worker that drops a prompt body is charged.
+const slowBodyAfter = time.Second
 
 // handle serves the request whose head is in c.head and reports whether
 // the connection stays open for another.
@@ -199,8 +207,15 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 			c.cur.Store(uc)
 			continue
 		}
-		kind := failBroken
 		var he *h1.Error
+		if r.bodyLeft && !errors.As(err, &he) && time.Since(r.bodyStart) >= slowBodyAfter {
+			be.release()
+			c.b.clientErrors.Add(1)
+			b.log.Debug("worker gave up on a slow request body", "id", be.id, "client", c.ip, "err", err)
+			c.answer(408, "request body not received in time", true)
+			return false, false
+		}
+		kind := failBroken
 		switch {
 		case isTimeout(err):
 			kind = failTimeout
@@ -222,6 +237,7 @@ func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
 		}
 	}
 	bt := c.bodyTimer()
+	r.bodyStart = bt.start
 	if r.body == h1.BodyLength {
 		left := r.length
 		for left > 0 {

@@ -507,3 +507,70 @@ func TestHostilePartialAnswerOnPooledConnIsNotResent(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerGivingUpOnASlowBodyIsNotCharged pins a way for clients to
+// eject healthy workers: a body trickled slower than the worker's own
+// read timeout (but within golb's body limits) made the worker drop the
+// connection, which golb counted as the worker's connection failure and
+// ejected it. Workers give up on slow uploads as a matter of course (Go's
+// ReadTimeout, nginx's client_body_timeout): it is the client's 408, and
+// the worker stays healthy, uncharged and in the pool.
+func TestWorkerGivingUpOnASlowBodyIsNotCharged(t *testing.T) {
+	t.Parallel()
+	giveUp := slowBodyAfter + 500*time.Millisecond
+	rw := newRawWorker(t, "a", func(req *http.Request, c net.Conn, bw *bufio.Writer) bool {
+		_ = c.SetReadDeadline(time.Now().Add(giveUp))
+		if _, err := io.Copy(io.Discard, req.Body); err != nil {
+			return false // close, no answer
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	cfg := safetyConfig()
+	cfg.EjectAfterConnFailures = 1
+	b := startRaw(t, cfg, rw)
+	conn := dialH1(t, b)
+	start := time.Now()
+	done := slowBody(conn, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+		strings.Split(strings.Repeat("s", 100), ""), 100*time.Millisecond)
+	defer close(done)
+	resp := conn.closedOrAnswered(start.Add(giveUp + closeMargin))
+	t.Logf("the worker gave up after %v; golb answered %v", time.Since(start).Round(time.Millisecond), resp != nil)
+	if resp == nil || resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("answer %v, want 408", resp)
+	}
+	waitFor(t, "no request in flight", func() bool { return b.InFlight() == 0 })
+	if s := statsOf(t, b, "a"); s.Failed != 0 || !s.Healthy {
+		t.Errorf("worker charged for the client's slow body: %d failed attempts, healthy=%v", s.Failed, s.Healthy)
+	}
+	if code, _ := get(t, testClient(), baseURL(b)+"/after"); code != http.StatusOK {
+		t.Errorf("a request after the slow body: %d, want 200 from the worker still in the pool", code)
+	}
+}
+
+// TestWorkerDroppingAFastBodyIsCharged is the other side of the rule
+// above: a worker that drops the connection while a prompt client's body
+// is on its way has failed, and is charged and ejected.
+func TestWorkerDroppingAFastBodyIsCharged(t *testing.T) {
+	t.Parallel()
+	rw := newRawWorker(t, "a", func(req *http.Request, c net.Conn, bw *bufio.Writer) bool {
+		return false // reads the head, drops the connection
+	})
+	cfg := safetyConfig()
+	cfg.EjectAfterConnFailures = 1
+	b := startRaw(t, cfg, rw)
+	conn := dialH1(t, b)
+	conn.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+	go func() {
+		_ = conn.trySend(strings.Repeat("f", 1000000))
+	}()
+	resp := conn.closedOrAnswered(time.Now().Add(10 * time.Second))
+	if resp == nil || resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("answer %v, want 502", resp)
+	}
+	waitFor(t, "no request in flight", func() bool { return b.InFlight() == 0 })
+	if s := statsOf(t, b, "a"); s.Failed != 1 || s.Healthy {
+		t.Errorf("worker that dropped a prompt body: %d failed attempts, healthy=%v; want 1 and ejected", s.Failed, s.Healthy)
+	}
+}
