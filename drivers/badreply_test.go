@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -35,7 +36,7 @@ func (badReplies) Info(context.Context) (Info, error) {
 	return Info{Name: "nice", ProtocolVersion: ProtocolVersion}, nil
 }
 func (badReplies) Fingerprint(context.Context) (Fingerprint, error) {
-	return Fingerprint{Healthy: true}, nil
+	return Fingerprint{Healthy: true, Detail: strings.Repeat("f", 1<<20)}, nil
 }
 func (badReplies) ValidateConfig(context.Context, json.RawMessage) ([]Diagnostic, error) {
 	return nil, nil
@@ -60,6 +61,18 @@ func (badReplies) Start(_ context.Context, spec WorkerSpec) (*Handle, error) {
 		h.Address = "127.0.0.1:65536"
 	case "otherid":
 		h.ID = "someone-else"
+	case "otherport":
+		h.Address = "127.0.0.1:8081"
+	case "longaddr":
+		h.Address = strings.Repeat("a", 300) + ":8080"
+	case "hugeerr":
+		return nil, errors.New("no luck: " + strings.Repeat("x\n", 3<<19))
+	case "hugetext":
+		h.Group = strings.Repeat("g", 1<<20)
+		h.Labels = map[string]string{}
+		for i := range 1000 {
+			h.Labels[fmt.Sprint("k", i)] = strings.Repeat("v", 1000)
+		}
 	case "bigstate":
 		h.State = make([]byte, MaxStateSize+1)
 	case "fullstate": // at the limit: fine
@@ -68,8 +81,24 @@ func (badReplies) Start(_ context.Context, spec WorkerSpec) (*Handle, error) {
 	return h, nil
 }
 
-func (badReplies) Wait(context.Context, string) (ExitResult, error)          { return ExitResult{}, nil }
-func (badReplies) Inspect(context.Context, string) (Status, error)           { return Status{}, nil }
+func (badReplies) Wait(_ context.Context, id string) (ExitResult, error) {
+	if id == "hugeexit" {
+		return ExitResult{ExitCode: 1, Err: strings.Repeat("e", 3<<20), Output: strings.Repeat("line\x1b[31m\n", 1<<18)}, nil
+	}
+	return ExitResult{}, nil
+}
+
+func (badReplies) Inspect(_ context.Context, id string) (Status, error) {
+	if id == "hugedetails" {
+		st := Status{ID: id, Details: map[string]string{}}
+		for i := range 1000 {
+			st.Details[fmt.Sprint("k", i)] = strings.Repeat("d", 1000)
+		}
+		return st, nil
+	}
+	return Status{}, nil
+}
+
 func (badReplies) Stop(context.Context, string, string, time.Duration) error { return nil }
 func (badReplies) Destroy(context.Context, string) error                     { return nil }
 func (badReplies) Recover(context.Context, *Handle) error                    { return nil }
@@ -106,6 +135,8 @@ func TestStartReplyWithEmptyAddressIsRefused(t *testing.T) {
 		"port0":     `driver nice: Start reply: worker address "127.0.0.1:0" has no valid port (1-65535)`,
 		"bigport":   `driver nice: Start reply: worker address "127.0.0.1:65536" has no valid port (1-65535)`,
 		"otherid":   `driver nice: Start reply: handle for worker "someone-else", want "otherid"`,
+		"otherport": `driver nice: Start reply: worker address "127.0.0.1:8081" is not on the worker's port 8080`,
+		"longaddr":  "driver nice: Start reply: worker address of 305 bytes, over the limit of 262",
 		"bigstate":  "driver nice: Start reply: state of 1048577 bytes, over the limit of 1048576",
 	} {
 		h, err := c.Start(ctx, WorkerSpec{ID: id, Group: "g", Port: 8080})
@@ -139,5 +170,59 @@ func TestBadReplyErrorWithoutName(t *testing.T) {
 	err := (&grpcClient{}).badReply("Start", "empty worker address")
 	if !errors.Is(err, ErrBadReply) || !strings.HasPrefix(err.Error(), "driver plugin: Start reply: ") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestPluginTextIsBounded pins an unbounded log and NOTE: a plugin's error
+// message (up to gRPC's 4 MiB), an exit's reason and output, a handle's
+// group and labels, a status's details and a fingerprint's detail were
+// kept whole, and the agent logged a 3 MiB Start error on every retry and
+// served it in every dashboard snapshot. The client cuts each to size.
+func TestPluginTextIsBounded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), badReplyPluginEnv+"=1")
+	c, err := Launch(ctx, ClientConfig{Cmd: cmd, Name: "nice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Kill()
+	if _, err := c.Start(ctx, WorkerSpec{ID: "hugeerr", Group: "g", Port: 8080}); err == nil ||
+		len(err.Error()) > MaxErrorText+100 || !strings.HasPrefix(err.Error(), "no luck: x") || !strings.Contains(err.Error(), "bytes cut)") {
+		t.Errorf("Start's 3 MiB error kept as %d bytes: %.80q", len(err.Error()), err)
+	}
+	h, err := c.Start(ctx, WorkerSpec{ID: "hugetext", Group: "g", Port: 8080})
+	if err != nil {
+		t.Fatalf("Start hugetext: %v", err)
+	}
+	if len(h.Group) > maxShortText || len(h.Labels) > maxEntries {
+		t.Errorf("handle kept a %d-byte group and %d labels", len(h.Group), len(h.Labels))
+	}
+	for k, v := range h.Labels {
+		if len(k) > maxShortText || len(v) > maxShortText {
+			t.Errorf("label %d+%d bytes kept", len(k), len(v))
+		}
+	}
+	res, err := c.Wait(ctx, "hugeexit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Err) > MaxErrorText || len(res.Output) > MaxOutputBytes || strings.Contains(res.Output, "\x1b") || res.ExitCode != 1 {
+		t.Errorf("exit kept: code %d, %d-byte Err, %d-byte Output (escapes: %v)", res.ExitCode, len(res.Err), len(res.Output), strings.Contains(res.Output, "\x1b"))
+	}
+	st, err := c.Inspect(ctx, "hugedetails")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Details) > maxEntries {
+		t.Errorf("status kept %d details", len(st.Details))
+	}
+	fp, err := c.Fingerprint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fp.Detail) > maxDetailText || !fp.Healthy {
+		t.Errorf("fingerprint kept a %d-byte detail", len(fp.Detail))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,7 +139,7 @@ type specCatcher struct {
 
 func (c specCatcher) Start(_ context.Context, spec WorkerSpec) (*Handle, error) {
 	c.got <- spec
-	return &Handle{ID: spec.ID, Address: "127.0.0.1:8080"}, nil
+	return &Handle{ID: spec.ID, Address: "127.0.0.1:" + strconv.Itoa(spec.Port)}, nil
 }
 
 // startCatcher is a proto.DriverClient whose Start hands the request to the

@@ -34,7 +34,7 @@ func fromStatus(ctx context.Context, err error) error {
 	if !ok {
 		return err
 	}
-	msg := st.Message()
+	msg := cutText(st.Message(), MaxErrorText)
 	for _, m := range errorCodes {
 		if st.Code() == m.code {
 			return &remoteError{msg: msg, sentinel: m.err}
@@ -86,8 +86,8 @@ func (c *grpcClient) Info(ctx context.Context) (Info, error) {
 		return Info{}, fromStatus(ctx, err)
 	}
 	info := Info{
-		Name:            r.Name,
-		Version:         r.Version,
+		Name:            cutText(r.Name, maxShortText),
+		Version:         cutText(r.Version, maxShortText),
 		ProtocolVersion: int(r.ProtocolVersion),
 		ConfigSchema:    attrsFromProto(r.ConfigSchema),
 		SettingsSchema:  attrsFromProto(r.SettingsSchema),
@@ -103,7 +103,7 @@ func (c *grpcClient) Fingerprint(ctx context.Context) (Fingerprint, error) {
 	if err != nil {
 		return Fingerprint{}, fromStatus(ctx, err)
 	}
-	return Fingerprint{Healthy: r.Healthy, Detail: r.Detail, Attrs: r.Attrs}, nil
+	return Fingerprint{Healthy: r.Healthy, Detail: cutText(r.Detail, maxDetailText), Attrs: cutMap(r.Attrs)}, nil
 }
 
 func (c *grpcClient) ValidateConfig(ctx context.Context, config json.RawMessage) ([]Diagnostic, error) {
@@ -112,8 +112,16 @@ func (c *grpcClient) ValidateConfig(ctx context.Context, config json.RawMessage)
 		return nil, fromStatus(ctx, err)
 	}
 	var out []Diagnostic
-	for _, d := range r.Diagnostics {
-		out = append(out, Diagnostic{Attribute: d.Attribute, Summary: d.Summary, Detail: d.Detail})
+	for i, d := range r.Diagnostics {
+		if i == maxDiagnostics {
+			out = append(out, Diagnostic{Summary: fmt.Sprintf("%d more diagnostics from the driver not shown", len(r.Diagnostics)-i)})
+			break
+		}
+		out = append(out, Diagnostic{
+			Attribute: cutText(d.Attribute, maxShortText),
+			Summary:   cutText(d.Summary, MaxErrorText),
+			Detail:    cutText(d.Detail, maxDetailText),
+		})
 	}
 	return out, nil
 }
@@ -135,7 +143,7 @@ func (c *grpcClient) Start(ctx context.Context, spec WorkerSpec) (*Handle, error
 	// Checked here, not trusted: a plugin is someone else's code, and core
 	// puts the address in a balancer and keeps the state blob.
 	h := handleFromProto(r.Handle)
-	if p := checkHandle(h, spec.ID); p != "" {
+	if p := checkHandle(h, spec.ID, spec.Port); p != "" {
 		return nil, c.badReply("Start", p)
 	}
 	return h, nil
@@ -146,7 +154,7 @@ func (c *grpcClient) Wait(ctx context.Context, id string) (ExitResult, error) {
 	if err != nil {
 		return ExitResult{}, fromStatus(ctx, err)
 	}
-	if res := exitFromProto(r.Result); res != nil {
+	if res := cutExit(exitFromProto(r.Result)); res != nil {
 		return *res, nil
 	}
 	return ExitResult{ExitCode: -1}, nil
@@ -162,8 +170,8 @@ func (c *grpcClient) Inspect(ctx context.Context, id string) (Status, error) {
 		State:     WorkerState(r.State),
 		StartedAt: fromUnixNano(r.StartedAtUnixNano),
 		ExitedAt:  fromUnixNano(r.ExitedAtUnixNano),
-		Exit:      exitFromProto(r.Exit),
-		Details:   r.Details,
+		Exit:      cutExit(exitFromProto(r.Exit)),
+		Details:   cutMap(r.Details),
 	}, nil
 }
 
@@ -190,7 +198,7 @@ func (c *grpcClient) List(ctx context.Context, labels map[string]string) ([]*Han
 	out := make([]*Handle, 0, len(r.Handles))
 	for i, ph := range r.Handles {
 		h := handleFromProto(ph)
-		if p := checkHandle(h, ""); p != "" {
+		if p := checkHandle(h, "", 0); p != "" {
 			// The whole reply is refused: dropping the handle would
 			// make golb forget a worker that may still run.
 			return nil, c.badReply("List", fmt.Sprintf("handle %d of %d: %s", i+1, len(r.Handles), p))

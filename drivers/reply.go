@@ -12,9 +12,12 @@ import (
 // back in Recover, so a reply with a larger one is refused as a bad reply.
 const MaxStateSize = 1 << 20
 
-// checkHandle says what is wrong with a handle a plugin returned, or "".
-// wantID, when set, is the worker id the handle must carry (Start's).
-func checkHandle(h *Handle, wantID string) string {
+// checkHandle says what is wrong with a handle a plugin returned, or "",
+// and cuts its free text (group, driver, labels) to size. wantID and
+// wantPort, when set, are the worker id and port the handle must carry
+// (Start's spec): golb health-checks and proxies to the address, so an
+// address on another port (another service, perhaps) is refused.
+func checkHandle(h *Handle, wantID string, wantPort int) string {
 	switch {
 	case h == nil:
 		return "no worker handle"
@@ -24,6 +27,8 @@ func checkHandle(h *Handle, wantID string) string {
 		return fmt.Sprintf("handle for worker %q, want %q", h.ID, wantID)
 	case h.Address == "":
 		return "empty worker address"
+	case len(h.Address) > maxAddress:
+		return fmt.Sprintf("worker address of %d bytes, over the limit of %d", len(h.Address), maxAddress)
 	case len(h.State) > MaxStateSize:
 		return fmt.Sprintf("state of %d bytes, over the limit of %d", len(h.State), MaxStateSize)
 	}
@@ -31,8 +36,14 @@ func checkHandle(h *Handle, wantID string) string {
 	if err != nil || host == "" {
 		return fmt.Sprintf("worker address %q is not host:port", h.Address)
 	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
 		return fmt.Sprintf("worker address %q has no valid port (1-65535)", h.Address)
 	}
+	if wantPort != 0 && int(n) != wantPort {
+		return fmt.Sprintf("worker address %q is not on the worker's port %d", h.Address, wantPort)
+	}
+	h.Group, h.Driver = cutText(h.Group, maxShortText), cutText(h.Driver, maxShortText)
+	h.Labels = cutMap(h.Labels)
 	return ""
 }
