@@ -513,9 +513,11 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 			return c.failed(x, r, be, start, failProxy, errBadResponse)
 		}
 		be.observe(class1xx, time.Since(start))
-		be.release()
 		b.passive(be, rh.Status, false)
+		// A tunnel is in flight until it closes: a drain (WaitIdle)
+		// waits for it, and the autoscaler and least_requests see it.
 		c.splice(uc, r)
+		be.release()
 		return false, false
 	}
 	if rh.Status >= 500 && b.conf().retry5xx && b.mayRetry(x, fail5xx) {

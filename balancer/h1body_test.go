@@ -6,7 +6,9 @@ package balancer
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -429,4 +431,53 @@ func TestH1ClientThatReadsNothingIsCut(t *testing.T) {
 		return s.InFlight == 0 && s.Success+s.Failed == 1
 	})
 	t.Logf("an unread answer ended %v after the request (IdleTimeout %v)", time.Since(start).Round(time.Millisecond), cfg.IdleTimeout)
+}
+
+// TestUpgradedConnectionIsInFlightUntilItCloses pins a drain that did not
+// wait: an upgraded connection (WebSocket) was released from its worker's
+// in-flight count when its tunnel began, so WaitIdle returned at once and
+// a worker being drained was stopped under its open tunnels, which the
+// autoscaler and least_requests never saw either. It counts until it
+// closes.
+func TestUpgradedConnectionIsInFlightUntilItCloses(t *testing.T) {
+	t.Parallel()
+	w := newWorker(t, "a", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(rw).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		if brw.Flush() != nil {
+			return
+		}
+		_, _ = io.Copy(c, brw) // echo until the balancer closes
+	}))
+	b := startBalancer(t, safetyConfig(), w)
+	conn := dialH1(t, b)
+	conn.send("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	if resp, _ := conn.read(http.MethodGet); resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("got %d, want 101", resp.StatusCode)
+	}
+	if n := b.InFlight(); n != 1 {
+		t.Errorf("in flight with a tunnel open: %d, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := b.WaitIdle(ctx, "a"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitIdle with a tunnel open: %v, want it to wait until its deadline", err)
+	}
+	idle := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		idle <- b.WaitIdle(ctx, "a")
+	}()
+	_ = conn.c.Close()
+	if err := <-idle; err != nil {
+		t.Errorf("WaitIdle once the tunnel closed: %v", err)
+	}
+	if s := statsOf(t, b, "a"); s.Success != 1 || s.Failed != 0 {
+		t.Errorf("the upgrade counted %d answered, %d failed; want 1, 0", s.Success, s.Failed)
+	}
 }
