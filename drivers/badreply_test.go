@@ -36,7 +36,7 @@ func (badReplies) Info(context.Context) (Info, error) {
 	return Info{Name: "nice", ProtocolVersion: ProtocolVersion}, nil
 }
 func (badReplies) Fingerprint(context.Context) (Fingerprint, error) {
-	return Fingerprint{Healthy: true, Detail: strings.Repeat("f", 1<<20)}, nil
+	return Fingerprint{Healthy: true, Detail: strings.Repeat("f", 200<<10)}, nil
 }
 func (badReplies) ValidateConfig(context.Context, json.RawMessage) ([]Diagnostic, error) {
 	return nil, nil
@@ -68,9 +68,9 @@ func (badReplies) Start(_ context.Context, spec WorkerSpec) (*Handle, error) {
 	case "hugeerr":
 		return nil, errors.New("no luck: " + strings.Repeat("x\n", 3<<19))
 	case "hugetext":
-		h.Group = strings.Repeat("g", 1<<20)
+		h.Group = strings.Repeat("g", 100<<10)
 		h.Labels = map[string]string{}
-		for i := range 1000 {
+		for i := range 500 {
 			h.Labels[fmt.Sprint("k", i)] = strings.Repeat("v", 1000)
 		}
 	case "bigstate":
@@ -82,8 +82,11 @@ func (badReplies) Start(_ context.Context, spec WorkerSpec) (*Handle, error) {
 }
 
 func (badReplies) Wait(_ context.Context, id string) (ExitResult, error) {
-	if id == "hugeexit" {
-		return ExitResult{ExitCode: 1, Err: strings.Repeat("e", 3<<20), Output: strings.Repeat("line\x1b[31m\n", 1<<18)}, nil
+	switch id {
+	case "bigexit": // under the reply limit: cut
+		return ExitResult{ExitCode: 1, Err: strings.Repeat("e", 100<<10), Output: strings.Repeat("line\x1b[31m\n", 10<<10)}, nil
+	case "hugeexit": // over it: refused
+		return ExitResult{ExitCode: 1, Err: strings.Repeat("e", 3<<20)}, nil
 	}
 	return ExitResult{}, nil
 }
@@ -91,7 +94,7 @@ func (badReplies) Wait(_ context.Context, id string) (ExitResult, error) {
 func (badReplies) Inspect(_ context.Context, id string) (Status, error) {
 	if id == "hugedetails" {
 		st := Status{ID: id, Details: map[string]string{}}
-		for i := range 1000 {
+		for i := range 200 {
 			st.Details[fmt.Sprint("k", i)] = strings.Repeat("d", 1000)
 		}
 		return st, nil
@@ -105,8 +108,15 @@ func (badReplies) Recover(context.Context, *Handle) error                    { r
 
 func (badReplies) List(_ context.Context, labels map[string]string) ([]*Handle, error) {
 	good := &Handle{ID: "w1", Address: "127.0.0.1:8080"}
-	if labels["case"] == "bad" {
+	switch labels["case"] {
+	case "bad":
 		return []*Handle{good, {ID: "w2", Address: ""}}, nil
+	case "huge": // 20 MiB of state blobs, each within MaxStateSize
+		var hs []*Handle
+		for i := range 20 {
+			hs = append(hs, &Handle{ID: fmt.Sprint("w", i), Address: "127.0.0.1:8080", State: make([]byte, MaxStateSize)})
+		}
+		return hs, nil
 	}
 	return []*Handle{good}, nil
 }
@@ -173,11 +183,13 @@ func TestBadReplyErrorWithoutName(t *testing.T) {
 	}
 }
 
-// TestPluginTextIsBounded pins an unbounded log and NOTE: a plugin's error
-// message (up to gRPC's 4 MiB), an exit's reason and output, a handle's
-// group and labels, a status's details and a fingerprint's detail were
-// kept whole, and the agent logged a 3 MiB Start error on every retry and
-// served it in every dashboard snapshot. The client cuts each to size.
+// TestPluginTextIsBounded pins an unbounded log, NOTE and allocation: a
+// plugin's reply was taken up to 2 GiB (go-plugin lifts gRPC's limit), and
+// its error message, an exit's reason and output, a handle's group and
+// labels, a status's details and a fingerprint's detail were kept whole:
+// the agent logged a 3 MiB Start error on every retry and served it in
+// every dashboard snapshot. A reply over its call's limit is refused; the
+// client cuts each text to size.
 func TestPluginTextIsBounded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -204,7 +216,13 @@ func TestPluginTextIsBounded(t *testing.T) {
 			t.Errorf("label %d+%d bytes kept", len(k), len(v))
 		}
 	}
-	res, err := c.Wait(ctx, "hugeexit")
+	if _, err := c.Wait(ctx, "hugeexit"); !errors.Is(err, ErrBadReply) || !strings.Contains(err.Error(), "driver nice: Wait reply: reply over the size limit") {
+		t.Errorf("Wait with a 3 MiB reply: %v, want a bad reply over the size limit", err)
+	}
+	if hs, err := c.List(ctx, map[string]string{"case": "huge"}); !errors.Is(err, ErrBadReply) {
+		t.Errorf("List with a 20 MiB reply: %d handles, %v; want a bad reply", len(hs), err)
+	}
+	res, err := c.Wait(ctx, "bigexit")
 	if err != nil {
 		t.Fatal(err)
 	}

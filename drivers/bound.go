@@ -10,10 +10,18 @@ import (
 // This file bounds what the agent keeps of a plugin's words. A plugin is
 // someone else's code: an error message, an exit's reason or a detail it
 // sends lands in logs, in `golb status` and in every dashboard snapshot,
-// so each is cut to a size a person can read (a reply up to gRPC's 4 MiB
-// was kept whole, and logged again on each retry).
+// so each is cut to a size a person can read (a reply of megabytes was
+// kept whole, and logged again on each retry), and a reply itself is
+// refused over a size limit before it is decoded.
 
 const (
+	// MaxReplySize bounds any reply from a plugin (List's, the largest: a
+	// handle per worker); a larger one is refused as a bad reply.
+	MaxReplySize = 16 << 20
+	// maxSmallReply bounds the replies that carry no state blob (Wait,
+	// Inspect, Info, Fingerprint, …); Start's may carry one.
+	maxSmallReply = 256 << 10
+	maxStartReply = MaxStateSize + maxSmallReply
 	// MaxErrorText bounds a plugin's error message and ExitResult.Err.
 	MaxErrorText = 1024
 	// maxShortText bounds a name, a version, a label, a detail's key or value.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -60,6 +61,21 @@ func fromStatus(ctx context.Context, err error) error {
 	return errors.New(msg)
 }
 
+// fromStatus is the package's fromStatus, with a reply over its size
+// limit (gRPC's ResourceExhausted on our side) refused as a bad reply.
+func (c *grpcClient) fromStatus(ctx context.Context, call string, err error) error {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted {
+		return c.badReply(call, "reply over the size limit: "+cutText(st.Message(), maxShortText))
+	}
+	return fromStatus(ctx, err)
+}
+
+// Per-call limits on a reply's size (MaxReplySize is the connection's).
+var (
+	smallReply = grpc.MaxCallRecvMsgSize(maxSmallReply)
+	startReply = grpc.MaxCallRecvMsgSize(maxStartReply)
+)
+
 // deadlineSlack is how close to its deadline a call's ctx may be when the
 // plugin's side of the deadline has already ended the call.
 const deadlineSlack = 100 * time.Millisecond
@@ -76,14 +92,14 @@ func (e *remoteError) Unwrap() error { return e.sentinel }
 // SetConfig is always available on the client side; the plugin answers it
 // whether or not its implementation is a Configurer.
 func (c *grpcClient) SetConfig(ctx context.Context, cfg PluginConfig) error {
-	_, err := c.client.SetConfig(ctx, &proto.SetConfigRequest{DataDir: cfg.DataDir, SettingsJson: cfg.Settings})
-	return fromStatus(ctx, err)
+	_, err := c.client.SetConfig(ctx, &proto.SetConfigRequest{DataDir: cfg.DataDir, SettingsJson: cfg.Settings}, smallReply)
+	return c.fromStatus(ctx, "SetConfig", err)
 }
 
 func (c *grpcClient) Info(ctx context.Context) (Info, error) {
-	r, err := c.client.Info(ctx, &proto.InfoRequest{})
+	r, err := c.client.Info(ctx, &proto.InfoRequest{}, smallReply)
 	if err != nil {
-		return Info{}, fromStatus(ctx, err)
+		return Info{}, c.fromStatus(ctx, "Info", err)
 	}
 	info := Info{
 		Name:            cutText(r.Name, maxShortText),
@@ -99,17 +115,17 @@ func (c *grpcClient) Info(ctx context.Context) (Info, error) {
 }
 
 func (c *grpcClient) Fingerprint(ctx context.Context) (Fingerprint, error) {
-	r, err := c.client.Fingerprint(ctx, &proto.FingerprintRequest{})
+	r, err := c.client.Fingerprint(ctx, &proto.FingerprintRequest{}, smallReply)
 	if err != nil {
-		return Fingerprint{}, fromStatus(ctx, err)
+		return Fingerprint{}, c.fromStatus(ctx, "Fingerprint", err)
 	}
 	return Fingerprint{Healthy: r.Healthy, Detail: cutText(r.Detail, maxDetailText), Attrs: cutMap(r.Attrs)}, nil
 }
 
 func (c *grpcClient) ValidateConfig(ctx context.Context, config json.RawMessage) ([]Diagnostic, error) {
-	r, err := c.client.ValidateConfig(ctx, &proto.ValidateConfigRequest{ConfigJson: config})
+	r, err := c.client.ValidateConfig(ctx, &proto.ValidateConfigRequest{ConfigJson: config}, smallReply)
 	if err != nil {
-		return nil, fromStatus(ctx, err)
+		return nil, c.fromStatus(ctx, "ValidateConfig", err)
 	}
 	var out []Diagnostic
 	for i, d := range r.Diagnostics {
@@ -136,9 +152,9 @@ func (c *grpcClient) Start(ctx context.Context, spec WorkerSpec) (*Handle, error
 		Labels:        spec.Labels,
 		ConfigJson:    spec.Config,
 		WorkerCommand: spec.WorkerCommand,
-	}})
+	}}, startReply)
 	if err != nil {
-		return nil, fromStatus(ctx, err)
+		return nil, c.fromStatus(ctx, "Start", err)
 	}
 	// Checked here, not trusted: a plugin is someone else's code, and core
 	// puts the address in a balancer and keeps the state blob.
@@ -150,9 +166,9 @@ func (c *grpcClient) Start(ctx context.Context, spec WorkerSpec) (*Handle, error
 }
 
 func (c *grpcClient) Wait(ctx context.Context, id string) (ExitResult, error) {
-	r, err := c.client.Wait(ctx, &proto.WaitRequest{Id: id})
+	r, err := c.client.Wait(ctx, &proto.WaitRequest{Id: id}, smallReply)
 	if err != nil {
-		return ExitResult{}, fromStatus(ctx, err)
+		return ExitResult{}, c.fromStatus(ctx, "Wait", err)
 	}
 	if res := cutExit(exitFromProto(r.Result)); res != nil {
 		return *res, nil
@@ -161,9 +177,9 @@ func (c *grpcClient) Wait(ctx context.Context, id string) (ExitResult, error) {
 }
 
 func (c *grpcClient) Inspect(ctx context.Context, id string) (Status, error) {
-	r, err := c.client.Inspect(ctx, &proto.InspectRequest{Id: id})
+	r, err := c.client.Inspect(ctx, &proto.InspectRequest{Id: id}, smallReply)
 	if err != nil {
-		return Status{}, fromStatus(ctx, err)
+		return Status{}, c.fromStatus(ctx, "Inspect", err)
 	}
 	return Status{
 		ID:        r.Id,
@@ -176,24 +192,24 @@ func (c *grpcClient) Inspect(ctx context.Context, id string) (Status, error) {
 }
 
 func (c *grpcClient) Stop(ctx context.Context, id string, signal string, timeout time.Duration) error {
-	_, err := c.client.Stop(ctx, &proto.StopRequest{Id: id, Signal: signal, TimeoutNanos: int64(timeout)})
-	return fromStatus(ctx, err)
+	_, err := c.client.Stop(ctx, &proto.StopRequest{Id: id, Signal: signal, TimeoutNanos: int64(timeout)}, smallReply)
+	return c.fromStatus(ctx, "Stop", err)
 }
 
 func (c *grpcClient) Destroy(ctx context.Context, id string) error {
-	_, err := c.client.Destroy(ctx, &proto.DestroyRequest{Id: id})
-	return fromStatus(ctx, err)
+	_, err := c.client.Destroy(ctx, &proto.DestroyRequest{Id: id}, smallReply)
+	return c.fromStatus(ctx, "Destroy", err)
 }
 
 func (c *grpcClient) Recover(ctx context.Context, h *Handle) error {
-	_, err := c.client.Recover(ctx, &proto.RecoverRequest{Handle: handleToProto(h)})
-	return fromStatus(ctx, err)
+	_, err := c.client.Recover(ctx, &proto.RecoverRequest{Handle: handleToProto(h)}, smallReply)
+	return c.fromStatus(ctx, "Recover", err)
 }
 
 func (c *grpcClient) List(ctx context.Context, labels map[string]string) ([]*Handle, error) {
 	r, err := c.client.List(ctx, &proto.ListRequest{Labels: labels})
 	if err != nil {
-		return nil, fromStatus(ctx, err)
+		return nil, c.fromStatus(ctx, "List", err)
 	}
 	out := make([]*Handle, 0, len(r.Handles))
 	for i, ph := range r.Handles {

@@ -127,6 +127,10 @@ func Launch(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		AutoMTLS:         true,
 		Logger:           logger,
 		Stderr:           stderr,
+		// go-plugin lifts gRPC's 4 MiB receive limit to 2 GiB; a
+		// plugin's reply is held in memory whole, so it is bounded
+		// again (and per call in grpc_client.go).
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxReplySize))},
 	})
 	done := make(chan error, 1)
 	var raw any
