@@ -101,6 +101,7 @@ func (c *clientConn) handle() bool {
 	r.headLen = len(c.out)
 	c.rd.Discard(c.headLen)
 	c.rd.Shrink()
+	c.settleHeadMem()
 	if r.body == h1.BodyLength && r.length <= maxInlineBody && int64(c.rd.Len()) >= r.length {
 		c.out = append(c.out, c.rd.Buffered()[:r.length]...)
 		c.rd.Discard(int(r.length))
@@ -110,6 +111,7 @@ func (c *clientConn) handle() bool {
 	}
 	if c.rd.Len() == 0 {
 		c.rd.Release() // nothing more to read until the answer is sent
+		c.settleHeadMem()
 	}
 	return c.proxy(&r)
 }

@@ -457,3 +457,64 @@ func TestHostileBadRequestsLeakNothing(t *testing.T) {
 	notCharged(t, b, w)
 	t.Logf("client errors counted: %d", b.clientErrors.Load())
 }
+
+// TestLargeHeadsShareAMemoryBudget pins memory held by unfinished heads:
+// 4,000 connections each sending 64 KiB of a head it never finished took
+// golb from 69 to 362 MiB of RSS (each head legal alone). Read buffers
+// grown past their first 4 KiB share headBudget: past it, a head that
+// needs more is answered 503 and closed, small requests are served as
+// ever, and the budget is given back exactly as connections go.
+// Not parallel: it lowers the package's budget.
+func TestLargeHeadsShareAMemoryBudget(t *testing.T) {
+	w, _ := newH1Worker(t, "a")
+	b := startBalancer(t, safetyConfig(), w)
+	before := headMem.Load()
+	old := headBudget.Load()
+	headBudget.Store(256 << 10)
+	defer headBudget.Store(old)
+
+	fat := "GET /fat HTTP/1.1\r\nHost: x\r\nX-Fat: " + strings.Repeat("f", 60<<10)
+	var held, refused []*h1Conn
+	for range 10 {
+		conn := dialH1(t, b)
+		conn.send(fat) // no end of head: the connection waits, holding it
+		held = append(held, conn)
+	}
+	waitFor(t, "the heads read or refused", func() bool { return headMem.Load()-before >= 3*(32<<10) })
+	for _, conn := range held {
+		_ = conn.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		resp, err := http.ReadResponse(conn.br, nil)
+		if err == nil {
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("a refused fat head: %d, want 503", resp.StatusCode)
+			}
+			resp.Body.Close()
+			refused = append(refused, conn)
+		}
+	}
+	t.Logf("%d of 10 fat heads refused; %d KiB held by the rest (budget 256)", len(refused), (headMem.Load()-before)>>10)
+	if n := headMem.Load() - before; n > headBudget.Load() {
+		t.Errorf("%d bytes held by heads, over the budget of %d", n, headBudget.Load())
+	}
+	if len(refused) == 0 || len(refused) == 10 {
+		t.Errorf("%d of 10 fat heads refused, want some but not all", len(refused))
+	}
+	small := dialH1(t, b)
+	small.send("GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := small.read(http.MethodGet); resp.StatusCode != http.StatusOK {
+		t.Errorf("a small request while the budget is spent: %d, want 200", resp.StatusCode)
+	}
+	for _, conn := range held {
+		_ = conn.c.Close()
+	}
+	waitFor(t, "the budget given back", func() bool { return headMem.Load() == before })
+	whole := dialH1(t, b)
+	whole.send(fat + "\r\n\r\n")
+	if resp, _ := whole.read(http.MethodGet); resp.StatusCode != http.StatusOK {
+		t.Errorf("a fat head once the budget is back: %d, want 200", resp.StatusCode)
+	}
+	waitFor(t, "the budget given back after a served fat head", func() bool {
+		_ = whole.c.Close()
+		return headMem.Load() == before
+	})
+}

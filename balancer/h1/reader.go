@@ -113,6 +113,23 @@ func (b *Reader) room(max int) error {
 	return nil
 }
 
+// Grown is the size of the buffer when it has grown past BufSize, else 0.
+func (b *Reader) Grown() int {
+	if b.own {
+		return len(b.buf)
+	}
+	return 0
+}
+
+// WouldGrow reports the size the next Fill(max) grows the buffer to, or 0
+// when it reads into the buffer it has.
+func (b *Reader) WouldGrow(max int) int {
+	if b.buf == nil || b.w < len(b.buf) || b.r > 0 || len(b.buf) >= max {
+		return 0
+	}
+	return min(2*len(b.buf), max)
+}
+
 // Shrink replaces a grown buffer by a pooled one once its contents fit, so
 // that one large head does not keep a large buffer on the connection.
 func (b *Reader) Shrink() {
