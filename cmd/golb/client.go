@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -22,7 +23,13 @@ func defaultAdmin() string {
 	return "127.0.0.1:5040"
 }
 
-var httpClient = &http.Client{Timeout: 10 * time.Second}
+// httpClient talks to the admin API, which never redirects: a redirect
+// (say, a path the server cleaned) is an answer, not followed, so a POST
+// never turns into a GET of another endpoint.
+var httpClient = &http.Client{
+	Timeout:       10 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
 
 // call sends a request to the admin API and decodes a JSON answer into out
 // (or copies it raw when out is an io.Writer).
@@ -174,7 +181,7 @@ func cmdScale(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var out map[string]any
-	if err := call(*admin, "POST", "/v1/groups/"+fs.Arg(0)+"/scale", map[string]int{"count": n}, &out); err != nil {
+	if err := call(*admin, "POST", "/v1/groups/"+url.PathEscape(fs.Arg(0))+"/scale", map[string]int{"count": n}, &out); err != nil {
 		fmt.Fprintln(stderr, "golb:", err)
 		return exitError
 	}

@@ -133,3 +133,38 @@ func fakeAdmin(t *testing.T, bodies map[string]string) string {
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
 }
+
+// TestScaleGroupNameIsOneSegment pins a misdirected scale: the group name
+// went into the URL unescaped, so `golb scale '../../v1/reload#' 7` was
+// redirected to a GET of /v1/reload and reported "desired 7", and
+// `golb scale 'nosuch/../a' 4` scaled group a. The name is one escaped
+// path segment, and the client follows no redirect.
+func TestScaleGroupNameIsOneSegment(t *testing.T) {
+	var got []string
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/groups/{name}/scale", func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.PathValue("name"))
+		if r.PathValue("name") != "a" {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":"no group named that"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{}`))
+	})
+	admin := httptest.NewServer(mux) // ServeMux redirects unclean paths (301)
+	defer admin.Close()
+	addr := strings.TrimPrefix(admin.URL, "http://")
+	for _, name := range []string{"../../v1/reload#", "nosuch/../a", "%61", "a/"} {
+		var out, errOut bytes.Buffer
+		if code := cmdScale([]string{"--admin", addr, name, "4"}, &out, &errOut); code != exitError {
+			t.Errorf("golb scale %q 4: exit %d (%q), want an error", name, code, out.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := cmdScale([]string{"--admin", addr, "a", "4"}, &out, &errOut); code != exitOK {
+		t.Errorf("golb scale a 4: exit %d: %s", code, errOut.String())
+	}
+	if want := []string{"../../v1/reload#", "nosuch/../a", "%61", "a/", "a"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("the server saw groups %q, want %q", got, want)
+	}
+}
