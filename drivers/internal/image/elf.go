@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -19,6 +20,14 @@ type File struct {
 // ErrNotELF: the binary is not a Linux ELF executable this builder can place in
 // a Linux image.
 var ErrNotELF = errors.New("not a Linux ELF executable")
+
+// ErrRelativePath: the binary names its loader or a library by a relative
+// path, which the kernel and the loader resolve from the working directory:
+// there is no place for it in an image.
+var ErrRelativePath = errors.New("relative path in ELF")
+
+// maxInterp bounds a PT_INTERP segment: the loader's path, under PATH_MAX.
+const maxInterp = 4096
 
 // multiarch is Debian's library directory name per Go architecture.
 var multiarch = map[string]string{
@@ -89,16 +98,23 @@ func Dependencies(binary string) (Deps, error) {
 		if p.Type != elf.PT_INTERP {
 			continue
 		}
+		// The header's size is not trusted: a corrupt one says up to 2^64.
+		if p.Filesz == 0 || p.Filesz > maxInterp {
+			return Deps{}, fmt.Errorf("%w: %s: interpreter segment of %d bytes (want 1 to %d)", ErrNotELF, binary, p.Filesz, maxInterp)
+		}
 		raw := make([]byte, p.Filesz)
 		if _, err := p.ReadAt(raw, 0); err != nil {
-			return Deps{}, fmt.Errorf("reading the interpreter of %s: %w", binary, err)
+			return Deps{}, fmt.Errorf("%w: %s: reading its interpreter: %v", ErrNotELF, binary, err)
 		}
-		interp := strings.TrimRight(string(raw), "\x00")
-		src, err := filepath.EvalSymlinks(interp)
+		interp, _, _ := strings.Cut(string(raw), "\x00")
+		if !filepath.IsAbs(interp) {
+			return Deps{}, fmt.Errorf("%w: %s names its loader %q by a relative path: relink it with an absolute one (-Wl,--dynamic-linker=/lib64/ld-linux-x86-64.so.2)", ErrRelativePath, binary, interp)
+		}
+		src, err := regularFile(interp)
 		if err != nil {
 			return Deps{}, fmt.Errorf("%s needs the loader %s, which is missing on this host: %w", binary, interp, err)
 		}
-		deps.Interp = &File{Path: interp, Source: src}
+		deps.Interp = &File{Path: filepath.Clean(interp), Source: src}
 	}
 
 	r := resolver{class: f.Class, machine: f.Machine, dirs: LibraryDirs(arch), seen: map[string]bool{}}
@@ -120,10 +136,10 @@ type resolver struct {
 }
 
 func (r *resolver) walk(f *elf.File, path string) error {
+	// No dynamic section (a static binary) is no error, a corrupt one is.
 	needed, err := f.ImportedLibraries()
 	if err != nil {
-		// No dynamic section: a static binary.
-		return nil
+		return fmt.Errorf("%w: %s: reading its dynamic section: %v", ErrNotELF, path, err)
 	}
 	own := runPaths(f, path)
 	for _, soname := range needed {
@@ -131,16 +147,19 @@ func (r *resolver) walk(f *elf.File, path string) error {
 			continue
 		}
 		r.seen[soname] = true
-		dir, lib, err := r.find(soname, own)
+		if strings.Contains(soname, "/") && !filepath.IsAbs(soname) {
+			return fmt.Errorf("%w: %s needs %q by a relative path, which the loader resolves from the working directory: relink it with the library's soname (-Wl,-soname,NAME when building the library) or an absolute path", ErrRelativePath, path, soname)
+		}
+		full, lib, err := r.find(soname, own)
 		if err != nil {
 			return fmt.Errorf("%s needs %s: %w", path, soname, err)
 		}
-		src, err := filepath.EvalSymlinks(filepath.Join(dir, soname))
+		src, err := regularFile(full)
 		if err != nil {
 			lib.Close()
 			return fmt.Errorf("resolving %s: %w", soname, err)
 		}
-		r.libs = append(r.libs, File{Path: filepath.Join(dir, soname), Source: src})
+		r.libs = append(r.libs, File{Path: full, Source: src})
 		err = r.walk(lib, src)
 		lib.Close()
 		if err != nil {
@@ -150,27 +169,56 @@ func (r *resolver) walk(f *elf.File, path string) error {
 	return nil
 }
 
-// find returns the first directory holding soname as an ELF of the binary's
-// class and machine (a 32-bit library of the same name is skipped).
+// find returns the absolute path where the loader finds soname, opened: the
+// path itself when soname is one (absolute, as walk checked), else the
+// first directory holding soname as an ELF of the binary's class and
+// machine (a 32-bit library of the same name is skipped).
 func (r *resolver) find(soname string, own []string) (string, *elf.File, error) {
 	if strings.Contains(soname, "/") {
-		lib, err := elf.Open(soname)
+		p := filepath.Clean(soname)
+		lib, err := openELF(p)
 		if err != nil {
 			return "", nil, err
 		}
-		return filepath.Dir(soname), lib, nil
+		return p, lib, nil
 	}
 	for _, dir := range append(own, r.dirs...) {
-		lib, err := elf.Open(filepath.Join(dir, soname))
+		p := filepath.Join(dir, soname)
+		lib, err := openELF(p)
 		if err != nil {
 			continue
 		}
 		if lib.Class == r.class && lib.Machine == r.machine {
-			return dir, lib, nil
+			return p, lib, nil
 		}
 		lib.Close()
 	}
 	return "", nil, fmt.Errorf("not found in %s", strings.Join(append(own, r.dirs...), ", "))
+}
+
+// openELF opens a regular file as an ELF: a FIFO or device named by a
+// corrupt or hostile DT_NEEDED would block the read, or never end.
+func openELF(p string) (*elf.File, error) {
+	if _, err := regularFile(p); err != nil {
+		return nil, err
+	}
+	return elf.Open(p)
+}
+
+// regularFile is p with its symlinks followed, which must be a regular file.
+func regularFile(p string) (string, error) {
+	src, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", src)
+	}
+	return src, nil
 }
 
 // runPaths are the object's DT_RUNPATH (or DT_RPATH) directories, with $ORIGIN

@@ -161,7 +161,12 @@ func (i *Image) WriteDockerArchive(w io.Writer) error {
 func writeLayer(files []File) ([]byte, string, error) {
 	dirs := map[string]bool{"/tmp": true}
 	for _, f := range files {
-		for d := path.Dir(f.Path); d != "/"; d = path.Dir(d) {
+		if !path.IsAbs(f.Path) {
+			return nil, "", fmt.Errorf("%w: %q (from %s) has no place in the image", ErrRelativePath, f.Path, f.Source)
+		}
+		// path.Dir of an absolute path ends at "/"; "." too, should a
+		// relative one ever get past the check above.
+		for d := path.Dir(f.Path); d != "/" && d != "."; d = path.Dir(d) {
 			dirs[d] = true
 		}
 	}
