@@ -240,9 +240,9 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	if err != nil {
 		return nil, err
 	}
-	hostIP := spec.BindAddr
-	if hostIP == "" {
-		hostIP = "127.0.0.1"
+	hostIP, err := loopback(spec)
+	if err != nil {
+		return nil, err
 	}
 	if err := d.portCheck(hostIP, spec.Port); err != nil {
 		return nil, fmt.Errorf("%w: starting worker %s: %s:%d: %v", drivers.ErrPortInUse, spec.ID, hostIP, spec.Port, err)
@@ -310,6 +310,20 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	committed = true
 	d.logger.Debug("worker started", "worker", spec.ID, "container", shortID(created.ID), "image", ref, "address", st.Address)
 	return st.handle(spec.ID), nil
+}
+
+// loopback is the host address the worker's port is published on: the
+// spec's BindAddr (default 127.0.0.1), which must be a loopback address, so
+// that a worker is reached through golb's balancer only.
+func loopback(spec drivers.WorkerSpec) (string, error) {
+	host := spec.BindAddr
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return "", fmt.Errorf("%w: starting worker %s: bind address %q is not a loopback address: docker workers publish their port on 127.0.0.1 only", drivers.ErrBadConfig, spec.ID, host)
+	}
+	return host, nil
 }
 
 // startErr maps a failed create or start: a port the daemon could not bind,

@@ -237,7 +237,9 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 }
 
 // Recover implements drivers.Driver: it re-attaches to the container named in
-// the handle, if it still runs and still is that worker.
+// the handle, if it still runs and still is that worker. A container that
+// exited meanwhile (or was created and never started) is refused with how it
+// ended, so that golb reports it, removes it and starts another.
 func (d *Driver) Recover(ctx context.Context, hd *drivers.Handle) error {
 	if hd == nil {
 		return fmt.Errorf("%w: nil handle", drivers.ErrStaleHandle)
@@ -263,8 +265,16 @@ func (d *Driver) Recover(ctx context.Context, hd *drivers.Handle) error {
 	if ins.Config == nil || ins.Config.Labels[drivers.LabelWorker] != hd.ID {
 		return fmt.Errorf("%w: container %s is not worker %s", drivers.ErrStaleHandle, shortID(st.ContainerID), hd.ID)
 	}
-	if ins.ContainerJSONBase == nil || ins.State == nil || !ins.State.Running {
-		return fmt.Errorf("%w: worker %s (container %s) is no longer running", drivers.ErrStaleHandle, hd.ID, shortID(st.ContainerID))
+	if ins.ContainerJSONBase == nil || ins.State == nil {
+		return fmt.Errorf("%w: worker %s (container %s) has no state", drivers.ErrStaleHandle, hd.ID, shortID(st.ContainerID))
+	}
+	if cs := ins.State; !cs.Running {
+		if cs.Status == container.StateCreated {
+			return fmt.Errorf("%w: worker %s (container %s) was created but never started", drivers.ErrStaleHandle, hd.ID, shortID(st.ContainerID))
+		}
+		res := exitResult(cs)
+		res.Output = d.exitOutput(ctx, cli, st.ContainerID, ins.Config.Tty)
+		return fmt.Errorf("%w: worker %s (container %s) exited meanwhile: %s", drivers.ErrStaleHandle, hd.ID, shortID(st.ContainerID), res)
 	}
 	fresh := stateFromInspect(ins)
 	if d.workers.Adopt(hd.ID, func() *handle { return &handle{id: hd.ID, state: fresh} }) {
@@ -273,10 +283,11 @@ func (d *Driver) Recover(ctx context.Context, hd *drivers.Handle) error {
 	return nil
 }
 
-// List implements drivers.Driver. It asks the engine for running containers
-// carrying golb.managed=true and all of labels. Exited golb containers are not
-// workers and are not listed; Destroy removes them, and so does
-// `docker container prune --filter label=golb.managed=true`.
+// List implements drivers.Driver. It asks the engine for the containers,
+// running or not, carrying golb.managed=true and all of labels. One that
+// exited while no plugin watched it (golb was down), or that was created and
+// never started, is listed too, so that golb hears how it ended from Recover
+// and removes it: the engine never removes it by itself.
 func (d *Driver) List(ctx context.Context, labels map[string]string) ([]*drivers.Handle, error) {
 	cli, err := d.engine()
 	if err != nil {
@@ -286,7 +297,7 @@ func (d *Driver) List(ctx context.Context, labels map[string]string) ([]*drivers
 	for k, v := range labels {
 		args.Add("label", k+"="+v)
 	}
-	cs, err := cli.ContainerList(ctx, container.ListOptions{Filters: args})
+	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: args})
 	if err != nil {
 		return nil, engineErr(cli, "listing workers", err)
 	}
@@ -303,10 +314,16 @@ func (d *Driver) List(ctx context.Context, labels map[string]string) ([]*drivers
 		if err != nil {
 			return nil, engineErr(cli, "listing workers", err)
 		}
-		if ins.ContainerJSONBase == nil || ins.State == nil || !ins.State.Running {
+		if ins.ContainerJSONBase == nil || ins.State == nil || ins.State.Status == container.StateRemoving {
 			continue
 		}
-		out = append(out, stateFromInspect(ins).handle(id))
+		st := stateFromInspect(ins)
+		if st.Address == "" {
+			// golb publishes one port on every container: not one of its own.
+			d.logger.Warn("golb-labelled container without a published port, skipped", "container", shortID(c.ID), "worker", id)
+			continue
+		}
+		out = append(out, st.handle(id))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
