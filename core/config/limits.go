@@ -88,21 +88,22 @@ type shapeFrame struct {
 	open hclsyntax.TokenType // the opening token's type; TokenNil for the body
 	at   hcl.Range           // the opening token
 	// newlines: a newline ends an expression here (in the body, a block or
-	// an object; not within parentheses, brackets, template sequences or a
-	// for expression, where hcl skips newlines).
+	// an object; not within parentheses, brackets or template sequences,
+	// where hcl skips newlines; for expressions are refused: checkLoop).
 	newlines bool
 	// ops counts what nests here without a bracket of its own: in an
 	// expression, the operators since the last separator (hcl parses each
 	// one a level deeper, and a chain such as 1+1+…+1 is evaluated one
-	// level per operator); in a string or heredoc, the if and for
-	// directives still open.
+	// level per operator). Template directives, which would nest in a
+	// string, are refused (checkLoop).
 	ops int
 	// pieces counts, in a string or heredoc, the literal pieces in a row.
 	pieces int
 }
 
 // checkShape refuses, with one diagnostic, a file that breaks maxFileSize,
-// maxNesting or maxTemplatePieces. It counts on HCL's own tokens, so that
+// maxNesting or maxTemplatePieces, or holds a for expression or a template
+// directive (checkLoop). It counts on HCL's own tokens, so that
 // strings, heredocs and comments are told apart exactly as the parser will,
 // and it errs on the side of counting more levels than the parser uses.
 func checkShape(filename string, src []byte) *hcl.Diagnostic {
@@ -148,23 +149,8 @@ func checkShape(filename string, src []byte) *hcl.Diagnostic {
 				}
 			}
 		case hclsyntax.TokenIdent:
-			if top.open == hclsyntax.TokenOBrace && prev == hclsyntax.TokenOBrace && string(tok.Bytes) == "for" {
-				top.newlines = false // {for k, v in x : k => v}
-			}
-			// The keyword of a template directive, %{ if … } … %{ endif }:
-			// the directives between nest.
-			if top.open == hclsyntax.TokenTemplateControl && tokens[i-1].Type == hclsyntax.TokenTemplateControl && len(stack) > 1 {
-				tmpl := &stack[len(stack)-2]
-				switch string(tok.Bytes) {
-				case "if", "for":
-					tmpl.ops++
-					depth++
-				case "endif", "endfor":
-					if tmpl.ops > 0 {
-						tmpl.ops--
-						depth--
-					}
-				}
+			if d := checkLoop(tokens, i, prev, inTemplate); d != nil {
+				return d
 			}
 		case hclsyntax.TokenComma, hclsyntax.TokenEqual:
 			depth -= top.ops
@@ -192,6 +178,41 @@ func checkShape(filename string, src []byte) *hcl.Diagnostic {
 		}
 		if tok.Type != hclsyntax.TokenNewline && tok.Type != hclsyntax.TokenComment {
 			prev = tok.Type
+		}
+	}
+	return nil
+}
+
+// checkLoop refuses the for expression or template directive that the
+// keyword tokens[i] begins: [for …], {for …}, %{for …} or %{if …}. golb
+// has no variables, so a loop can only run over a list written out in the
+// file, and its result could be written out as well; and the cost of one
+// is the product of its lists' lengths, which nesting multiplies: four
+// nested loops over 100 numbers each, 1.4 KB, ran golb validate (and a
+// running agent's reload) out of memory, and a %{for} string of the same
+// shape kept it busy for minutes. prev is the previous token but newlines
+// and comments; inTemplate says tokens[i] is directly in a string or heredoc.
+func checkLoop(tokens hclsyntax.Tokens, i int, prev hclsyntax.TokenType, inTemplate bool) *hcl.Diagnostic {
+	tok := tokens[i]
+	kw := string(tok.Bytes)
+	switch {
+	case inTemplate:
+		return nil // text in a string: the lexer gives it no keywords
+	case kw == "for" && (prev == hclsyntax.TokenOBrack || prev == hclsyntax.TokenOBrace):
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "for expressions are not allowed",
+			Detail:   `golb has no variables, so a for can only run over values written out here: write out the list or object it would make instead, e.g. retry_on = ["5xx"].`,
+			Subject:  tok.Range.Ptr(),
+		}
+	case i > 0 && tokens[i-1].Type == hclsyntax.TokenTemplateControl:
+		// The keyword of a template directive: %{ if … }, %{ for … },
+		// or a stray %{ else }, %{ endif }, %{ endfor }.
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Template directives are not allowed",
+			Detail:   "golb has no variables, so %{for} and %{if} can only repeat or choose text written out here: write out the string they would make instead (a literal %{ is written %%{).",
+			Subject:  hcl.RangeBetween(tokens[i-1].Range, tok.Range).Ptr(),
 		}
 	}
 	return nil

@@ -41,12 +41,10 @@ func TestDeepNestingDoesNotOverflowTheStack(t *testing.T) {
 		{"conditionals", "x = " + r("true?", n) + "1" + r(":1", n)},
 		{"conditional chain", "x = " + r("true?1:", n) + "1"},
 		{"conditional chain over lines", "x = (" + r("true?1:\n", n) + "1)"},
-		{"for expression over lines", "x = {for k in [] : k => " + r("true?1:\n", n) + "1}"},
 		{"sums", "count = 1" + r("+1", n)},
 		{"indexes", "x = (1)" + r("[0]", n)},
 		{"attributes", "x = (1)" + r(".a", n)},
 		{"interpolations", "x = " + r(`"${`, n) + "1" + r(`}"`, n)},
-		{"directives", `x = "` + r("%{if true}", n) + r("%{endif}", n) + `"`},
 		{"heredoc", "x = <<EOT\n${" + r("(", n) + "1" + r(")", n) + "}\nEOT\n"},
 		{"dollar braces", r("${", 10_000)}, // the 20 KB file that printed 301 MB of diagnostics
 	} {
@@ -219,4 +217,64 @@ func BenchmarkParseAtTheLimits(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Regression: four nested for expressions over 100 numbers each, a 1.4 KB
+// file (retry_on = [for v0 in [0,…,99]: [for v1 in …: … "5xx"]]), ran
+// golb validate out of memory (2.3 GB), and a reload to it crashed a
+// running agent. golb has no variables, so a for expression is refused,
+// at its keyword, before HCL evaluates anything.
+func TestNestedForExpressionsRunOutOfMemory(t *testing.T) {
+	r := strings.Repeat
+	list := "[" + strings.TrimSuffix(r("0,", 100), ",") + "]"
+	nested := "x = " + r("[for v in "+list+": ", 4) + `"5xx"` + r("]", 4) + "\n"
+	for _, tc := range []struct {
+		name, src string
+		col       int
+	}{
+		{"nested tuples", nested, 6},
+		{"tuple", `x = [for v in [1, 2]: v]`, 6},
+		{"object", `x = {for k in ["a"]: k => 1}`, 6},
+		{"over lines", "x = [\n  # why not\n  for v in [1]: v]", 3},
+		{"in an interpolation", `x = "${[for v in [1]: v][0]}"`, 9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := oneError(t, "group \"a\" { port = 7000 }\n"+tc.src)
+			if d.Summary != "for expressions are not allowed" || !strings.Contains(d.Detail, "write out") {
+				t.Errorf("got %q (%s), want the for expression refused with a hint", d.Summary, d.Detail)
+			}
+			if s := d.Subject; s == nil || s.Start.Column != tc.col || string(s.SliceBytes([]byte("group \"a\" { port = 7000 }\n"+tc.src))) != "for" {
+				t.Errorf("diagnostic at %v, want at the for keyword, column %d", d.Subject, tc.col)
+			}
+		})
+	}
+	// An attribute or a string that says "for" is no for expression.
+	mustParse(t, "group \"a\" {\n  port = 7000\n  health_check { path = \"/for\" }\n}\n")
+}
+
+// Regression: path = "/%{for v0 in [..100..]}%{for v1 in …}…x%{endfor}…"
+// kept golb validate busy for over a minute. golb has no variables, so
+// %{for} and %{if} directives are refused at their first keyword; an
+// escaped %%{ is text.
+func TestTemplateForDirectivesRunForMinutes(t *testing.T) {
+	r := strings.Repeat
+	list := "[" + strings.TrimSuffix(r("0,", 100), ",") + "]"
+	for _, tc := range []struct{ name, src string }{
+		{"nested for", `x = "/` + r("%{for v in "+list+"}", 4) + "x" + r("%{endfor}", 4) + `"`},
+		{"if", `x = "%{if true}a%{else}b%{endif}"`},
+		{"strip marker", `x = "%{~ for v in [1] ~}a%{ endfor }"`},
+		{"heredoc", "x = <<EOT\n%{for v in [1]}a\n%{endfor}\nEOT\n"},
+		{"deep", `x = "` + r("%{if true}", 10_000) + r("%{endif}", 10_000) + `"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := oneError(t, "group \"a\" { port = 7000 }\n"+tc.src)
+			if d.Summary != "Template directives are not allowed" || !strings.Contains(d.Detail, "%%{") {
+				t.Errorf("got %q (%s), want the directive refused with a hint", d.Summary, d.Detail)
+			}
+			if s := d.Subject; s == nil || !strings.HasPrefix(string(s.SliceBytes([]byte("group \"a\" { port = 7000 }\n"+tc.src))), "%{") {
+				t.Errorf("diagnostic at %v, want at the first directive", d.Subject)
+			}
+		})
+	}
+	mustParse(t, "data_dir = \"/tmp/%%{for}\"\ngroup \"a\" { port = 7000 }\n")
 }
