@@ -86,6 +86,10 @@ type Driver struct {
 
 	imgMu sync.Mutex // one image build/import at a time
 	img   builtImage // the last worker image ensured
+
+	// badLabel holds the containers skipped for a golb.worker label that
+	// is no worker id, so that each is logged once (under mu).
+	badLabel map[string]bool
 }
 
 // New returns a containerd driver that talks to the default socket and

@@ -220,7 +220,7 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	}
 	if len(cids) > 0 {
 		d.logger.Debug("worker destroyed", "worker", id, "containers", cids)
-		d.pruneLogs()
+		d.pruneLogs(ctx, cli)
 	}
 	return nil
 }
@@ -229,12 +229,28 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 const keepLogs = 20
 
 // pruneLogs removes the logs of all but the newest keepLogs workers that
-// are gone, so that a crash-looping group does not fill the disk.
-func (d *Driver) pruneLogs() {
+// are gone, so that a crash-looping group does not fill the disk. A worker
+// is gone when this instance does not track it and no golb container of the
+// namespace carries its id: one not recovered yet (core destroys the
+// unwanted before it recovers the rest) keeps its log. Should containerd not
+// answer, nothing is removed.
+func (d *Driver) pruneLogs(ctx context.Context, cli *client.Client) {
 	dir := d.logDir()
+	// The directory is read before the containers are listed: a Start
+	// creates its container before the task that opens its log, so every
+	// log seen here of a live worker has its container in the list.
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
+	}
+	cs, err := cli.ContainerService().List(ctx, `labels."`+drivers.LabelManaged+`"==true`)
+	if err != nil {
+		d.logger.Debug("not pruning worker logs: listing containers", "err", err)
+		return
+	}
+	live := map[string]bool{}
+	for _, c := range cs {
+		live[c.Labels[drivers.LabelWorker]] = true
 	}
 	type old struct {
 		path string
@@ -243,7 +259,7 @@ func (d *Driver) pruneLogs() {
 	var gone []old
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(e.Name(), ".log")
-		if !ok || d.workers.Has(id) {
+		if !ok || live[id] || d.workers.Has(id) {
 			continue
 		}
 		if fi, err := e.Info(); err == nil {
@@ -256,6 +272,33 @@ func (d *Driver) pruneLogs() {
 	}
 }
 
+// workerID reports whether the golb.worker label of container cid is a
+// worker id (drivers.WorkerSpec.Validate's rule), which names its log
+// file. Another one (say "../../etc/shadow") would make golb read some
+// other file as the worker's output: such a container is skipped, and
+// logged the first time.
+func (d *Driver) workerID(cid, id string) bool {
+	if validWorkerID(id) {
+		return true
+	}
+	d.mu.Lock()
+	first := !d.badLabel[cid]
+	if d.badLabel == nil {
+		d.badLabel = map[string]bool{}
+	}
+	d.badLabel[cid] = true
+	d.mu.Unlock()
+	if first {
+		d.logger.Warn("golb container whose "+drivers.LabelWorker+" label is no worker id, skipped", "container", cid, "label", id)
+	}
+	return false
+}
+
+// validWorkerID applies the SDK's rule for worker ids.
+func validWorkerID(id string) bool {
+	return drivers.WorkerSpec{ID: id, Port: 1}.Validate() == nil
+}
+
 // Recover implements drivers.Driver: it loads the container named in the
 // handle and re-attaches to its task, if that still runs and still is that
 // worker. A task that exited meanwhile is refused with how it ended, so that
@@ -266,6 +309,9 @@ func (d *Driver) Recover(ctx context.Context, hd *drivers.Handle) error {
 	}
 	if d.workers.Has(hd.ID) {
 		return nil
+	}
+	if !validWorkerID(hd.ID) {
+		return fmt.Errorf("%w: invalid worker id %q", drivers.ErrStaleHandle, hd.ID)
 	}
 	st, err := decodeState(hd)
 	if err != nil {
@@ -343,7 +389,7 @@ func (d *Driver) List(ctx context.Context, labels map[string]string) ([]*drivers
 	var out []*drivers.Handle
 	for _, c := range cs {
 		id := c.Labels[drivers.LabelWorker]
-		if id == "" || !drivers.MatchLabels(c.Labels, labels) {
+		if id == "" || !drivers.MatchLabels(c.Labels, labels) || !d.workerID(c.ID, id) {
 			continue
 		}
 		var pid uint32
@@ -373,13 +419,17 @@ func (d *Driver) List(ctx context.Context, labels map[string]string) ([]*drivers
 // List and Recover do after a crash.
 func stateFromContainer(c containers.Container, ns string, pid uint32, logDir string) workerState {
 	id := c.Labels[drivers.LabelWorker]
+	log := ""
+	if validWorkerID(id) { // callers check it; a path from a label is never trusted
+		log = filepath.Join(logDir, id+".log")
+	}
 	return workerState{
 		Version:     stateVersion,
 		ContainerID: c.ID,
 		Namespace:   ns,
 		Pid:         pid,
 		Image:       c.Image,
-		Log:         filepath.Join(logDir, id+".log"),
+		Log:         log,
 		Record: drivers.Record{
 			Group:     c.Labels[drivers.LabelGroup],
 			Address:   c.Labels[labelAddress],

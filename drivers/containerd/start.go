@@ -43,6 +43,13 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	if err := checkStrings(spec, c); err != nil {
 		return nil, err
 	}
+	bind := spec.BindAddr
+	if bind == "" {
+		bind = "127.0.0.1"
+	}
+	if ip := net.ParseIP(bind); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("%w: starting worker %s: bind address %q is not a loopback address: containerd workers share the host's network and bind 127.0.0.1 only", drivers.ErrBadConfig, spec.ID, bind)
+	}
 	var ref string
 	if c.Image != "" {
 		var err error
@@ -56,10 +63,6 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	}
 	if _, err := daemonVersion(ctx, cli, s); err != nil {
 		return nil, fmt.Errorf("starting worker %s: %w", spec.ID, err)
-	}
-	bind := spec.BindAddr
-	if bind == "" {
-		bind = "127.0.0.1"
 	}
 	if err := proc.PortFree(bind, spec.Port); err != nil {
 		return nil, fmt.Errorf("%w: starting worker %s: %s:%d: %v", drivers.ErrPortInUse, spec.ID, bind, spec.Port, err)
