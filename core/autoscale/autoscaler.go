@@ -49,7 +49,7 @@ func New(spec Spec, now time.Time) (*Autoscaler, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	gran := min(max(spec.PanicWindow/6, 100*time.Millisecond), time.Second)
+	gran := min(max(spec.PanicWindow/6, minGran), time.Second)
 	return &Autoscaler{
 		spec:       spec,
 		win:        newWindow(spec.StableWindow, gran),

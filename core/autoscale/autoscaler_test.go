@@ -336,6 +336,12 @@ func TestSpecValidate(t *testing.T) {
 		{"down rate below 1", Spec{Min: 1, Max: 3, MaxScaleDownRate: 0.5}, "rate"},
 		{"to zero with min 1", Spec{Min: 1, Max: 3, ScaleToZeroAfter: time.Minute}, "scale_to_zero_after"},
 		{"no delay", Spec{Min: 1, Max: 3, ScaleDownDelay: -time.Second}, ""},
+		{"stable window at the cap", Spec{Min: 1, Max: 3, StableWindow: MaxStableWindow}, ""},
+		{"stable window over the cap", Spec{Min: 1, Max: 3, StableWindow: MaxStableWindow + time.Second}, "stable_window"},
+		{"delay at the cap", Spec{Min: 1, Max: 3, ScaleDownDelay: MaxScaleDownDelay}, ""},
+		{"delay over the cap", Spec{Min: 1, Max: 3, ScaleDownDelay: MaxScaleDownDelay + time.Second}, "scale_down_delay"},
+		{"to zero at the cap", Spec{Min: 0, Max: 3, ScaleToZeroAfter: MaxScaleToZeroAfter}, ""},
+		{"to zero over the cap", Spec{Min: 0, Max: 3, ScaleToZeroAfter: MaxScaleToZeroAfter + time.Second}, "scale_to_zero_after"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

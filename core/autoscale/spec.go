@@ -16,6 +16,16 @@ const (
 	DefaultMaxScaleDownRate = 2.0
 )
 
+// The upper bounds of the Spec's durations. The stable window is kept in
+// memory as a bucket per 100 ms to 1 s (newWindow): "200000h" asked for
+// 23 GB. Knative caps its stable window and scale-down delay at an hour;
+// scale to zero waits at most a day, a figure that is only compared.
+const (
+	MaxStableWindow     = time.Hour
+	MaxScaleDownDelay   = time.Hour
+	MaxScaleToZeroAfter = 24 * time.Hour
+)
+
 // Spec is one group's scaling policy: the scale block of golb's config.
 // WithDefaults fills every zero field; Validate names the first conflict.
 type Spec struct {
@@ -30,7 +40,8 @@ type Spec struct {
 	// TargetInflight.
 	TargetRPS float64
 	// StableWindow is the span of the average that stable mode scales on,
-	// and how long panic mode lasts after its last breach. Default 60s.
+	// and how long panic mode lasts after its last breach. Default 60s;
+	// 1s to MaxStableWindow (1h).
 	StableWindow time.Duration
 	// PanicWindow is the span of the average that detects a burst and
 	// that panic mode scales on. Default 6s; at most StableWindow.
@@ -40,7 +51,7 @@ type Spec struct {
 	PanicThreshold float64
 	// ScaleDownDelay is how long a lower desired count must hold before
 	// the group scales down to it. Default 30s (when 0); a negative value
-	// means none: scale down at once.
+	// means none: scale down at once. At most MaxScaleDownDelay (1h).
 	ScaleDownDelay time.Duration
 	// MaxScaleUpRate caps one decision at ready × MaxScaleUpRate workers.
 	// Default 1000; at least 1.
@@ -49,7 +60,8 @@ type Spec struct {
 	// Default 2; at least 1.
 	MaxScaleDownRate float64
 	// ScaleToZeroAfter is how long a group at Min 0 must see no request
-	// before it goes to 0 workers. Default StableWindow. Only with Min 0.
+	// before it goes to 0 workers. Default StableWindow; at most
+	// MaxScaleToZeroAfter (24h). Only with Min 0.
 	ScaleToZeroAfter time.Duration
 }
 
@@ -96,18 +108,22 @@ func (s Spec) Validate() error {
 		return bad("target_inflight and target_rps are both set")
 	case s.TargetInflight < 0 || s.TargetRPS < 0 || s.TargetInflight+s.TargetRPS == 0:
 		return bad("the target must be above 0")
-	case s.StableWindow < time.Second:
-		return bad("stable_window %s is under 1s", s.StableWindow)
+	case s.StableWindow < time.Second || s.StableWindow > MaxStableWindow:
+		return bad("stable_window %s must be between 1s and %s", s.StableWindow, MaxStableWindow)
 	case s.PanicWindow < time.Second || s.PanicWindow > s.StableWindow:
 		return bad("panic_window %s must be between 1s and stable_window %s", s.PanicWindow, s.StableWindow)
 	case s.PanicThreshold <= 1:
 		return bad("panic_threshold %g must be above 1", s.PanicThreshold)
+	case s.ScaleDownDelay > MaxScaleDownDelay:
+		return bad("scale_down_delay %s is over %s", s.ScaleDownDelay, MaxScaleDownDelay)
 	case s.MaxScaleUpRate < 1 || s.MaxScaleDownRate < 1:
 		return bad("max_scale_up_rate %g and max_scale_down_rate %g must be at least 1", s.MaxScaleUpRate, s.MaxScaleDownRate)
 	case s.ScaleToZeroAfter != 0 && s.Min > 0:
 		return bad("scale_to_zero_after needs min = 0 (min is %d)", s.Min)
 	case s.ScaleToZeroAfter < 0:
 		return bad("scale_to_zero_after %s is negative", s.ScaleToZeroAfter)
+	case s.ScaleToZeroAfter > MaxScaleToZeroAfter:
+		return bad("scale_to_zero_after %s is over %s", s.ScaleToZeroAfter, MaxScaleToZeroAfter)
 	}
 	return nil
 }

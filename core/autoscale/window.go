@@ -18,10 +18,21 @@ type bucket struct {
 	requests uint64
 }
 
-// newWindow returns a window over span in buckets of gran.
+// minGran is the shortest bucket New uses, and maxBuckets the most buckets
+// a window has: MaxStableWindow of the shortest, 36,000 (1.2 MB).
+const (
+	minGran    = 100 * time.Millisecond
+	maxBuckets = int(MaxStableWindow / minGran)
+)
+
+// newWindow returns a window over span in buckets of gran, of at most
+// maxBuckets buckets: a longer span keeps only its newest maxBuckets ×
+// gran. Spec.Validate refuses such a span; this is the last guard of the
+// memory a window takes ("200000h" in a slot per second was 23 GB).
 func newWindow(span, gran time.Duration) *window {
-	n := int((span + gran - 1) / gran)
-	return &window{gran: gran, buckets: make([]bucket, max(n, 1))}
+	gran = max(gran, time.Nanosecond)
+	n := min((span+gran-1)/gran, time.Duration(maxBuckets))
+	return &window{gran: gran, buckets: make([]bucket, max(int(n), 1))}
 }
 
 func (w *window) slot(t time.Time) int64 { return t.UnixNano() / int64(w.gran) }

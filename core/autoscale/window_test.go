@@ -1,6 +1,7 @@
 package autoscale
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -62,5 +63,34 @@ func TestEventsKeepTheNewest(t *testing.T) {
 	}
 	if _, ok := e.Last("other"); ok {
 		t.Error("Last of an unknown group")
+	}
+}
+
+// Regression: stable_window = "200000h" made New allocate a bucket per
+// second, 23 GB, and a reload to it crashed a running agent. New and
+// SetSpec refuse a window over MaxStableWindow (the old spec stays), and
+// newWindow never holds more than maxBuckets buckets.
+func TestHugeStableWindowAllocates23GB(t *testing.T) {
+	huge := Spec{Min: 1, Max: 2, StableWindow: 200000 * time.Hour}
+	if _, err := New(huge, t0); !errors.Is(err, ErrSpec) {
+		t.Fatalf("New(stable_window 200000h) = %v, want ErrSpec", err)
+	}
+	a, err := New(Spec{Min: 1, Max: 2, StableWindow: MaxStableWindow, PanicWindow: time.Second}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(a.win.buckets); n > maxBuckets {
+		t.Errorf("a 1h window with the shortest buckets has %d buckets, over %d", n, maxBuckets)
+	}
+	if err := a.SetSpec(t0, huge); !errors.Is(err, ErrSpec) {
+		t.Fatalf("SetSpec(stable_window 200000h) = %v, want ErrSpec", err)
+	}
+	if got := a.Spec().StableWindow; got != MaxStableWindow {
+		t.Errorf("stable window after a refused SetSpec = %s, want %s", got, MaxStableWindow)
+	}
+	for _, gran := range []time.Duration{time.Second, time.Nanosecond, 0} {
+		if n := len(newWindow(200000*time.Hour, gran).buckets); n != maxBuckets {
+			t.Errorf("newWindow(200000h, %s) has %d buckets, want the most, %d", gran, n, maxBuckets)
+		}
 	}
 }

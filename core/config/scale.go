@@ -2,6 +2,7 @@ package config
 
 import (
 	"math"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -29,7 +30,9 @@ type Scale struct {
 	TargetRPS *float64 `hcl:"target_rps,optional"`
 	// StableWindow is the span of the average stable mode scales on, and
 	// how long panic mode lasts after its last burst. Default "60s"; at
-	// least 1s, and at least panic_window.
+	// least 1s, and at least panic_window; at most 1h
+	// (autoscale.MaxStableWindow: the window is kept in memory a slot per
+	// 100 ms to 1 s).
 	StableWindow string `hcl:"stable_window,optional"`
 	// PanicWindow is the span of the average that detects a burst and that
 	// panic mode scales on. Default "6s" (or stable_window if shorter); at
@@ -40,7 +43,8 @@ type Scale struct {
 	// scales down. Default 2.0; above 1.
 	PanicThreshold *float64 `hcl:"panic_threshold,optional"`
 	// ScaleDownDelay is how long a lower desired count must hold before the
-	// group scales down to it. Default "30s"; "0s" scales down at once.
+	// group scales down to it. Default "30s"; "0s" scales down at once; at
+	// most 1h (autoscale.MaxScaleDownDelay).
 	ScaleDownDelay string `hcl:"scale_down_delay,optional"`
 	// MaxScaleUpRate caps one decision at ready × rate workers. Default
 	// 1000; at least 1.
@@ -49,7 +53,8 @@ type Scale struct {
 	// Default 2; at least 1 (1 never scales down).
 	MaxScaleDownRate *float64 `hcl:"max_scale_down_rate,optional"`
 	// ScaleToZeroAfter is how long a group must see no request before it
-	// goes to 0 workers. Default stable_window; above 0. Only with min = 0.
+	// goes to 0 workers. Default stable_window; above 0, at most 24h
+	// (autoscale.MaxScaleToZeroAfter). Only with min = 0.
 	ScaleToZeroAfter string `hcl:"scale_to_zero_after,optional"`
 	// HoldMax is the most requests held, per balancer, while the group has
 	// no ready worker (at zero, or all its workers died); the next ones get
@@ -57,7 +62,7 @@ type Scale struct {
 	// most 100000.
 	HoldMax *int `hcl:"hold_max,optional"`
 	// HoldTimeout is how long a request is held before it gets a 503 with
-	// Retry-After. Default "30s"; above 0.
+	// Retry-After. Default "30s"; above 0, at most 1h (maxHoldTimeout).
 	HoldTimeout string   `hcl:"hold_timeout,optional"`
 	Body        hcl.Body `hcl:",body"`
 
@@ -140,6 +145,7 @@ func (v *validator) checkScale(g *Group) {
 		v.errorf(attrRange(s.Body, "target_inflight"), "target_inflight must be above 0", "It is the in-flight requests one worker should carry, e.g. 10.")
 	}
 	s.StableWindowDur = v.duration(s.Body, "stable_window", s.StableWindow, time.Second)
+	v.atMost(s.Body, "stable_window", s.StableWindowDur, autoscale.MaxStableWindow, `Shorten it, e.g. "60s" (the default): the autoscaler keeps the window in memory, a slot per 100 ms to 1 s; Knative's longest is an hour too.`)
 	if s.PanicWindow == "" {
 		s.PanicWindowDur = min(autoscale.DefaultPanicWindow, s.StableWindowDur)
 		s.PanicWindow = s.PanicWindowDur.String()
@@ -153,6 +159,7 @@ func (v *validator) checkScale(g *Group) {
 		v.errorf(attrRange(s.Body, "panic_threshold"), "panic_threshold must be above 1", "It is a multiple of the ready workers, e.g. 2.0: panic when the burst needs twice as many.")
 	}
 	s.ScaleDownDelayDur = v.duration(s.Body, "scale_down_delay", s.ScaleDownDelay, 0)
+	v.atMost(s.Body, "scale_down_delay", s.ScaleDownDelayDur, autoscale.MaxScaleDownDelay, `Shorten it, e.g. "30s" (the default): it is how long a lower count must hold before the group scales down; Knative's longest is an hour too.`)
 	for _, r := range []struct {
 		name string
 		v    float64
@@ -166,6 +173,7 @@ func (v *validator) checkScale(g *Group) {
 		v.errorf(attrRange(s.Body, "scale_to_zero_after"), "scale_to_zero_after needs scale.min = 0 (it is %d)", "Remove scale_to_zero_after, or set min = 0 to let the group scale to zero.", s.Min)
 	case s.ScaleToZeroAfter != "":
 		s.ScaleToZeroAfterDur = v.positive(s.Body, "scale_to_zero_after", s.ScaleToZeroAfter, "It is how long the group must see no request before it stops its last worker.")
+		v.atMost(s.Body, "scale_to_zero_after", s.ScaleToZeroAfterDur, autoscale.MaxScaleToZeroAfter, "Shorten it, or set min = 1 and remove it to keep a worker for good: it is how long the group must see no request before it stops its last worker.")
 	case s.Min == 0:
 		s.ScaleToZeroAfterDur = s.StableWindowDur
 	}
@@ -173,6 +181,30 @@ func (v *validator) checkScale(g *Group) {
 		v.errorf(attrRange(s.Body, "hold_max"), "hold_max must be between 0 and 100000", "It is how many requests wait for a worker while none is ready; 0 answers them 503 at once.")
 	}
 	s.HoldTimeoutDur = v.positive(s.Body, "hold_timeout", s.HoldTimeout, "It is how long a request waits for a worker before a 503.")
+	v.atMost(s.Body, "hold_timeout", s.HoldTimeoutDur, maxHoldTimeout, `Shorten it, e.g. "30s" (the default): it is how long a request waits for a worker before a 503.`)
+}
+
+// maxHoldTimeout is the longest a balancer holds a request for a worker.
+const maxHoldTimeout = time.Hour
+
+// atMost reports a duration attribute over limit; hint says what it is.
+func (v *validator) atMost(body hcl.Body, name string, d, limit time.Duration, hint string) {
+	if d > limit {
+		v.errorf(attrRange(body, name), "%s must be at most %s", hint, name, durationText(limit))
+	}
+}
+
+// durationText writes d as a config would: "1h" and "24h", not
+// time.Duration's "1h0m0s".
+func durationText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func ptrOr(p *float64) float64 {

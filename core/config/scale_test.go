@@ -37,6 +37,8 @@ func TestScaleSpecIsValid(t *testing.T) {
 	for _, src := range []string{
 		"group \"g\" {\n  port = 6000\n  scale {\n    min = 1\n    max = 3\n  }\n}\n",
 		"group \"g\" {\n  port = 6000\n  scale {\n    min = 0\n    max = 3\n    target_rps = 50\n    stable_window = \"20s\"\n    scale_down_delay = \"0s\"\n  }\n}\n",
+		// Every duration at its cap.
+		"group \"g\" {\n  port = 6000\n  scale {\n    min = 0\n    max = 3\n    stable_window = \"1h\"\n    panic_window = \"1h\"\n    scale_down_delay = \"1h\"\n    scale_to_zero_after = \"24h\"\n    hold_timeout = \"1h\"\n  }\n}\n",
 	} {
 		cfg, _, diags := Parse("t.hcl", []byte(src))
 		if diags.HasErrors() {
@@ -71,5 +73,24 @@ func TestAutoscaleExampleParses(t *testing.T) {
 	s := cfg.Groups[0].Scale
 	if s.Min != 0 || *s.TargetInflight != 4 || s.ScaleToZeroAfterDur != time.Minute || *s.HoldMax != 1000 || s.HoldTimeoutDur != 30*time.Second {
 		t.Errorf("examples/autoscale.hcl decodes to %+v", s)
+	}
+}
+
+// Regression: stable_window = "200000h" validated, then golb run died
+// allocating 23 GB in autoscale.New (a slot per second), and a reload to
+// it crashed a running agent. Each scale duration has a cap, the one
+// autoscale.Spec.Validate enforces where it has one, named in its diagnostic.
+func TestStableWindow200000hRunsOutOfMemory(t *testing.T) {
+	for _, tc := range []struct{ attr, val, want string }{
+		{"stable_window", "200000h", "stable_window must be at most 1h"},
+		{"scale_down_delay", "2h", "scale_down_delay must be at most 1h"},
+		{"scale_to_zero_after", "100000h", "scale_to_zero_after must be at most 24h"},
+		{"hold_timeout", "1h0m1s", "hold_timeout must be at most 1h"},
+	} {
+		src := "group \"g\" {\n  port = 6000\n  scale {\n    min = 0\n    max = 3\n    " + tc.attr + " = \"" + tc.val + "\"\n  }\n}\n"
+		diags := errorsOf(t, src)
+		if diags[0].Summary != tc.want || diags[0].Subject.Start.Line != 6 {
+			t.Errorf("%s = %q: got %q at %v, want %q at line 6", tc.attr, tc.val, diags[0].Summary, diags[0].Subject, tc.want)
+		}
 	}
 }
