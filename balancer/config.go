@@ -298,6 +298,17 @@ func (c Config) Validate() error {
 	if len(h.Path) == 0 || h.Path[0] != '/' {
 		return fmt.Errorf("%w: path %q must start with /", ErrInvalidHealthCheck, c.Health.Path)
 	}
+	// The probe's request line is GET PATH: a space, a control byte or a
+	// fragment would break it or be dropped, and a path the probe cannot
+	// build a request for (/%zz) never lets a worker become healthy.
+	for i := 0; i < len(h.Path); i++ {
+		if b := h.Path[i]; b <= ' ' || b == 0x7f || b == '#' {
+			return fmt.Errorf("%w: path %q has %q at byte %d (escape it, e.g. %%20 for a space)", ErrInvalidHealthCheck, h.Path, b, i)
+		}
+	}
+	if _, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:1"+h.Path, nil); err != nil {
+		return fmt.Errorf("%w: path %q is no request target: %v", ErrInvalidHealthCheck, h.Path, err)
+	}
 	if h.Timeout < 0 {
 		return fmt.Errorf("%w: timeout %v is negative", ErrInvalidHealthCheck, c.Health.Timeout)
 	}
