@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/golb/golb/balancer"
 	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/workerapp"
 )
 
 var update = flag.Bool("update", false, "rewrite the testdata/**/*.golden files from the current output")
@@ -570,4 +572,40 @@ func TestManyGroupsOnOnePortClashOnceEach(t *testing.T) {
 			t.Fatalf("got %q, want a clash with g0", d.Summary)
 		}
 	}
+}
+
+// Regression: health_check { path = "/%zz" } (or a path with a space or
+// "\r\nHost: evil") passed validate, and then the probe could build no
+// request, so no worker ever became healthy. Parse and the balancer's own
+// Config.Validate refuse it.
+func TestHealthPathThatIsNoURLNeverHealthy(t *testing.T) {
+	for _, p := range []string{`/%zz`, `/ x\r\nHost: evil`, `/a b`, `/a\tb`, `/a\u007f`, `/a#frag`, `/%`, `healthz`} {
+		src := "group \"a\" {\n  port = 7000\n  health_check { path = \"" + p + "\" }\n}\n"
+		diags := errorsOf(t, src)
+		if d := diags[0]; !strings.HasPrefix(d.Summary, "Health check path") || d.Subject.Start.Line != 3 {
+			t.Errorf("path %s: got %q at %v, want the health check path refused at line 3", p, d.Summary, d.Subject)
+		}
+	}
+	for _, p := range []string{"/%zz", "/ x\r\nHost: evil", "/a b", "/a#frag", "/%"} {
+		if err := (balancer.Config{Name: "b", Health: balancer.HealthCheck{Path: p}}).Validate(); !errors.Is(err, balancer.ErrInvalidHealthCheck) {
+			t.Errorf("balancer.Config.Validate(path %q) = %v, want ErrInvalidHealthCheck", p, err)
+		}
+	}
+	for _, p := range []string{"/healthz", "/a%20b", "/h?x=1&y=%2F", "/~user/ready"} {
+		mustParse(t, "group \"a\" {\n  port = 7000\n  health_check { path = \""+p+"\" }\n}\n")
+		if err := (balancer.Config{Name: "b", Health: balancer.HealthCheck{Path: p}}).Validate(); err != nil {
+			t.Errorf("balancer.Config.Validate(path %q) = %v", p, err)
+		}
+	}
+}
+
+// Regression: app { avg_delay = "2h" } validated, and then every worker
+// exited `GOLB_AVG_DELAY "2h0m0s": must be between 0s and 1h`: the group
+// crash-looped. Parse holds avg_delay to workerapp.MaxAvgDelay.
+func TestAvgDelayOverTheWorkersMaxCrashLoops(t *testing.T) {
+	d := errorsOf(t, "group \"a\" {\n  port = 7000\n  app { avg_delay = \"1h0m1s\" }\n}\n")[0]
+	if d.Summary != "avg_delay must be at most 1h" || d.Subject.Start.Line != 3 {
+		t.Errorf("got %q at %v, want avg_delay refused at line 3", d.Summary, d.Subject)
+	}
+	mustParse(t, "group \"a\" {\n  port = 7000\n  app { avg_delay = \""+workerapp.MaxAvgDelay.String()+"\" }\n}\n")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/golb/golb/balancer"
 	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/workerapp"
 )
 
 // Load reads and parses a config file; with path "" it parses the embedded
@@ -426,6 +428,8 @@ func (v *validator) checkGroup(g *Group) {
 
 	a := g.App
 	a.AvgDelayDur = v.duration(a.Body, "avg_delay", a.AvgDelay, 0)
+	// The worker refuses a longer one (and the group would crash-loop).
+	v.atMost(a.Body, "avg_delay", a.AvgDelayDur, workerapp.MaxAvgDelay, `Shorten it, e.g. "500ms" (the default): the built-in worker refuses a longer average delay.`)
 	if r := *a.FailureRate; r < 0 || r > 1 || math.IsNaN(r) {
 		v.errorf(attrRange(a.Body, "failure_rate"), "failure_rate must be between 0 and 1", "It is a fraction: 0.12 means 12% of requests fail.")
 	}
@@ -436,8 +440,8 @@ func (v *validator) checkGroup(g *Group) {
 	v.checkUpdate(g)
 
 	hc := g.HealthCheck
-	if !strings.HasPrefix(hc.Path, "/") {
-		v.errorf(attrRange(hc.Body, "path"), "Health check path %q must start with /", `For the built-in worker use "/healthz".`, hc.Path)
+	if summary, hint := healthPathError(hc.Path); summary != "" {
+		v.errorf(attrRange(hc.Body, "path"), "%s", hint, summary)
 	}
 	hc.IntervalDur = v.duration(hc.Body, "interval", hc.Interval, 10*time.Millisecond)
 	hc.TimeoutDur = v.duration(hc.Body, "timeout", hc.Timeout, time.Millisecond)
@@ -565,6 +569,29 @@ func (v *validator) groupNames() string {
 		out = append(out, fmt.Sprintf("… (%d groups)", n))
 	}
 	return strings.Join(out, ", ")
+}
+
+// healthPathError says what is wrong with a health check path, and how to
+// fix it; "" when nothing is. The probe sends GET PATH to each worker, so a
+// path must be a request target: "/" first, no space, control byte or
+// fragment, and parsing as a URL (a stray "%" as in "/%zz" does not). Such
+// a path passed validate, and then no worker ever became healthy.
+// balancer.Config.Validate checks the same.
+func healthPathError(p string) (summary, hint string) {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Sprintf("Health check path %q must start with /", p), `For the built-in worker use "/healthz".`
+	}
+	for i := 0; i < len(p); i++ {
+		if b := p[i]; b <= ' ' || b == 0x7f || b == '#' {
+			return fmt.Sprintf("Health check path %q has %q at byte %d", p, b, i),
+				"The probe sends the path as its request target: escape a space as %20 and '#' as %23; a control byte has no place in it."
+		}
+	}
+	if _, err := url.ParseRequestURI("http://127.0.0.1:1" + p); err != nil {
+		return fmt.Sprintf("Health check path %q is not a URL path", p),
+			"Write a % only as an escape of two hex digits (%25 for a % itself), e.g. \"/healthz\"."
+	}
+	return "", ""
 }
 
 func validName(s string) bool {
