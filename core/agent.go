@@ -79,6 +79,9 @@ type Agent struct {
 	// run on it until the listeners have drained.
 	trafficCtx context.Context
 	// controlCtx ends first at shutdown: background retries run on it.
+	// Run sets both once, before it starts anything that reads them (the
+	// admin API, the plugin monitor, adoption), and never again; code that
+	// may run before Run (Reload) reads them under reloads.run.
 	controlCtx context.Context
 
 	mu      sync.Mutex
@@ -93,7 +96,9 @@ type Agent struct {
 
 	// pluginNotes are the NOTEs a driver's plugin crash put on its groups.
 	pluginNotes map[string]string // by driver
-	wg          sync.WaitGroup
+	// wg is the background work (goWork) shutdown waits for: work may be
+	// added while Run waits (run.go).
+	wg workGroup
 
 	// fleetMu guards the swap of cfg, groups, balancers and byGroup by a
 	// reload (fleet.go); fleetGen is closed at each swap.

@@ -47,13 +47,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := a.startBalancers(ctx); err != nil {
 		return err
 	}
-	var admin *http.Server
-	if addr := a.cfg.AdminAddress(); addr != "" {
-		if admin, err = a.serveAdmin(addr); err != nil {
-			a.shutdownBalancers(context.Background())
-			return err
-		}
-	}
 
 	// Four lifetimes, ended in this order at shutdown:
 	//   control (adoption, reconciler, autoscaler): ends as soon as ctx
@@ -73,8 +66,19 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer stopControl()
 	unwatch := context.AfterFunc(ctx, stopControl) // a Ctrl-C during adoption ends it
 	defer unwatch()
-	a.reloads.run.Lock() // Reload reads them
+	// Set before anything that reads them starts: the admin API (a drain
+	// request), the plugin monitor, adoption. Reload reads them, and the
+	// metrics registry serveAdmin sets, under reloads.run.
+	a.reloads.run.Lock()
 	a.trafficCtx, a.controlCtx = trafficCtx, controlCtx
+	var admin *http.Server
+	if addr := a.cfg.AdminAddress(); addr != "" {
+		if admin, err = a.serveAdmin(addr); err != nil {
+			a.reloads.run.Unlock()
+			a.shutdownBalancers(context.Background())
+			return err
+		}
+	}
 	a.reloads.run.Unlock()
 
 	var monitorWG, statsWG, trafficWG, controlWG sync.WaitGroup
@@ -110,6 +114,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	<-ctx.Done()
 	a.logger.Info("shutting down: draining balancers, stopping workers")
+	a.wg.refuse() // a drain requested from now on: shutdown stops every worker
 	a.plugins.hurryUp()
 	stopControl()
 	controlWG.Wait()
@@ -121,7 +126,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.shutdownBalancers(shutdownCtx)
 	stopTraffic()
 	trafficWG.Wait()
-	a.wg.Wait() // workers being started, stopped or supervised
+	a.wg.Wait() // workers being started, stopped or supervised, and what they start meanwhile
 	left := a.stopAllWorkers(context.Background())
 	stopStats()
 	statsWG.Wait()
@@ -134,6 +139,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	cancelFlush()
 	stopMonitor()
 	monitorWG.Wait()
+	// A plugin restart during the stops recovers or removes workers in the
+	// background: waited for too, and a worker it could not remove (kept
+	// lost) is named with the others.
+	a.wg.Wait()
+	left = withLost(left, a.store)
 	if admin != nil {
 		_ = admin.Shutdown(shutdownCtx)
 	}
@@ -153,4 +163,98 @@ func (a *Agent) statsGrace() time.Duration {
 		d = max(d, g.StopTimeoutDur)
 	}
 	return d
+}
+
+// withLost adds to left the lost workers the store still has that left does
+// not name: after the final stops, workers golb could not stop.
+func withLost(left []*state.Worker, store *state.Store) []*state.Worker {
+	named := map[string]bool{}
+	for _, w := range left {
+		named[w.ID] = true
+	}
+	ws, _ := store.Workers(nil)
+	for _, w := range ws {
+		if w.Status == state.StatusLost && !named[w.ID] {
+			left = append(left, w)
+		}
+	}
+	return left
+}
+
+// workGroup counts the agent's background work (goWork) for shutdown to
+// wait for. Unlike a sync.WaitGroup, work may be added while Run waits (a
+// stop's keepLost, a plugin restart's recovery during shutdown): Wait
+// returns once none is left, however much was added meanwhile, and may be
+// called again. Once refused (shutdown began), tryAdd refuses new work that
+// shutdown makes moot (a drain requested through the admin API).
+type workGroup struct {
+	mu      sync.Mutex
+	n       int
+	idle    chan struct{} // closed when n drops to 0; nil while it is 0
+	refused bool
+}
+
+// Add adds delta, which may be negative, to the count of work.
+func (g *workGroup) Add(delta int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.add(delta)
+}
+
+func (g *workGroup) add(delta int) {
+	if g.n == 0 && delta > 0 {
+		g.idle = make(chan struct{})
+	}
+	g.n += delta
+	switch {
+	case g.n < 0:
+		panic("core: workGroup: negative count")
+	case g.n == 0 && g.idle != nil:
+		close(g.idle)
+		g.idle = nil
+	}
+}
+
+// Done ends one piece of work.
+func (g *workGroup) Done() { g.Add(-1) }
+
+// Go runs fn in a goroutine, counted.
+func (g *workGroup) Go(fn func()) {
+	g.Add(1)
+	go func() {
+		defer g.Done()
+		fn()
+	}()
+}
+
+// tryAdd counts one piece of work, unless refuse was called: then it
+// returns false and counts nothing.
+func (g *workGroup) tryAdd() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.refused {
+		return false
+	}
+	g.add(1)
+	return true
+}
+
+// refuse makes every later tryAdd fail.
+func (g *workGroup) refuse() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.refused = true
+}
+
+// Wait blocks until no work is counted.
+func (g *workGroup) Wait() {
+	for {
+		g.mu.Lock()
+		idle := g.idle
+		g.mu.Unlock()
+		if idle == nil {
+			return
+		}
+		<-idle
+	}
 }

@@ -1,7 +1,6 @@
 package core
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -106,18 +105,38 @@ func (v dashViews) Drain(id string) error {
 		return fmt.Errorf("draining %s: %w", id, admin.ErrNoWorker)
 	case w.Status != state.StatusRunning:
 		return fmt.Errorf("draining %s (%s): %w", id, w.Status, admin.ErrNotRunning)
-	case a.trafficCtx == nil:
+	case a.trafficCtx == nil: // an agent that Run has not started (the admin API starts after Run set it)
 		return fmt.Errorf("draining %s: golb is still starting", id)
 	}
-	ok, err := a.store.UpdateWorker(id, func(w *state.Worker) { w.Status = state.StatusDraining })
-	if err != nil {
-		return fmt.Errorf("draining %s: %w", id, err)
+	// Counted for shutdown at once, or refused once shutdown began (it
+	// stops every worker itself): never started behind Run's last wait.
+	if !a.wg.tryAdd() {
+		return fmt.Errorf("draining %s: golb is shutting down and stops every worker: %w", id, admin.ErrNotRunning)
 	}
-	if !ok {
-		return fmt.Errorf("draining %s: %w", id, admin.ErrNoWorker)
+	// Running to draining in one transaction: the reconciler, or another
+	// drain, may have begun stopping it since it was read.
+	moved := false
+	ok, err := a.store.UpdateWorker(id, func(w *state.Worker) {
+		if w.Status == state.StatusRunning {
+			w.Status, moved = state.StatusDraining, true
+		}
+	})
+	if err != nil || !ok || !moved {
+		a.wg.Done()
+		switch {
+		case err != nil:
+			return fmt.Errorf("draining %s: %w", id, err)
+		case !ok:
+			return fmt.Errorf("draining %s: %w", id, admin.ErrNoWorker)
+		}
+		return fmt.Errorf("draining %s: being stopped already: %w", id, admin.ErrNotRunning)
 	}
 	a.logger.Info("draining worker on request", "worker", id, "group", w.Group)
-	a.goWork(a.trafficCtx, func(ctx context.Context) { _ = a.stopWorker(ctx, id, true) })
+	ctx := a.trafficCtx
+	go func() {
+		defer a.wg.Done()
+		_ = a.stopWorker(ctx, id, true)
+	}()
 	return nil
 }
 
