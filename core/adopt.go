@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/golb/golb/core/state"
@@ -191,66 +192,223 @@ func portOf(addr string) int {
 	return n
 }
 
+// After a plugin restart, the new instance recovers every worker golb knows
+// on that driver, at most recoverParallel at once, each within
+// recoverTimeout. Only a definite answer loses a worker: the plugin does not
+// know it (ErrNotFound) or its process is gone (ErrStaleHandle). Any other
+// failure (a deadline, a transport error, the runtime unreachable) says the
+// plugin is sick, not the worker, which keeps serving: it stays in its
+// pools, where its health checks decide its traffic, and its Recover is
+// retried in the background (recoverLater). Once a Recover has timed out,
+// those not started yet are not waited for either but retried later, so
+// that the supervisors and stops move to the new instance within about two
+// recoverTimeouts. A new instance that hangs is killed by the liveness
+// probe meanwhile (pluginManager.monitor), and the next one recovers all.
+const (
+	defaultRecoverTimeout = 10 * time.Second
+	recoverParallel       = 8
+)
+
+// unrecovered is a worker a plugin instance has not recovered yet, and why.
+type unrecovered struct {
+	w   *state.Worker
+	err error
+}
+
 // recoverAfterPluginCrash re-attaches a new plugin instance to every worker
-// golb knows on that driver, before the supervisors wait on them again.
+// golb knows on that driver, before the supervisors wait on them again; then
+// it removes the workers the instance runs for golb that golb has no record
+// of.
 func (a *Agent) recoverAfterPluginCrash(ctx context.Context, driver string, c *drivers.Client) {
 	ws, err := a.store.WorkersByDriver(nil, driver)
 	if err != nil {
 		return
 	}
+	known := ws[:0:0]
 	for _, w := range ws {
-		if w.Handle == nil {
-			continue // its Start was in flight; startWorker cleans up
+		if w.Handle != nil { // else its Start was in flight; startWorker cleans up
+			known = append(known, w)
 		}
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := c.Recover(rctx, w.Handle)
-		cancel()
-		if errors.Is(err, drivers.ErrPluginExited) {
-			// This instance died too; the next one recovers everything.
-			a.logger.Error("driver plugin died during recovery", "driver", driver)
-			return
+	}
+	start := time.Now()
+	later, died := a.recoverAll(ctx, driver, c, known, a.recoverTimeout)
+	if died {
+		// This instance died too; the next one recovers everything.
+		a.logger.Error("driver plugin died during recovery", "driver", driver)
+		return
+	}
+	for _, u := range later {
+		a.logger.Warn("worker not recovered yet by the new plugin instance; it keeps serving, and its recovery is retried",
+			"worker", u.w.ID, "driver", driver, "err", u.err)
+	}
+	if len(known) > 0 {
+		a.logger.Info("workers recovered by the new plugin instance", "driver", driver,
+			"recovered", len(known)-len(later), "retrying", len(later), "took", time.Since(start).Round(time.Millisecond).String())
+	}
+	if len(later) > 0 {
+		lctx := ctx
+		if a.trafficCtx != nil {
+			lctx = a.trafficCtx // until the supervisors stop at shutdown
 		}
-		if err != nil {
-			a.logger.Error("worker lost with its plugin", "worker", w.ID, "err", err)
-			a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status, w.Reason = state.StatusLost, "not recovered: "+err.Error() })
-			for _, b := range a.balancersOf(w.Group) {
-				b.MarkDown(w.ID)
+		a.goWork(lctx, func(ctx context.Context) { a.recoverLater(ctx, driver, c, later) })
+	}
+	a.removeUnknown(ctx, driver, c)
+}
+
+// recoverAll has c recover ws, at most recoverParallel at once, each within
+// timeout. A worker recovered is logged; one the plugin definitely lost is
+// marked lost and destroyed (loseWorker). It returns the others, not
+// recovered yet, and whether c died meanwhile (then nothing is returned:
+// the next instance recovers everything).
+func (a *Agent) recoverAll(ctx context.Context, driver string, c *drivers.Client, ws []*state.Worker, timeout time.Duration) (later []unrecovered, died bool) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		sick bool // a Recover timed out: the rest are not waited for
+		wg   sync.WaitGroup
+	)
+	slots := make(chan struct{}, recoverParallel)
+	for _, w := range ws {
+		slots <- struct{}{} // each Recover ends within timeout
+		mu.Lock()
+		stop, skip := died, sick
+		if skip && !stop {
+			later = append(later, unrecovered{w, errors.New("not tried: the plugin timed out recovering another worker")})
+		}
+		mu.Unlock()
+		if stop || skip {
+			<-slots
+			if stop {
+				break
 			}
-			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			derr := c.Destroy(dctx, w.ID)
-			cancel()
-			if derr != nil {
-				// It may still run: kept lost, and retried.
-				a.keepLost(ctx, w, fmt.Errorf("not recovered: %v; destroy: %w", err, derr), !a.finalStop.Load())
-				continue
-			}
-			_ = a.store.DeleteWorker(w.ID)
 			continue
 		}
-		a.logger.Info("worker recovered by the new plugin instance", "worker", w.ID)
+		wg.Go(func() {
+			defer func() { <-slots }()
+			rctx, rcancel := context.WithTimeout(ctx, timeout)
+			err := c.Recover(rctx, w.Handle)
+			rcancel()
+			switch {
+			case err == nil:
+				a.logger.Info("worker recovered by the new plugin instance", "worker", w.ID)
+			case errors.Is(err, drivers.ErrPluginExited) || c.Exited():
+				mu.Lock()
+				died = true
+				mu.Unlock()
+				cancel()
+			case errors.Is(err, drivers.ErrNotFound) || errors.Is(err, drivers.ErrStaleHandle):
+				a.loseWorker(ctx, driver, w, err)
+			default:
+				mu.Lock()
+				later = append(later, unrecovered{w, err})
+				sick = sick || errors.Is(err, context.DeadlineExceeded)
+				mu.Unlock()
+			}
+		})
 	}
-	// A worker the plugin runs for us that golb has no record of at all is
-	// removed. (A pending one is being started right now; leave it be.) Not
-	// before the driver's adoption: until then golb has no record of the
-	// workers awaitRuntime is about to adopt.
+	wg.Wait()
+	if died {
+		return nil, true
+	}
+	return later, false
+}
+
+// loseWorker handles a worker the plugin says it no longer runs: lost, out
+// of every pool, and destroyed in the background (what it left); one that
+// cannot be destroyed is kept lost and retried (keepLost).
+func (a *Agent) loseWorker(ctx context.Context, driver string, w *state.Worker, why error) {
+	a.logger.Error("worker lost with its plugin", "worker", w.ID, "err", why)
+	a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status, w.Reason = state.StatusLost, "not recovered: "+why.Error() })
+	for _, b := range a.balancersOf(w.Group) {
+		b.MarkDown(w.ID)
+	}
+	a.goWork(context.WithoutCancel(ctx), func(ctx context.Context) {
+		if _, err := a.destroy(ctx, driver, w.ID, w.Group); err != nil {
+			// It may still run: kept lost, and retried.
+			a.keepLost(ctx, w, fmt.Errorf("not recovered: %v; destroy: %w", why, err), !a.finalStop.Load())
+			return
+		}
+		_ = a.store.DeleteWorker(w.ID)
+	})
+}
+
+// recoverLater retries, with backoff, the recovery of the workers plugin
+// instance c could not recover yet, each try within three recoverTimeouts
+// (nothing waits on it: a slow plugin gets the time it needs), until
+// each is recovered or lost, c is replaced (the next instance recovers
+// them all) or ctx ends. A worker golb stopped or forgot meanwhile is
+// dropped.
+func (a *Agent) recoverLater(ctx context.Context, driver string, c *drivers.Client, ws []unrecovered) {
+	for delay := lostRetryFirst; len(ws) > 0; delay = min(delay*2, lostRetryMax) {
+		if !wait(ctx, delay, nil) {
+			return
+		}
+		if cur, _, err := a.plugins.current(driver); err != nil || cur != c || c.Exited() {
+			return
+		}
+		var still []*state.Worker
+		for _, u := range ws {
+			if w, _ := a.store.Worker(nil, u.w.ID); w != nil && w.Handle != nil && w.Status != state.StatusStopped {
+				still = append(still, w)
+			}
+		}
+		later, died := a.recoverAll(ctx, driver, c, still, 3*a.recoverTimeout)
+		if died || ctx.Err() != nil {
+			return
+		}
+		for _, u := range later {
+			a.logger.Debug("worker still not recovered by the plugin; retrying", "worker", u.w.ID, "err", u.err, "retry_in", min(delay*2, lostRetryMax).String())
+		}
+		ws = later
+	}
+}
+
+// removeUnknown removes the workers plugin instance c runs for this golb
+// that golb has no record of. (A pending one is being started right now;
+// leave it be.) Not before the driver's adoption: until then golb has no
+// record of the workers awaitRuntime is about to adopt. Each is removed on
+// its own, in the background, as an earlier run's worker is
+// (removeUnwanted): one that cannot be stopped is kept lost, retried, and
+// named at shutdown.
+func (a *Agent) removeUnknown(ctx context.Context, driver string, c *drivers.Client) {
 	a.mu.Lock()
 	adopted := a.adopted[driver]
 	a.mu.Unlock()
 	if !adopted {
 		return
 	}
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
+	lctx, cancel := context.WithTimeout(ctx, a.recoverTimeout)
 	hs, err := c.List(lctx, map[string]string{drivers.LabelManaged: "true", LabelInstance: a.instance})
+	cancel()
 	if err != nil {
+		if !c.Exited() && ctx.Err() == nil {
+			a.logger.Warn("cannot list the workers of the new plugin instance; workers unknown to golb, if any, are left until its next restart or golb's",
+				"driver", driver, "err", err)
+		}
 		return
 	}
 	for _, h := range hs {
-		if w, _ := a.store.Worker(nil, h.ID); w == nil {
-			a.logger.Info("removing worker unknown to golb", "worker", h.ID)
-			_ = c.Recover(lctx, h)
-			_ = c.Stop(lctx, h.ID, "SIGTERM", 5*time.Second)
-			_ = c.Destroy(lctx, h.ID)
+		if w, _ := a.store.Worker(nil, h.ID); w != nil {
+			continue
 		}
+		a.logger.Info("removing worker unknown to golb", "worker", h.ID, "driver", driver)
+		w := &state.Worker{ID: h.ID, Group: h.Labels[drivers.LabelGroup], Driver: driver, Port: portOf(h.Address), Address: h.Address,
+			Status: state.StatusDraining, Handle: h, StartedAt: h.StartedAt}
+		a.goWork(ctx, func(ctx context.Context) {
+			// Recovered first, so that it can be stopped gracefully; one
+			// that cannot be is destroyed by halt.
+			rctx, cancel := context.WithTimeout(ctx, a.recoverTimeout)
+			err := c.Recover(rctx, h)
+			cancel()
+			if err != nil {
+				a.logger.Debug("recovering a worker unknown to golb, to stop it", "worker", h.ID, "err", err)
+			}
+			w.Details = a.inspectDetails(driver, h.ID)
+			a.removeUnwanted(ctx, w)
+			if w, _ := a.store.Worker(nil, h.ID); w == nil {
+				a.logger.Info("worker unknown to golb removed", "worker", h.ID, "driver", driver)
+			}
+		})
 	}
 }

@@ -90,6 +90,9 @@ type Agent struct {
 	// stopGrace and destroyTimeout bound a worker's Stop (past its
 	// stop_timeout) and Destroy: stop.go.
 	stopGrace, destroyTimeout time.Duration
+	// recoverTimeout bounds each Recover by a restarted plugin instance
+	// (recoverAfterPluginCrash); a retry may take longer.
+	recoverTimeout time.Duration
 	// finalStop is set once shutdown stops the workers: a worker that
 	// cannot be stopped then is reported, not retried.
 	finalStop atomic.Bool
@@ -162,6 +165,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		pluginNotes:    map[string]string{},
 		stopGrace:      defaultStopGrace,
 		destroyTimeout: defaultDestroyTimeout,
+		recoverTimeout: defaultRecoverTimeout,
 		autoscalers:    newAutoscaling(),
 		fleetGen:       make(chan struct{}),
 	}, nil

@@ -98,6 +98,8 @@ var knobDrivers = map[string]func(*process.Driver) drivers.Driver{
 	"hangstopdestroyfails": func(d *process.Driver) drivers.Driver { return &hangStop{Driver: d, destroyFails: true} },
 	"strictspec":           func(d *process.Driver) drivers.Driver { return &strictSpec{d} },
 	"panicstop":            func(d *process.Driver) drivers.Driver { return &panicStop{d} },
+	"hangrecover":          func(d *process.Driver) drivers.Driver { return &hangRecover{Driver: d} },
+	"slowrecover":          func(d *process.Driver) drivers.Driver { return &slowRecover{d} },
 }
 
 // panicStop is the process driver with a Stop that panics, killing the

@@ -321,10 +321,11 @@ func (m *pluginManager) monitor(ctx context.Context, hooks pluginHooks) {
 		case name := <-done:
 			delete(restarting, name)
 		case <-probe.C:
+			// Also while a restart recovers the workers: a new instance
+			// that hangs in its Recovers is killed and replaced too. (A
+			// dead instance is not probed: probe skips an exited client.)
 			for _, p := range m.all() {
-				if !restarting[p.name] {
-					wg.Go(func() { m.probe(ctx, p) })
-				}
+				wg.Go(func() { m.probe(ctx, p) })
 			}
 		case <-t.C:
 			for _, p := range m.all() {
@@ -441,6 +442,10 @@ func (m *pluginManager) restart(ctx context.Context, p *managedPlugin, hooks plu
 			p.restarts++
 			restarts := p.restarts
 			p.mu.Unlock()
+			// The workers are recovered before the old instance's users
+			// (supervisors, stops) move to the new one; recovery is bounded
+			// (recoverAfterPluginCrash), and the liveness probe watches the
+			// new instance meanwhile.
 			if hooks.restarted != nil {
 				hooks.restarted(ctx, p.name, c)
 			}
