@@ -18,6 +18,7 @@ import (
 	"github.com/golb/golb/core/state"
 	"github.com/golb/golb/core/stats"
 	"github.com/golb/golb/drivers"
+	"github.com/golb/golb/workerapp"
 )
 
 // Prepare launches the drivers the config uses and checks every driver block
@@ -173,11 +174,11 @@ func (a *Agent) prepareGroup(ctx context.Context, g *config.Group) hcl.Diagnosti
 	}
 	// The app settings reach the built-in worker only: a group running its
 	// own program sets its environment in its config block.
+	if ds := appEnvConflict(g, raw); ds.HasErrors() {
+		return append(diags, ds...)
+	}
 	env := map[string]string{}
 	if g.RunsBuiltinWorker() {
-		if d := appEnvConflict(g, raw); d != nil {
-			return append(diags, d)
-		}
 		env["GOLB_AVG_DELAY"] = g.App.AvgDelayDur.String()
 		env["GOLB_FAILURE_RATE"] = strconv.FormatFloat(*g.App.FailureRate, 'g', -1, 64)
 	}
@@ -191,26 +192,55 @@ func (a *Agent) prepareGroup(ctx context.Context, g *config.Group) hcl.Diagnosti
 	return diags
 }
 
-// appEnvConflict reports a built-in worker's config env that sets what the
-// app block sets (golb would override it without a word).
-func appEnvConflict(g *config.Group, raw json.RawMessage) *hcl.Diagnostic {
+// appEnvConflict reports a group's config env that sets what golb sets
+// (golb would override it without a word, or the worker would fail on it):
+// PORT, BIND_ADDR and GOLB_WORKER_ID, which every driver gives every
+// worker, and for the built-in worker every GOLB_* name, its settings
+// (GOLB_AVG_DELAY and GOLB_FAILURE_RATE come from the app block,
+// GOLB_DRAIN_TIMEOUT = "bogus" crashed it). A group running its own
+// program may use other GOLB_* names: they are its own. One diagnostic per
+// name, at the name where the file writes it.
+func appEnvConflict(g *config.Group, raw json.RawMessage) hcl.Diagnostics {
 	var c struct {
 		Env map[string]string `json:"env"`
 	}
-	if json.Unmarshal(raw, &c) != nil {
+	if json.Unmarshal(raw, &c) != nil || len(c.Env) == 0 || g.Config == nil {
 		return nil
 	}
-	for _, k := range []string{"GOLB_AVG_DELAY", "GOLB_FAILURE_RATE"} {
-		if _, ok := c.Env[k]; ok {
-			return &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "env sets " + k + ", which the app block sets for the built-in worker",
-				Detail:   "Set it in app { avg_delay / failure_rate } instead.",
-				Subject:  attrRangeOf(g.Config.Body, "env").Ptr(),
-			}
+	at := map[string]hcl.Range{}
+	for _, e := range config.ConfigEnv(g.Config.Body) {
+		if _, dup := at[e.Key]; !dup {
+			at[e.Key] = e.KeyRange
 		}
 	}
-	return nil
+	keys := make([]string, 0, len(c.Env))
+	for k := range c.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var diags hcl.Diagnostics
+	for _, k := range keys {
+		var summary, detail string
+		switch {
+		case k == workerapp.EnvAvgDelay || k == workerapp.EnvFailureRate:
+			if !g.RunsBuiltinWorker() {
+				continue
+			}
+			summary, detail = "env sets "+k+", which the app block sets for the built-in worker", "Set it in app { avg_delay / failure_rate } instead."
+		case k == "PORT" || k == "BIND_ADDR" || k == workerapp.EnvWorkerID:
+			summary, detail = "env sets "+k+", which golb sets for each worker", "Remove it: golb gives every worker PORT (its own port), BIND_ADDR and GOLB_WORKER_ID, and a program should listen on $BIND_ADDR:$PORT."
+		case strings.HasPrefix(k, "GOLB_") && g.RunsBuiltinWorker():
+			summary, detail = "env sets "+k+", a setting golb keeps for the built-in worker", "Remove it: GOLB_* names are golb's own for the built-in worker (app { avg_delay, failure_rate } sets what it may)."
+		default:
+			continue
+		}
+		rng, ok := at[k]
+		if !ok {
+			rng = attrRangeOf(g.Config.Body, "env")
+		}
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr()})
+	}
+	return diags
 }
 
 // rangeOnGroup points diagnostics that have no source position (those of a

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +159,46 @@ func TestPrepareValid(t *testing.T) {
 	}
 	if alive(ds[0].PluginPID) {
 		t.Errorf("Close left the plugin (pid %d) running", ds[0].PluginPID)
+	}
+}
+
+// Regression: config { env = { GOLB_DRAIN_TIMEOUT = "bogus" } } validated,
+// and then every built-in worker exited on it; PORT or BIND_ADDR in env
+// were silently overridden. What golb sets is an error at its name: PORT,
+// BIND_ADDR and GOLB_WORKER_ID for any group, every GOLB_* name for the
+// built-in worker. A group running its own program keeps other GOLB_*
+// names: they are its own (TestOwnCommandGetsItsOwnEnv).
+func TestEnvGolbDrainTimeoutBogusCrashesTheWorker(t *testing.T) {
+	dir := t.TempDir()
+	base := freePorts(t, 4)
+	src := header(dir, "") + fmt.Sprintf(`
+group "builtin" {
+  port = %d
+  config {
+    env = {
+      GOLB_DRAIN_TIMEOUT = "bogus"
+      PORT               = "1"
+      LOG_LEVEL          = "debug"
+    }
+  }
+}
+
+group "own" {
+  port = %d
+  config {
+    command = [%q, "worker"]
+    env = {
+      GOLB_FAILURE_RATE = "1"
+      BIND_ADDR         = "0.0.0.0"
+    }
+  }
+}
+`, base, base+2, os.Args[0])
+	diags := prepare(t, src)
+	errorAt(t, diags, "env sets GOLB_DRAIN_TIMEOUT, a setting golb keeps", lineOf(t, src, "GOLB_DRAIN_TIMEOUT = "))
+	errorAt(t, diags, "env sets PORT, which golb sets", lineOf(t, src, `PORT               = "1"`))
+	errorAt(t, diags, "env sets BIND_ADDR, which golb sets", lineOf(t, src, "BIND_ADDR "))
+	if n := len(diags.Errs()); n != 3 {
+		t.Errorf("%d errors, want 3 (LOG_LEVEL, and the own program's GOLB_FAILURE_RATE, are fine): %s", n, diags.Error())
 	}
 }

@@ -459,6 +459,8 @@ func (v *validator) checkGroup(g *Group) {
 		v.errorf(attrRange(hc.Body, "fall"), "fall must be at least 1", "It counts consecutive failed checks before a worker is unhealthy.")
 	}
 
+	v.checkEnv(g)
+
 	if v.explicitApp[g] && !g.RunsBuiltinWorker() {
 		for _, name := range []string{"command", "image"} {
 			if hasAttr(g.Config.Body, name) {
