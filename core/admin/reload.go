@@ -16,6 +16,8 @@ const reloadTimeout = 2 * time.Minute
 func (api *API) serveReload(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), reloadTimeout)
 	defer cancel()
+	// A reload may take longer than the server's WriteTimeout.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(reloadTimeout + 10*time.Second))
 	ans, err := api.views.Reload(ctx)
 	status := http.StatusOK
 	switch {

@@ -261,6 +261,11 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.unsubscribe(sb)
 	rc := http.NewResponseController(w)
+	// A stream outlives the server's ReadTimeout and WriteTimeout: no read
+	// deadline (the client sends nothing more; its leaving ends the
+	// request's context), and a write deadline per frame (write).
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
