@@ -270,7 +270,7 @@ func TestSlowPluginRecoveryKeepsWorkersServing(t *testing.T) {
 	recovered := wait("recovery of all 3 workers", `msg="worker recovered by the new plugin instance"`, 3)
 	time.Sleep(time.Second)
 	ok, failed, firstErr := stopLoad()
-	t.Logf("Recover 2.5 s, timeout 1 s: the new instance took over %v after the kill, the 3 workers were recovered %v after it; %d requests answered meanwhile, %d failed",
+	t.Logf("Recover 2.5 s, timeout 1 s: the new instance took over %v after the kill and had recovered the 3 workers %v after it; %d requests answered meanwhile, %d failed",
 		handover.Round(time.Millisecond), recovered.Round(time.Millisecond), ok, failed)
 	if ev := seen(); ev != "" {
 		t.Errorf("workers left running during the plugin's recovery: %s", ev)
@@ -289,6 +289,12 @@ func TestSlowPluginRecoveryKeepsWorkersServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	ta.waitWorkers(t, 30*time.Second, "a worker stopped", func(ws []*state.Worker) bool { return len(inGroup(ws, g, "")) == 2 })
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(ta.logs.String(), `msg="worker stopped"`); { // logged once forgotten
+		if time.Now().After(deadline) {
+			t.Fatal("the scaled-away worker was not logged stopped")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if !strings.Contains(ta.logs.String(), "how=stopped") {
 		t.Errorf("the scaled-away worker was not stopped gracefully by the new instance")
 	}
