@@ -86,11 +86,17 @@ func (a *Agent) reconcileGroup(ctx context.Context, g *state.Group, all []*state
 			live = append(live, w)
 		}
 	}
-	next := a.rollOut(ctx, g, live, outdated)
+	next, stopped := a.rollOut(ctx, g, live, outdated)
+	if stopped != "" { // in this pass: start no replacement in it
+		cp := *g
+		cp.RolloutStopped = stopped
+		g = &cp
+	}
 	if len(outdated) > 0 {
 		// A rollover: replacements start at most max_parallel at a time,
-		// and none once it stopped (rollout.go).
-		g = a.boundRollout(g, live)
+		// and once it stopped only to make up for outdated workers that
+		// died (rollout.go).
+		g = a.boundRollout(g, live, outdated)
 	}
 	if t := a.reconcileCount(ctx, g, all, live); !t.IsZero() && (next.IsZero() || t.Before(next)) {
 		next = t
@@ -101,10 +107,12 @@ func (a *Agent) reconcileGroup(ctx context.Context, g *state.Group, all []*state
 // rollOut stops a group's outdated workers as their replacements become
 // healthy, oldest first, so that the group never serves with fewer than its
 // desired count while it changes over. Replacements that never get healthy
-// (say, the new settings crash) leave the outdated workers serving.
-func (a *Agent) rollOut(ctx context.Context, g *state.Group, live, outdated []*state.Worker) time.Time {
+// (say, the new settings crash) leave the outdated workers serving. It
+// returns when to look again, and the stopped rollover's note when this
+// pass stopped it.
+func (a *Agent) rollOut(ctx context.Context, g *state.Group, live, outdated []*state.Worker) (time.Time, string) {
 	if len(outdated) == 0 {
-		return time.Time{}
+		return time.Time{}, ""
 	}
 	serving := a.servingIn(g.Name)
 	healthy := 0
@@ -113,20 +121,20 @@ func (a *Agent) rollOut(ctx context.Context, g *state.Group, live, outdated []*s
 			healthy++
 		}
 	}
-	a.checkRollout(ctx, g, live, serving)
+	stopped := a.checkRollout(ctx, g, live, serving)
 	sort.Slice(outdated, func(i, j int) bool { return outdated[i].StartedAt.Before(outdated[j].StartedAt) })
 	n := min(healthy+len(outdated)-g.Desired, len(outdated))
 	for _, w := range outdated[:max(n, 0)] {
-		if _, err := a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status = state.StatusDraining }); err != nil {
-			continue
+		if !a.beginStop(w.ID, state.StatusRunning) {
+			continue // not running (yet), or being stopped already
 		}
 		a.logger.Info("replacement healthy; stopping the worker with the old settings", "worker", w.ID, "group", g.Name)
 		a.goWork(ctx, func(ctx context.Context) { a.stopWorker(ctx, w.ID, true) })
 	}
 	if n >= len(outdated) {
-		return time.Time{}
+		return time.Time{}, stopped
 	}
-	return time.Now().Add(100 * time.Millisecond) // health lives in the balancers, not the store
+	return time.Now().Add(100 * time.Millisecond), stopped // health lives in the balancers, not the store
 }
 
 // servingIn returns whether every balancer of group counts a worker healthy
@@ -197,8 +205,8 @@ func (a *Agent) reconcileCount(ctx context.Context, g *state.Group, all, live []
 		}
 		sort.Slice(running, func(i, j int) bool { return running[i].StartedAt.After(running[j].StartedAt) })
 		for _, w := range running[:min(len(live)-g.Desired, len(running))] {
-			if _, err := a.store.UpdateWorker(w.ID, func(w *state.Worker) { w.Status = state.StatusDraining }); err != nil {
-				continue
+			if !a.beginStop(w.ID, state.StatusRunning) {
+				continue // drained on request, or exited, since this pass read it
 			}
 			a.goWork(ctx, func(ctx context.Context) { a.stopWorker(ctx, w.ID, true) })
 		}

@@ -31,15 +31,21 @@ func (a *Agent) rolloutSettings(group string) (maxParallel int, deadline time.Du
 // boundRollout returns g with Desired lowered so that reconcileCount starts
 // no more replacements than max_parallel allows beside those starting
 // already (live workers not yet healthy everywhere), and none once the
-// rollover stopped. It never lowers Desired below the live count: the bound
-// only holds back starts, it never stops a worker.
-func (a *Agent) boundRollout(g *state.Group, live []*state.Worker) *state.Group {
+// rollover stopped. Workers missing from the group altogether (outdated
+// ones that died, a scale-up) are made up at once, beyond max_parallel and
+// after a stop too, with the new settings, as Nomad's reconciler places a
+// lost allocation even in a failed deployment (with the job's current
+// version): a stopped rollover holds back replacements, never the count. It
+// never lowers Desired below the live count: the bound only holds back
+// starts, it never stops a worker.
+func (a *Agent) boundRollout(g *state.Group, live, outdated []*state.Worker) *state.Group {
 	if len(live) >= g.Desired {
 		return g
 	}
+	missing := max(g.Desired-len(live)-len(outdated), 0)
 	cp := *g
 	if g.RolloutStopped != "" {
-		cp.Desired = len(live)
+		cp.Desired = len(live) + missing
 		return &cp
 	}
 	maxParallel, _ := a.rolloutSettings(g.Name)
@@ -51,17 +57,20 @@ func (a *Agent) boundRollout(g *state.Group, live []*state.Worker) *state.Group 
 		}
 	}
 	room := max(maxParallel-starting, 0)
-	cp.Desired = min(g.Desired, len(live)+room)
+	cp.Desired = min(g.Desired, len(live)+room+missing)
 	return &cp
 }
 
 // checkRollout stops a rollover whose replacement failed (a crash or a
-// failed start since the rollover began) or is not healthy within the
-// group's healthy_deadline.
-func (a *Agent) checkRollout(ctx context.Context, g *state.Group, live []*state.Worker, serving func(string) bool) {
+// failed start of a worker with the new settings since the rollover began:
+// an outdated worker's death is not counted, workerExited) or is not
+// healthy within the group's healthy_deadline. It returns the stopped
+// rollover's note when it stopped it now. A stopped rollover is not checked
+// again: what starts after it (making up for outdated workers that died)
+// is a worker of the group like any other, not a replacement on trial.
+func (a *Agent) checkRollout(ctx context.Context, g *state.Group, live []*state.Worker, serving func(string) bool) string {
 	if g.RolloutStopped != "" {
-		a.stopUnready(ctx, live, serving) // one still starting when it stopped
-		return
+		return ""
 	}
 	_, deadline := a.rolloutSettings(g.Name)
 	a.mu.Lock()
@@ -81,14 +90,15 @@ func (a *Agent) checkRollout(ctx context.Context, g *state.Group, live []*state.
 		reason = fmt.Sprintf("replacement %s not healthy within healthy_deadline %v", late[0].ID, deadline)
 	}
 	if reason == "" {
-		return
+		return ""
 	}
-	a.stopRollout(ctx, g.Name, reason, live, serving)
+	return a.stopRollout(ctx, g.Name, reason, live, serving)
 }
 
 // stopRollout marks group's rollover stopped for reason, and stops its
-// replacements that are not serving: the old workers carry the traffic.
-func (a *Agent) stopRollout(ctx context.Context, group, reason string, live []*state.Worker, serving func(string) bool) {
+// replacements that are not serving: the old workers carry the traffic. It
+// returns the group's note.
+func (a *Agent) stopRollout(ctx context.Context, group, reason string, live []*state.Worker, serving func(string) bool) string {
 	note := "rollout stopped: " + reason + "; the old workers keep serving"
 	_ = a.store.UpdateGroup(group, func(g *state.Group) error {
 		g.RolloutStopped = note
@@ -97,25 +107,22 @@ func (a *Agent) stopRollout(ctx context.Context, group, reason string, live []*s
 	a.logger.Error("rollout stopped; the workers with the old settings keep serving", "group", group, "reason", reason)
 	a.reloads.event(group, note)
 	a.stopUnready(ctx, live, serving)
+	return note
 }
 
-// stopUnready stops the running replacements of a stopped rollover that
-// are not serving (live holds no outdated worker).
+// stopUnready stops the replacements of a stopped rollover that are not
+// serving (live holds no outdated worker): a running one is drained and
+// stopped; one still starting is marked draining, which startWorker takes
+// for "no longer wanted" and removes once its Start returns.
 func (a *Agent) stopUnready(ctx context.Context, live []*state.Worker, serving func(string) bool) {
 	for _, w := range live {
 		if w.Status == state.StatusRunning && serving(w.ID) {
 			continue
 		}
-		if w.Status != state.StatusRunning {
-			continue // still starting: stopped by a later pass once running
+		if a.beginStop(w.ID, state.StatusPending) {
+			continue // startWorker removes it
 		}
-		stopping := false
-		_, _ = a.store.UpdateWorker(w.ID, func(w *state.Worker) {
-			if w.Status == state.StatusRunning {
-				w.Status, stopping = state.StatusDraining, true
-			}
-		})
-		if !stopping {
+		if !a.beginStop(w.ID, state.StatusRunning) {
 			continue
 		}
 		a.goWork(ctx, func(ctx context.Context) { a.stopWorker(ctx, w.ID, true) })

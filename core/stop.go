@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -119,6 +120,20 @@ func (a *Agent) stopWorker(ctx context.Context, id string, drain bool) error {
 	}
 	a.logger.Info("worker stopped", "worker", id, "group", w.Group, "how", how)
 	return nil
+}
+
+// beginStop moves worker id to draining if its status is one of from, in
+// one transaction, and reports whether it did. Only the caller that moved
+// it stops it: two reconcile passes, or a pass and a drain on request, that
+// both read it running never stop it twice.
+func (a *Agent) beginStop(id string, from ...state.WorkerStatus) bool {
+	moved := false
+	_, _ = a.store.UpdateWorker(id, func(w *state.Worker) {
+		if slices.Contains(from, w.Status) {
+			w.Status, moved = state.StatusDraining, true
+		}
+	})
+	return moved
 }
 
 // drain takes w out of every pool now, not when the feeds catch up (no new

@@ -223,8 +223,12 @@ func (a *Agent) workerExited(ctx context.Context, id, group string, status state
 		return // golb stopped it on purpose
 	}
 	// The backoff first: the status change below wakes the reconciler,
-	// which must already see it.
-	a.recordCrash(group, time.Since(w.StartedAt), res.String())
+	// which must already see it. An outdated worker's exit is no crash of
+	// its group's settings: none is started with its settings again, and
+	// it must not stop the rollover replacing it (checkRollout).
+	if !w.Outdated {
+		a.recordCrash(group, time.Since(w.StartedAt), res.String())
+	}
 	for _, b := range a.balancersOf(group) {
 		b.MarkDown(id)
 	}
