@@ -100,6 +100,8 @@ var knobDrivers = map[string]func(*process.Driver) drivers.Driver{
 	"panicstop":            func(d *process.Driver) drivers.Driver { return &panicStop{d} },
 	"hangrecover":          func(d *process.Driver) drivers.Driver { return &hangRecover{Driver: d} },
 	"slowrecover":          func(d *process.Driver) drivers.Driver { return &slowRecover{d} },
+	"slowstart":            func(d *process.Driver) drivers.Driver { return &slowStart{Driver: d} },
+	"starterr":             func(d *process.Driver) drivers.Driver { return &startErr{Driver: d} },
 }
 
 // panicStop is the process driver with a Stop that panics, killing the

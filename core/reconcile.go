@@ -33,9 +33,10 @@ const (
 type crashLoop struct {
 	streak  int
 	notTill time.Time
-	// badReply is the last bad plugin reply logged for this streak: the
-	// same one again, start after start, is not logged again.
-	badReply string
+	// lastErr is the last failed start's error logged for this streak (a
+	// bad plugin reply, the driver's error): the same one again, start
+	// after start, is logged at DEBUG only.
+	lastErr string
 }
 
 // reconcileLoop converges actual on desired state whenever either changes.
@@ -348,7 +349,7 @@ func (a *Agent) recordCrash(group string, uptime time.Duration, reason string) {
 		a.crashes[group] = cl
 	}
 	if uptime >= minUptime {
-		cl.streak = 0
+		cl.streak, cl.lastErr = 0, ""
 	}
 	cl.streak++
 	streak := cl.streak

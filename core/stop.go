@@ -264,6 +264,60 @@ func (a *Agent) stopAllWorkers(ctx context.Context) []*state.Worker {
 			out = append(out, w)
 		}
 	}
+	return append(out, a.stopStrays(context.WithoutCancel(ctx))...)
+}
+
+// stopStrays stops and destroys, at shutdown, each worker a driver runs
+// for this data dir that the store does not hold: one whose Start finished
+// in its plugin after golb had given up on it (startTimeout), or any other
+// worker golb lost track of. Only drivers whose earlier workers were
+// adopted are asked: until then the store cannot know them all. It returns
+// those it could not stop, recorded lost, for stopReport.
+func (a *Agent) stopStrays(ctx context.Context) []*state.Worker {
+	var out []*state.Worker
+	for _, mp := range a.plugins.all() {
+		a.mu.Lock()
+		adopted := a.adopted[mp.name]
+		a.mu.Unlock()
+		c, _, err := a.plugins.current(mp.name)
+		if !adopted || err != nil {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		hs, err := c.List(lctx, map[string]string{drivers.LabelManaged: "true", LabelInstance: a.instance})
+		cancel()
+		if err != nil {
+			a.logger.Warn("listing workers at shutdown, to stop any golb lost track of", "driver", mp.name, "err", err)
+			continue
+		}
+		for _, h := range hs {
+			if w, _ := a.store.Worker(nil, h.ID); w != nil {
+				continue // stopped by stopAllWorkers, or reported by it
+			}
+			group := h.Labels[drivers.LabelGroup]
+			w := &state.Worker{ID: h.ID, Group: group, Driver: mp.name, Port: portOf(h.Address), Address: h.Address,
+				Handle: h, StartedAt: h.StartedAt}
+			a.logger.Warn("stopping a worker golb had lost track of", "worker", h.ID, "group", group, "driver", mp.name, "address", h.Address)
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_ = c.Recover(rctx, h) // only a recovered worker can be stopped gracefully
+			cancel()
+			hctx, cancel := context.WithTimeout(ctx, a.haltBudget(group))
+			forced, err := a.halt(hctx, mp.name, h.ID, group)
+			cancel()
+			if err != nil {
+				a.keepLost(ctx, w, err, false)
+				if lw, _ := a.store.Worker(nil, h.ID); lw != nil {
+					out = append(out, lw)
+				}
+				continue
+			}
+			how := "stopped"
+			if forced {
+				how = "destroyed"
+			}
+			a.logger.Info("worker stopped", "worker", h.ID, "group", group, "how", how)
+		}
+	}
 	return out
 }
 

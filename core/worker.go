@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -43,8 +44,9 @@ func (a *Agent) specFor(w *state.Worker) drivers.WorkerSpec {
 	return spec
 }
 
-// startTimeout bounds one Start call (an image load can take a while).
-const startTimeout = 2 * time.Minute
+// startTimeout bounds one Start call (an image load can take a while). A
+// variable so that tests can shorten it; set it before an agent runs.
+var startTimeout = 2 * time.Minute
 
 // startWorker starts pending worker w through its driver and, once started,
 // records it running and supervises it. A failed start counts as a crash of
@@ -66,11 +68,12 @@ func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
 		// replaces it. Not the group's fault: no crash is recorded.
 		select {
 		case <-replaced:
-			a.destroyQuietly(sctx, w.Driver, w.ID)
+			a.startCut(ctx, w, err)
 		case <-ctx.Done(): // shutting down: the new instance's List cleanup removes it
+			_ = a.store.DeleteWorker(w.ID)
 		case <-sctx.Done():
+			_ = a.store.DeleteWorker(w.ID)
 		}
-		_ = a.store.DeleteWorker(w.ID)
 		return
 	}
 	if err == nil && h == nil { // a Driver that is not the SDK's client
@@ -82,8 +85,12 @@ func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
 	}
 	if err != nil {
 		if ctx.Err() == nil { // not shutting down
-			a.logger.Error("starting worker failed", "worker", w.ID, "group", w.Group, "driver", w.Driver, "err", err)
+			a.logStartError(w, err)
 			a.recordCrash(w.Group, 0, err.Error()) // before the delete wakes the reconciler
+		}
+		if startMayHaveRun(sctx, err) {
+			a.startCut(ctx, w, err)
+			return
 		}
 		_ = a.store.DeleteWorker(w.ID)
 		return
@@ -108,6 +115,42 @@ func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
 	a.superviseAsync(ctx, w.ID, w.Driver, w.Group)
 }
 
+// startMayHaveRun reports whether a failed Start may have left its worker
+// running: the call was cut (its deadline passed, it was cancelled) rather
+// than answered with the driver's refusal, so the plugin may have finished
+// it, or be finishing it still.
+func startMayHaveRun(sctx context.Context, err error) bool {
+	return sctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// startCut removes what a Start that failed halfway (cut at its deadline,
+// or by its plugin's crash) may have left under w's id: Destroy, through
+// the plugin (its new instance after a crash), as for a bad reply. A
+// worker that Destroy cannot remove is kept as lost, out of every pool, and
+// retried (keepLost), never forgotten: it may run.
+func (a *Agent) startCut(ctx context.Context, w *state.Worker, startErr error) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.destroyTimeout)
+	derr := a.withPlugin(dctx, w.Driver, func(c *drivers.Client) error { return c.Destroy(dctx, w.ID) })
+	cancel()
+	if derr != nil && !errors.Is(derr, drivers.ErrNotFound) {
+		a.keepLost(ctx, w, fmt.Errorf("start: %v; destroy: %w", startErr, derr), ctx.Err() == nil && !a.finalStop.Load())
+		return
+	}
+	_ = a.store.DeleteWorker(w.ID)
+}
+
+// logStartError logs a failed Start: at ERROR the first of its group's
+// crash streak and each that says something new, at DEBUG the same error
+// again (a crash-looping group retries with backoff, up to every 30 s).
+func (a *Agent) logStartError(w *state.Worker, err error) {
+	msg := err.Error()
+	if a.firstStartError(w.Group, msg) {
+		a.logger.Error("starting worker failed", "worker", w.ID, "group", w.Group, "driver", w.Driver, "err", msg)
+		return
+	}
+	a.logger.Debug("starting worker failed again the same way", "worker", w.ID, "group", w.Group, "driver", w.Driver)
+}
+
 // startRefused handles a Start whose reply the SDK client refused (no handle,
 // a bad address, an oversized state): the plugin's bug. The start counts as
 // failed, with the crash-loop backoff (whose failing mark puts err in the
@@ -116,7 +159,7 @@ func (a *Agent) startWorker(ctx context.Context, w *state.Worker) {
 // once per crash streak and distinct message, not at every retry.
 func (a *Agent) startRefused(ctx context.Context, w *state.Worker, err error) {
 	msg := err.Error()
-	if a.firstBadReply(w.Group, msg) {
+	if a.firstStartError(w.Group, msg) {
 		a.logger.Error("driver plugin sent a bad reply; counting the start as failed",
 			"worker", w.ID, "group", w.Group, "driver", w.Driver, "err", msg)
 	} else {
@@ -130,9 +173,9 @@ func (a *Agent) startRefused(ctx context.Context, w *state.Worker, err error) {
 	_ = a.store.DeleteWorker(w.ID)
 }
 
-// firstBadReply reports whether msg is new for group's crash streak, and
-// remembers it.
-func (a *Agent) firstBadReply(group, msg string) bool {
+// firstStartError reports whether msg, a failed start's error, is new for
+// group's crash streak, and remembers it.
+func (a *Agent) firstStartError(group, msg string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cl := a.crashes[group]
@@ -140,10 +183,10 @@ func (a *Agent) firstBadReply(group, msg string) bool {
 		cl = &crashLoop{}
 		a.crashes[group] = cl
 	}
-	if cl.badReply == msg {
+	if cl.lastErr == msg {
 		return false
 	}
-	cl.badReply = msg
+	cl.lastErr = msg
 	return true
 }
 
