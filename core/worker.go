@@ -208,8 +208,16 @@ func (a *Agent) superviseAsync(ctx context.Context, id, driver, group string) {
 	a.goWork(ctx, func(ctx context.Context) { a.supervise(ctx, id, driver, group) })
 }
 
+// How long supervise waits before it asks again after a Wait failed: from
+// waitRetryFirst, doubling up to waitRetryMax while it keeps failing.
+const (
+	waitRetryFirst = time.Second
+	waitRetryMax   = 30 * time.Second
+)
+
 func (a *Agent) supervise(ctx context.Context, id, driver, group string) {
 	recovered := false
+	retry, lastErr := waitRetryFirst, ""
 	for {
 		c, replaced, err := a.plugins.current(driver)
 		if err != nil {
@@ -224,6 +232,7 @@ func (a *Agent) supervise(ctx context.Context, id, driver, group string) {
 			// instance, which recovers this worker, and watch it again.
 			select {
 			case <-replaced:
+				retry, lastErr = waitRetryFirst, "" // a new instance: a fresh start
 				continue
 			case <-ctx.Done():
 				return
@@ -240,9 +249,17 @@ func (a *Agent) supervise(ctx context.Context, id, driver, group string) {
 			a.workerExited(ctx, id, group, state.StatusLost, drivers.ExitResult{ExitCode: -1, Err: "the driver no longer knows this worker"})
 			return
 		case err != nil:
-			a.logger.Warn("waiting on worker", "worker", id, "err", err)
+			// Logged when it starts failing and when its error changes;
+			// asked again with backoff, not every second forever.
+			if msg := err.Error(); msg != lastErr {
+				a.logger.Warn("waiting on worker failed; asking again with backoff", "worker", id, "err", msg, "retry_in", retry.String())
+				lastErr = msg
+			} else {
+				a.logger.Debug("waiting on worker failed again the same way", "worker", id, "retry_in", retry.String())
+			}
 			select {
-			case <-time.After(time.Second):
+			case <-time.After(retry):
+				retry = min(retry*2, waitRetryMax)
 				continue
 			case <-ctx.Done():
 				return
