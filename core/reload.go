@@ -256,11 +256,44 @@ func (a *Agent) removeLater(bs []*balancer.Balancer, groups []string) {
 	defer a.reloads.run.Unlock()
 	for _, name := range groups {
 		if a.config().Group(name) != nil {
-			continue // a later reload brought it back
+			// A later reload brought it back while the balancers removed
+			// with it drained: its workers served their last requests, and
+			// now those with other settings roll over.
+			a.rollReadded(name)
+			continue
 		}
 		_ = a.store.UpdateGroup(name, func(g *state.Group) error { g.Desired, g.Min, g.Max = 0, 0, 0; return nil })
 		a.goWork(a.controlCtx, func(ctx context.Context) { a.forgetGroup(ctx, name) })
 	}
+}
+
+// rollReadded rolls over the workers of group, removed by a reload and
+// added back by a later one before they were stopped, that do not run its
+// settings now: an added group has no rollover of its own (apply), so they
+// would serve with the settings of before its removal for good. A group
+// whose rollover is under way already (a reload changed it since) is left
+// to it.
+func (a *Agent) rollReadded(group string) {
+	gs := a.spec(group)
+	ws, err := a.store.WorkersByGroup(nil, group)
+	if gs == nil || err != nil {
+		return
+	}
+	stale := false
+	for _, w := range ws {
+		stale = stale || w.Status.Live() && !w.Outdated && (w.Handle == nil || w.Handle.Labels[LabelSpec] != gs.hash)
+	}
+	if !stale {
+		return
+	}
+	n, err := a.beginRollout(group, gs.hash)
+	if err != nil {
+		a.logger.Error("starting the rollover of a group added back", "group", group, "err", err)
+		return
+	}
+	maxParallel, deadline := a.rolloutSettings(group)
+	a.logger.Info("group added back while its removed balancers drained: its workers with the settings of before roll over",
+		"group", group, "outdated", n, "max_parallel", maxParallel, "healthy_deadline", deadline)
 }
 
 // poolOf is group's running workers, as the feeds give them to a balancer.
