@@ -46,6 +46,8 @@ type Balancer struct {
 	budgetDeny   atomic.Uint64 // retries refused by the budget
 	unavailable  atomic.Uint64 // requests answered 503: no candidate
 	clientErrors atomic.Uint64 // requests refused as the client's error (4xx from golb)
+	limitWarned  atomic.Int64  // when waitForSlot last logged (unix ns)
+	fdWarned     atomic.Int64  // when a dial last logged running out of descriptors
 
 	closing atomic.Bool // Shutdown began: no new connections, none kept alive
 	connMu  sync.Mutex

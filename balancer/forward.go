@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/golb/golb/balancer/h1"
@@ -764,6 +765,17 @@ func (c *clientConn) failed(x *exchange, r *reqInfo, be *backend, start time.Tim
 	if kind == failCanceled {
 		be.release()
 		b.log.Debug("client went away", "id", be.id, "err", err)
+		return false, false
+	}
+	if kind == failNotSent && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) {
+		// golb is out of file descriptors, not the worker out of order:
+		// nothing is charged to it (this ejected every worker at once).
+		be.release()
+		if now := time.Now().UnixNano(); now-b.fdWarned.Load() > int64(time.Minute) {
+			b.fdWarned.Store(now) // once a minute at most
+			b.log.Warn("cannot dial a worker: out of file descriptors", "id", be.id, "err", err)
+		}
+		c.answer(503, "golb is out of file descriptors", true)
 		return false, false
 	}
 	be.observe(classError, time.Since(start))

@@ -59,7 +59,14 @@ var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, h1.
 
 func (b *Balancer) serve(ln net.Listener) {
 	var delay time.Duration
+	var gone *atomic.Bool
+	if tl, ok := ln.(*trackedListener); ok {
+		gone = &tl.gone
+	}
 	for {
+		if !b.waitForSlot(ln, gone) {
+			return
+		}
 		nc, err := ln.Accept()
 		if err != nil {
 			if b.closing.Load() {
@@ -80,10 +87,7 @@ func (b *Balancer) serve(ln net.Listener) {
 			return
 		}
 		delay = 0
-		c := &clientConn{b: b, nc: nc}
-		if tl, ok := ln.(*trackedListener); ok {
-			c.gone = &tl.gone
-		}
+		c := &clientConn{b: b, nc: nc, gone: gone}
 		c.io = newRawIO(nc, b.conf().IdleTimeout)
 		c.rd.Reset(c.io)
 		if !b.track(c, true) {
@@ -92,6 +96,48 @@ func (b *Balancer) serve(ln net.Listener) {
 		}
 		go c.serve()
 	}
+}
+
+// clientConns counts the client connections of every balancer in this
+// process; past maxClientConns a listener accepts no more until one
+// closes (the next ones wait in the kernel's backlog, using no file
+// descriptor). Without it a client could open connections until golb had
+// no descriptor left to dial a worker, open the stats database or answer
+// the admin API (the hard limit is 20,000 on the machines golb is tested
+// on). The default leaves room for a worker connection per client
+// connection, and 1,024 descriptors for the rest of golb.
+var (
+	clientConns    atomic.Int64
+	maxClientConns atomic.Int64 // tests lower it
+)
+
+func init() { maxClientConns.Store(defaultMaxClientConns()) }
+
+func defaultMaxClientConns() int64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<22 { // unlimited, or nearly
+		return 1 << 20
+	}
+	return max(64, (int64(lim.Cur)-1024)/2)
+}
+
+// waitForSlot waits while the process holds maxClientConns client
+// connections, and reports false once the listener is to stop.
+func (b *Balancer) waitForSlot(ln net.Listener, gone *atomic.Bool) bool {
+	warned := false
+	for clientConns.Load() >= maxClientConns.Load() {
+		if b.closing.Load() || gone != nil && gone.Load() {
+			return false
+		}
+		if now := time.Now().UnixNano(); !warned && now-b.limitWarned.Load() > int64(time.Minute) {
+			warned = true // once a minute at most: a client can make this flap
+			b.limitWarned.Store(now)
+			b.log.Warn("client connections at the limit; accepting again when one closes",
+				"addr", ln.Addr().String(), "limit", maxClientConns.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
 
 // track adds c to (or removes it from) the connections Shutdown waits for.
@@ -106,8 +152,10 @@ func (b *Balancer) track(c *clientConn, add bool) bool {
 		b.conns[c] = struct{}{}
 		b.connWG.Add(1)
 		b.open.Add(1)
+		clientConns.Add(1)
 		return true
 	}
+	clientConns.Add(-1)
 	b.open.Add(-1)
 	delete(b.conns, c)
 	b.connWG.Done()
