@@ -37,7 +37,10 @@ type Autoscaler struct {
 
 	delay      maxWindow // the counts decided over scale_down_delay
 	lastActive time.Time // the last sample with a request in flight or arriving
-	floor      int       // set by golb scale until floorUntil
+	// poked is set by a sample with a request in flight (held) or
+	// counted, and cleared by Decide: at zero it wakes the group.
+	poked      bool
+	floor      int // set by golb scale until floorUntil
 	floorUntil time.Time
 	last       Decision
 }
@@ -52,7 +55,7 @@ func New(spec Spec, now time.Time) (*Autoscaler, error) {
 	gran := min(max(spec.PanicWindow/6, minGran), time.Second)
 	return &Autoscaler{
 		spec:       spec,
-		win:        newWindow(spec.StableWindow, gran),
+		win:        newWindow(spec.StableWindow, gran, now),
 		recent:     2 * gran,
 		delay:      maxWindow{span: spec.ScaleDownDelay},
 		lastActive: now,
@@ -72,7 +75,7 @@ func (a *Autoscaler) Record(now time.Time, s Sample) {
 	defer a.mu.Unlock()
 	a.win.record(now, s)
 	if s.InFlight > 0 || s.Requests > 0 {
-		a.lastActive = now
+		a.lastActive, a.poked = now, true
 	}
 }
 
@@ -121,6 +124,8 @@ func (a *Autoscaler) Panicking() bool {
 func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	poked := a.poked
+	a.poked = false
 	s := a.spec
 	target, metric := s.target()
 	st := a.win.averages(now, s.StableWindow)
@@ -147,8 +152,8 @@ func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 		stableVal, panicVal, recentVal = st.rps, pa.rps, re.rps
 	}
 	readyF := math.Max(1, float64(ready))
-	wantStable := int(math.Ceil(stableVal / target))
-	wantPanic := int(math.Ceil(panicVal / target))
+	wantStable := count(stableVal / target)
+	wantPanic := count(panicVal / target)
 
 	// Panic begins on a breach, is extended by each one, and ends one
 	// stable window after the last.
@@ -174,7 +179,7 @@ func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 		// In panic the newest samples count too: a step is followed in
 		// seconds, not once it fills the window. Panic never scales down,
 		// so a peak costs at most one stable window of extra workers.
-		if wantRecent := int(math.Ceil(recentVal / target)); wantRecent > want {
+		if wantRecent := count(recentVal / target); wantRecent > want {
 			want = wantRecent
 			reason = fmt.Sprintf("panic %s %.3g over the last %s / target %g = %d", metric, recentVal, a.recent, target, wantRecent)
 		}
@@ -200,22 +205,32 @@ func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 		}
 	}
 
-	// Rates: at most ready × up rate, at least ready / down rate.
-	if hi := int(math.Ceil(s.MaxScaleUpRate * readyF)); want > hi {
+	// Rates: a rise to at most ready × up rate, a fall to at least ready /
+	// down rate. Each limits a change its way only: while workers are
+	// still starting (ready < current) the up cap must not lower the count
+	// and stop them.
+	if hi := max(count(s.MaxScaleUpRate*readyF), current); want > current && want > hi {
 		want = hi
 		reason += fmt.Sprintf("; limited by max_scale_up_rate %g x %d ready", s.MaxScaleUpRate, ready)
 	}
-	if lo := int(math.Floor(readyF / s.MaxScaleDownRate)); want < lo {
+	if lo := min(int(math.Floor(readyF/s.MaxScaleDownRate)), current); want < current && want < lo {
 		want = lo
 		reason += fmt.Sprintf("; limited by max_scale_down_rate: %d ready / %g", ready, s.MaxScaleDownRate)
 	}
 
 	// Zero only after scale_to_zero_after with no request; until then a
-	// group with workers keeps one.
+	// group with workers keeps one. A group at zero wakes on any request
+	// since the last decision, held or counted (Knative's activator pokes
+	// the same way): held requests are not yet counted, so the rps metric
+	// is 0, and a request refused at once (hold_max = 0) is never in
+	// flight.
 	if s.Min == 0 {
 		idle := now.Sub(a.lastActive)
 		switch {
-		case idle >= s.ScaleToZeroAfter && !a.panicking:
+		case poked && want == 0 && current == 0:
+			want = 1
+			reason = "a request at zero: waking the group with 1 worker"
+		case idle >= s.ScaleToZeroAfter && !a.panicking && !poked:
 			if current > 0 || want > 0 {
 				reason = fmt.Sprintf("no request for %s (scale_to_zero_after %s): scaling to zero", idle.Round(time.Second), s.ScaleToZeroAfter)
 			}
@@ -241,4 +256,21 @@ func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 	d.To, d.Direction, d.Reason = want, DirectionOf(current, want), reason
 	a.last = d
 	return d
+}
+
+// maxCount bounds the counts figured from floats before they are ints:
+// ceil(8 / 1e-18) or ceil(1e19 × ready) do not fit one (they converted to
+// math.MinInt64, so a group under load sat at min or halved). Far above
+// any max.
+const maxCount = math.MaxInt32
+
+// count is ceil(f) as a count of workers, within [0, maxCount].
+func count(f float64) int {
+	switch {
+	case !(f > 0): // NaN too
+		return 0
+	case f >= maxCount:
+		return maxCount
+	}
+	return int(math.Ceil(f))
 }

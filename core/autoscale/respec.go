@@ -53,6 +53,7 @@ func (w *window) rebucket(nw *window, now time.Time) *window {
 	old := slices.Clone(w.buckets)
 	slices.SortFunc(old, func(x, y bucket) int { return cmp.Compare(x.slot, y.slot) })
 	cur := w.slot(now)
+	nw.clock = w.clock // the same offsets: slots scale by the grans alone
 	for _, b := range old {
 		if b.n == 0 || b.slot > cur {
 			continue

@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -26,18 +27,26 @@ const (
 	MaxScaleToZeroAfter = 24 * time.Hour
 )
 
+// The bounds of the Spec's figures. A target below MinTarget or a rate
+// above MaxScaleRate asks for counts no group has (8 in flight at a target
+// of 1e-18 is 8e18 workers); Knative's default up rate is 1000.
+const (
+	MinTarget    = 0.01
+	MaxScaleRate = 1e6
+)
+
 // Spec is one group's scaling policy: the scale block of golb's config.
 // WithDefaults fills every zero field; Validate names the first conflict.
 type Spec struct {
 	// Min and Max bound the desired count. Min 0 allows scaling to zero.
 	Min, Max int
 	// TargetInflight is the in-flight requests one worker should carry:
-	// desired = ceil(average in-flight / TargetInflight). Default 10.
-	// Conflicts with TargetRPS.
+	// desired = ceil(average in-flight / TargetInflight). Default 10; at
+	// least MinTarget (0.01). Conflicts with TargetRPS.
 	TargetInflight float64
 	// TargetRPS scales on requests per second instead: desired =
-	// ceil(average rps / TargetRPS). Default 0: off. Conflicts with
-	// TargetInflight.
+	// ceil(average rps / TargetRPS). Default 0: off; else at least
+	// MinTarget (0.01). Conflicts with TargetInflight.
 	TargetRPS float64
 	// StableWindow is the span of the average that stable mode scales on,
 	// and how long panic mode lasts after its last breach. Default 60s;
@@ -53,11 +62,11 @@ type Spec struct {
 	// the group scales down to it. Default 30s (when 0); a negative value
 	// means none: scale down at once. At most MaxScaleDownDelay (1h).
 	ScaleDownDelay time.Duration
-	// MaxScaleUpRate caps one decision at ready × MaxScaleUpRate workers.
-	// Default 1000; at least 1.
+	// MaxScaleUpRate caps a rise at ready × MaxScaleUpRate workers (it
+	// never lowers the count). Default 1000; 1 to MaxScaleRate (1e6).
 	MaxScaleUpRate float64
-	// MaxScaleDownRate floors one decision at ready / MaxScaleDownRate.
-	// Default 2; at least 1.
+	// MaxScaleDownRate floors a fall at ready / MaxScaleDownRate workers
+	// (it never raises the count). Default 2; 1 to MaxScaleRate (1e6).
 	MaxScaleDownRate float64
 	// ScaleToZeroAfter is how long a group at Min 0 must see no request
 	// before it goes to 0 workers. Default StableWindow; at most
@@ -108,16 +117,18 @@ func (s Spec) Validate() error {
 		return bad("target_inflight and target_rps are both set")
 	case s.TargetInflight < 0 || s.TargetRPS < 0 || s.TargetInflight+s.TargetRPS == 0:
 		return bad("the target must be above 0")
+	case !(s.TargetInflight+s.TargetRPS >= MinTarget) || math.IsInf(s.TargetInflight+s.TargetRPS, 0):
+		return bad("the target %g must be at least %g, and finite", s.TargetInflight+s.TargetRPS, MinTarget)
 	case s.StableWindow < time.Second || s.StableWindow > MaxStableWindow:
 		return bad("stable_window %s must be between 1s and %s", s.StableWindow, MaxStableWindow)
 	case s.PanicWindow < time.Second || s.PanicWindow > s.StableWindow:
 		return bad("panic_window %s must be between 1s and stable_window %s", s.PanicWindow, s.StableWindow)
-	case s.PanicThreshold <= 1:
+	case !(s.PanicThreshold > 1):
 		return bad("panic_threshold %g must be above 1", s.PanicThreshold)
 	case s.ScaleDownDelay > MaxScaleDownDelay:
 		return bad("scale_down_delay %s is over %s", s.ScaleDownDelay, MaxScaleDownDelay)
-	case s.MaxScaleUpRate < 1 || s.MaxScaleDownRate < 1:
-		return bad("max_scale_up_rate %g and max_scale_down_rate %g must be at least 1", s.MaxScaleUpRate, s.MaxScaleDownRate)
+	case !(s.MaxScaleUpRate >= 1 && s.MaxScaleUpRate <= MaxScaleRate && s.MaxScaleDownRate >= 1 && s.MaxScaleDownRate <= MaxScaleRate):
+		return bad("max_scale_up_rate %g and max_scale_down_rate %g must be between 1 and %g", s.MaxScaleUpRate, s.MaxScaleDownRate, MaxScaleRate)
 	case s.ScaleToZeroAfter != 0 && s.Min > 0:
 		return bad("scale_to_zero_after needs min = 0 (min is %d)", s.Min)
 	case s.ScaleToZeroAfter < 0:

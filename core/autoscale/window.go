@@ -8,11 +8,36 @@ import "time"
 // its time slot and the requests counted then. Not safe for concurrent use.
 type window struct {
 	gran    time.Duration
+	clock   clock
 	buckets []bucket
 }
 
+// clock turns the times samples are taken at into offsets that never go
+// back: each sample's is the last one's plus the time since it, or the
+// same when it is earlier. The slots were the wall clock's, t.UnixNano(),
+// while every other span the autoscaler measures (idle, floor, delay) is
+// monotonic: a wall-clock step back put every bucket "in the future" and
+// the stable window forgot its history at once. With time.Now()'s
+// readings the offset is the monotonic time since New; with wall-only
+// times (a fake clock) a step back costs the step, not the window.
+type clock struct {
+	last time.Time     // the time of the last record
+	off  time.Duration // its offset from the epoch, the time New was given
+}
+
+// at is t's offset, without recording it.
+func (c clock) at(t time.Time) time.Duration {
+	return c.off + max(t.Sub(c.last), 0)
+}
+
+// advance records t and returns its offset.
+func (c *clock) advance(t time.Time) time.Duration {
+	c.last, c.off = t, c.at(t)
+	return c.off
+}
+
 type bucket struct {
-	slot     int64 // time slot (now / gran) whose samples the bucket holds
+	slot     int64 // time slot (offset / gran) whose samples the bucket holds
 	inflight float64
 	n        int
 	requests uint64
@@ -29,17 +54,19 @@ const (
 // maxBuckets buckets: a longer span keeps only its newest maxBuckets ×
 // gran. Spec.Validate refuses such a span; this is the last guard of the
 // memory a window takes ("200000h" in a slot per second was 23 GB).
-func newWindow(span, gran time.Duration) *window {
+// Its slots count from epoch.
+func newWindow(span, gran time.Duration, epoch time.Time) *window {
 	gran = max(gran, time.Nanosecond)
 	n := min((span+gran-1)/gran, time.Duration(maxBuckets))
-	return &window{gran: gran, buckets: make([]bucket, max(int(n), 1))}
+	return &window{gran: gran, clock: clock{last: epoch}, buckets: make([]bucket, max(int(n), 1))}
 }
 
-func (w *window) slot(t time.Time) int64 { return t.UnixNano() / int64(w.gran) }
+// slot is the slot of time t, an offset (never negative) in grans.
+func (w *window) slot(t time.Time) int64 { return int64(w.clock.at(t) / w.gran) }
 
 // record adds one sample taken at t.
 func (w *window) record(t time.Time, s Sample) {
-	slot := w.slot(t)
+	slot := int64(w.clock.advance(t) / w.gran)
 	b := &w.buckets[int(slot%int64(len(w.buckets)))]
 	if b.slot != slot {
 		*b = bucket{slot: slot}

@@ -7,7 +7,7 @@ import (
 )
 
 func TestWindowAverages(t *testing.T) {
-	w := newWindow(10*time.Second, time.Second)
+	w := newWindow(10*time.Second, time.Second, t0)
 	for i := range 10 { // 1 in flight for 5 s, then 3 for 5 s; 4 samples a second
 		for j := range 4 {
 			v := 1.0
@@ -89,7 +89,7 @@ func TestHugeStableWindowAllocates23GB(t *testing.T) {
 		t.Errorf("stable window after a refused SetSpec = %s, want %s", got, MaxStableWindow)
 	}
 	for _, gran := range []time.Duration{time.Second, time.Nanosecond, 0} {
-		if n := len(newWindow(200000*time.Hour, gran).buckets); n != maxBuckets {
+		if n := len(newWindow(200000*time.Hour, gran, t0).buckets); n != maxBuckets {
 			t.Errorf("newWindow(200000h, %s) has %d buckets, want the most, %d", gran, n, maxBuckets)
 		}
 	}

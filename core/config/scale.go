@@ -22,11 +22,11 @@ type Scale struct {
 	Max int `hcl:"max"`
 	// TargetInflight is the in-flight requests one worker should carry:
 	// desired = ceil(stable-window in-flight / target_inflight). Default 10;
-	// above 0. Conflicts with target_rps.
+	// at least 0.01 (autoscale.MinTarget). Conflicts with target_rps.
 	TargetInflight *float64 `hcl:"target_inflight,optional"`
 	// TargetRPS scales on requests per second instead: desired =
-	// ceil(stable-window rps / target_rps). Default unset; above 0.
-	// Conflicts with target_inflight.
+	// ceil(stable-window rps / target_rps). Default unset; at least 0.01
+	// (autoscale.MinTarget). Conflicts with target_inflight.
 	TargetRPS *float64 `hcl:"target_rps,optional"`
 	// StableWindow is the span of the average stable mode scales on, and
 	// how long panic mode lasts after its last burst. Default "60s"; at
@@ -46,11 +46,12 @@ type Scale struct {
 	// group scales down to it. Default "30s"; "0s" scales down at once; at
 	// most 1h (autoscale.MaxScaleDownDelay).
 	ScaleDownDelay string `hcl:"scale_down_delay,optional"`
-	// MaxScaleUpRate caps one decision at ready × rate workers. Default
-	// 1000; at least 1.
+	// MaxScaleUpRate caps a rise at ready × rate workers (it never lowers
+	// the count). Default 1000; 1 to 1000000 (autoscale.MaxScaleRate).
 	MaxScaleUpRate *float64 `hcl:"max_scale_up_rate,optional"`
-	// MaxScaleDownRate floors one decision at ready / rate workers.
-	// Default 2; at least 1 (1 never scales down).
+	// MaxScaleDownRate floors a fall at ready / rate workers (it never
+	// raises the count). Default 2; 1 (never scales down) to 1000000
+	// (autoscale.MaxScaleRate).
 	MaxScaleDownRate *float64 `hcl:"max_scale_down_rate,optional"`
 	// ScaleToZeroAfter is how long a group must see no request before it
 	// goes to 0 workers. Default stable_window; above 0, at most 24h
@@ -143,6 +144,10 @@ func (v *validator) checkScale(g *Group) {
 		v.errorf(attrRange(s.Body, "target_rps"), "target_rps must be above 0", "It is the requests per second one worker should serve, e.g. 200.")
 	case s.TargetInflight != nil && !(*s.TargetInflight > 0) || math.IsInf(ptrOr(s.TargetInflight), 0):
 		v.errorf(attrRange(s.Body, "target_inflight"), "target_inflight must be above 0", "It is the in-flight requests one worker should carry, e.g. 10.")
+	case s.TargetRPS != nil && *s.TargetRPS < autoscale.MinTarget:
+		v.errorf(attrRange(s.Body, "target_rps"), "target_rps must be at least %g", "It is the requests per second one worker should serve, e.g. 200; a smaller one asks for more workers than any group has.", autoscale.MinTarget)
+	case s.TargetInflight != nil && *s.TargetInflight < autoscale.MinTarget:
+		v.errorf(attrRange(s.Body, "target_inflight"), "target_inflight must be at least %g", "It is the in-flight requests one worker should carry, e.g. 10; a smaller one asks for more workers than any group has.", autoscale.MinTarget)
 	}
 	s.StableWindowDur = v.duration(s.Body, "stable_window", s.StableWindow, time.Second)
 	v.atMost(s.Body, "stable_window", s.StableWindowDur, autoscale.MaxStableWindow, `Shorten it, e.g. "60s" (the default): the autoscaler keeps the window in memory, a slot per 100 ms to 1 s; Knative's longest is an hour too.`)
@@ -164,8 +169,11 @@ func (v *validator) checkScale(g *Group) {
 		name string
 		v    float64
 	}{{"max_scale_up_rate", *s.MaxScaleUpRate}, {"max_scale_down_rate", *s.MaxScaleDownRate}} {
-		if !(r.v >= 1) || math.IsInf(r.v, 0) {
+		switch {
+		case !(r.v >= 1):
 			v.errorf(attrRange(s.Body, r.name), "%s must be at least 1", "It is a factor of the ready workers per decision: 1 means no change that way, Knative's defaults are 1000 up and 2 down.", r.name)
+		case r.v > autoscale.MaxScaleRate:
+			v.errorf(attrRange(s.Body, r.name), "%s must be at most %d", "It is a factor of the ready workers per decision: Knative's defaults are 1000 up and 2 down.", r.name, int(autoscale.MaxScaleRate))
 		}
 	}
 	switch {
