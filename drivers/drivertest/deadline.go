@@ -48,6 +48,7 @@ func testStopDeadline(s *suite) {
 	if _, err := d.Inspect(s.ctx(), spec.ID); !errors.Is(err, drivers.ErrNotFound) {
 		s.t.Fatalf("Inspect after Destroy: %v, want ErrNotFound", err)
 	}
+	s.noLeftovers(spec.ID, "after Destroy")
 }
 
 // outlived is the plugin's log line about a call that outlived its ctx, or

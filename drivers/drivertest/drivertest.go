@@ -50,6 +50,26 @@ type Harness struct {
 	// it to live a moment (e.g. sh -c 'echo … >&2; sleep 1; exit 3'). Nil
 	// skips the exit-output test with a reason.
 	Crashing json.RawMessage
+	// Wrapper is the config block of a worker run through a wrapper, as a
+	// run.sh that does not exec its server: a main process (a shell) that
+	// starts, as its child, a worker that ignores SIGTERM and serves GET
+	// /healthz with 200 on $PORT, and then waits for it; it dies on SIGTERM
+	// itself, without passing it on. With GOLB_TEST_WRAPPER_EXIT=N in its
+	// environment it exits with code 3 after N seconds instead of waiting,
+	// leaving its child behind. E.g. for a process-style driver:
+	// sh -c '"$0" worker & if [ -n "$GOLB_TEST_WRAPPER_EXIT" ]; then sleep
+	// "$GOLB_TEST_WRAPPER_EXIT"; exit 3; fi; wait' /path/to/worker, with the
+	// worker's own setting to ignore SIGTERM. The suite checks that neither
+	// Stop nor the wrapper's own exit leaves the child serving. Nil skips
+	// the test with a reason.
+	Wrapper json.RawMessage
+	// Leftovers, when set, returns what of worker id still runs outside
+	// the driver's own records, one line each (a process, a container),
+	// to be checked after failed starts and after Destroy: List shows only
+	// what the driver remembers, not a child it lost track of. For workers
+	// that run as processes of this machine, MarkedProcesses does. Nil
+	// checks List alone.
+	Leftovers func(t *testing.T, id string) []string
 	// CrashOutput is what the Crashing worker writes, or part of its line;
 	// Wait must report it in ExitResult.Output.
 	CrashOutput string
@@ -108,6 +128,7 @@ func Run(t *testing.T, h Harness) {
 		{"RecoverAfterPluginCrash", testRecover},
 		{"StartFailuresLeakNothing", testStartFailures},
 		{"ExitReportsOutput", testExitOutput},
+		{"WrapperLeavesNoChild", testWrapper},
 		{"UnknownWorker", testUnknown},
 	}
 	for _, tc := range tests {
@@ -316,6 +337,7 @@ func testLifecycle(s *suite) {
 	if err := portFree(spec.Port); err != nil {
 		s.t.Fatalf("port %d still taken after Destroy: %v", spec.Port, err)
 	}
+	s.noLeftovers(spec.ID, "after Destroy")
 }
 
 func testStopTimeout(s *suite) {
@@ -339,6 +361,10 @@ func testStopTimeout(s *suite) {
 	if st.Exit == nil || st.Exit.Signal != int(syscall.SIGKILL) {
 		s.t.Fatalf("worker ended with %+v, want killed by SIGKILL", st.Exit)
 	}
+	if err := d.Destroy(s.ctx(), spec.ID); err != nil {
+		s.t.Fatalf("Destroy: %v", err)
+	}
+	s.noLeftovers(spec.ID, "after Destroy")
 }
 
 func testRecover(s *suite) {
@@ -422,6 +448,8 @@ func testRecover(s *suite) {
 	if left := s.listGroup(second); len(left) != 0 {
 		s.t.Fatalf("List after Destroy = %v", ids(left))
 	}
+	s.noLeftovers(a.ID, "after Destroy")
+	s.noLeftovers(b.ID, "after Destroy")
 }
 
 func testStartFailures(s *suite) {
@@ -439,6 +467,7 @@ func testStartFailures(s *suite) {
 		s.t.Fatalf("Start on a taken port: %v, want ErrPortInUse", err)
 	}
 	s.t.Logf("port taken: %v", err)
+	s.noLeftovers(spec.ID, "after a Start on a taken port")
 
 	if s.h.BadConfig != nil {
 		spec := s.spec("badconfig", s.h.BadConfig)
@@ -447,12 +476,14 @@ func testStartFailures(s *suite) {
 			s.t.Fatalf("Start with a bad config: %v, want ErrBadConfig", err)
 		}
 		s.t.Logf("bad config: %v", err)
+		s.noLeftovers(spec.ID, "after a Start with a bad config")
 	}
 	spec = s.spec("badid", s.h.Serving)
 	spec.Port = 0
 	if _, err := d.Start(s.ctx(), spec); !errors.Is(err, drivers.ErrBadConfig) {
 		s.t.Fatalf("Start with port 0: %v, want ErrBadConfig", err)
 	}
+	s.noLeftovers(spec.ID, "after a Start with port 0")
 	if left := s.listGroup(d); len(left) != 0 {
 		s.t.Fatalf("failed starts left workers behind: %v", ids(left))
 	}
@@ -494,6 +525,10 @@ func testExitOutput(s *suite) {
 	if err != nil || st.State != drivers.StateExited || st.Exit == nil || !strings.Contains(st.Exit.Output, s.h.CrashOutput) {
 		s.t.Fatalf("Inspect after the crash: %+v (exit %+v), %v; want exited with the same output", st, st.Exit, err)
 	}
+	if err := d.Destroy(s.ctx(), spec.ID); err != nil {
+		s.t.Fatalf("Destroy: %v", err)
+	}
+	s.noLeftovers(spec.ID, "after Destroy")
 }
 
 func testUnknown(s *suite) {

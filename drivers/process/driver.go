@@ -229,8 +229,9 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 	id, err := proc.Identify(pid)
 	if err != nil {
 		// The process exited before we could read its start time: say how
-		// and why, as a crash after the start would.
-		_ = cmd.Process.Kill()
+		// and why, as a crash after the start would. It is not reaped yet,
+		// so its group's ID is still its own: what it started dies too.
+		endChildGroup(pid)
 		res := exitResult(cmd, cmd.Wait())
 		res.Output = proc.ExitOutput(stderr.Name())
 		return nil, fmt.Errorf("starting worker %s: process exited at once (%v); see %s", spec.ID, res, stderr.Name())
@@ -248,14 +249,23 @@ func (d *Driver) Start(ctx context.Context, spec drivers.WorkerSpec) (*drivers.H
 		Stderr:  stderr.Name(),
 	}
 	if err := writeState(d.store(), spec.ID, st); err != nil {
-		_ = proc.KillGroup(pid, syscall.SIGKILL)
+		endChildGroup(pid)
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("starting worker %s: %w", spec.ID, err)
 	}
-	d.workers.Commit(spec.ID, newChildHandle(spec.ID, st, cmd))
+	d.workers.Commit(spec.ID, newChildHandle(d, spec.ID, st, cmd))
 	committed = true
 	d.logger.Debug("worker started", "worker", spec.ID, "pid", pid, "address", st.Address)
 	return st.handle(spec.ID), nil
+}
+
+// endChildGroup SIGKILLs the process group of a child not yet reaped (its
+// zombie keeps the group's ID from reuse) and returns once none of it runs.
+func endChildGroup(pid int) {
+	g := &proc.Group{PGID: pid}
+	_ = g.Kill()
+	_ = proc.WaitExited(pid)
+	g.Drain()
 }
 
 // workerEnv is golb's environment, less go-plugin's handshake variables, plus

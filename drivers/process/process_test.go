@@ -18,6 +18,7 @@ import (
 
 	"github.com/golb/golb/drivers"
 	"github.com/golb/golb/drivers/drivertest"
+	"github.com/golb/golb/drivers/proc"
 	"github.com/golb/golb/drivers/process"
 	"github.com/golb/golb/internal/testutil"
 	"github.com/golb/golb/workerapp"
@@ -76,8 +77,21 @@ func TestConformance(t *testing.T) {
 		BadConfig:   json.RawMessage(`{"command":["/no/such/program"]}`),
 		Crashing:    json.RawMessage(`{"command":["sh","-c","echo on stdout; echo 'worker: bad setting, giving up' >&2; sleep 1; exit 3"]}`),
 		CrashOutput: "worker: bad setting, giving up",
+		Wrapper:     wrapper(),
+		Leftovers:   drivertest.MarkedProcesses,
 		IdentityKey: "pid",
 	})
+}
+
+// wrapper is Harness.Wrapper: a shell that runs the stubborn built-in
+// worker as its child and waits for it (or exits by itself after
+// $GOLB_TEST_WRAPPER_EXIT seconds), as a run.sh that does not exec.
+func wrapper() json.RawMessage {
+	raw, _ := json.Marshal(map[string]any{
+		"command": []string{"sh", "-c", `"$0" worker & if [ -n "$GOLB_TEST_WRAPPER_EXIT" ]; then sleep "$GOLB_TEST_WRAPPER_EXIT"; exit 3; fi; wait`, os.Args[0]},
+		"env":     map[string]string{"GOLB_TEST_IGNORE_TERM": "1"},
+	})
+	return raw
 }
 
 // TestRecoverRejectsReusedPID pins that a handle whose PID now belongs to
@@ -387,5 +401,97 @@ func TestWorkerCommandFromSpec(t *testing.T) {
 	logged, err := os.ReadFile(st.Details["stderr"])
 	if err != nil || !strings.Contains(string(logged), "run by spec.WorkerCommand") {
 		t.Fatalf("worker stderr %q (%v): the worker was not run by spec.WorkerCommand", logged, err)
+	}
+}
+
+// TestStopAndDestroyLeftTheWrappedChildRunning pins a bug: Stop returned as
+// soon as a wrapper (the group leader) died on SIGTERM and Destroy killed
+// only a leader not yet seen exiting, so a child ignoring SIGTERM kept
+// running, holding the worker's port, invisible to every later call.
+func TestStopAndDestroyLeftTheWrappedChildRunning(t *testing.T) {
+	d := process.New(nil)
+	ctx := context.Background()
+	if err := d.SetConfig(ctx, drivers.PluginConfig{DataDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := json.Marshal(map[string]any{"command": []string{"sh", "-c", `sh -c 'trap "" TERM; exec sleep 300' & wait`}})
+	spec := drivers.WorkerSpec{ID: "leaky", Group: "g", Port: drivertest.FreePort(t), BindAddr: "127.0.0.1", Config: cfg}
+	if _, err := d.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	st, err := d.Inspect(ctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgid, _ := strconv.Atoi(st.Details["pid"])
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	time.Sleep(300 * time.Millisecond) // the inner sh has set its trap
+	begin := time.Now()
+	if err := d.Stop(ctx, spec.ID, "SIGTERM", 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(begin)
+	t.Logf("Stop returned after %v", took)
+	if proc.GroupRunning(pgid) {
+		t.Fatalf("Stop returned after %v with a live member in process group %d", took, pgid)
+	}
+	if took < 2900*time.Millisecond {
+		t.Fatalf("Stop returned after %v: the child ignores SIGTERM, so it must have waited the 3s timeout", took)
+	}
+	if err := d.Destroy(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if proc.GroupRunning(pgid) {
+		t.Fatalf("after Stop and Destroy, process group %d still has a live member", pgid)
+	}
+}
+
+// TestListKillsWhatAnUnwatchedWrapperLeft pins a bug: a wrapper that died
+// while no plugin watched it had its record removed by List, and its child,
+// holding the worker's port, was forgotten for good.
+func TestListKillsWhatAnUnwatchedWrapperLeft(t *testing.T) {
+	cfg := settings(t)
+	ctx := context.Background()
+	first := launch(t)
+	defer first.Kill()
+	if err := first.SetConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	spec := drivers.WorkerSpec{ID: "orphaned", Group: "g", Port: drivertest.FreePort(t), BindAddr: "127.0.0.1",
+		Env: map[string]string{"GOLB_AVG_DELAY": "1ms"}, Config: wrapper()}
+	h, err := first.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drivertest.WaitHTTP(t, "http://"+h.Address+"/healthz", 10*time.Second)
+	st, err := first.Inspect(ctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgid, _ := strconv.Atoi(st.Details["pid"])
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	first.Kill()
+	if err := syscall.Kill(pgid, syscall.SIGKILL); err != nil { // the wrapper dies unwatched
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if !proc.GroupRunning(pgid) {
+		t.Fatal("the wrapper's child died with it: the test needs it alive")
+	}
+
+	second := launch(t)
+	defer second.Kill()
+	if err := second.SetConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := second.List(ctx, map[string]string{drivers.LabelManaged: "true"})
+	if err != nil || len(hs) != 0 {
+		t.Fatalf("List = %v, %v; want nothing", hs, err)
+	}
+	if left := drivertest.MarkedProcesses(t, spec.ID); len(left) != 0 {
+		t.Fatalf("List removed the record and left %v running", left)
+	}
+	if err := proc.PortFree("127.0.0.1", spec.Port); err != nil {
+		t.Fatalf("port %d still taken after List: %v", spec.Port, err)
 	}
 }

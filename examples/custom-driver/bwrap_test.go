@@ -147,6 +147,11 @@ func config(t testing.TB, v map[string]any) json.RawMessage {
 // before Start identified it would fail Start instead).
 const crashScript = "echo on stdout; echo 'worker: bad setting, giving up' >&2; sleep 1; exit 3"
 
+// wrapperScript is the suite's wrapper worker, a run.sh that does not exec:
+// it runs the worker ($0) as its child and waits, or exits 3 after
+// $GOLB_TEST_WRAPPER_EXIT seconds, leaving the child behind.
+const wrapperScript = `"$0" & if [ -n "$GOLB_TEST_WRAPPER_EXIT" ]; then sleep "$GOLB_TEST_WRAPPER_EXIT"; exit 3; fi; wait`
+
 // TestConformance runs golb's driver conformance suite against the real
 // golb-driver-bwrap binary, with the demo worker inside the sandboxes.
 func TestConformance(t *testing.T) {
@@ -162,7 +167,11 @@ func TestConformance(t *testing.T) {
 		BadConfig:     config(t, map[string]any{"command": []string{"/no/such/program"}}),
 		Crashing:      config(t, map[string]any{"command": []string{"sh", "-c", crashScript}}),
 		CrashOutput:   "worker: bad setting, giving up",
-		IdentityKey:   "pid",
+		// A run.sh that does not exec its server.
+		Wrapper: config(t, map[string]any{"command": []string{"sh", "-c", wrapperScript, worker},
+			"binds": []string{worker}, "env": map[string]string{"GOLB_TEST_IGNORE_TERM": "1"}}),
+		Leftovers:   drivertest.MarkedProcesses,
+		IdentityKey: "pid",
 	})
 }
 

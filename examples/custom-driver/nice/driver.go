@@ -159,6 +159,7 @@ func (d *Driver) Start(_ context.Context, spec drivers.WorkerSpec) (*drivers.Han
 	// it from a later process that reuses the pid.
 	id, err := proc.Identify(cmd.Process.Pid)
 	if err != nil {
+		endGroup(cmd.Process.Pid) // what it started dies with it
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("starting worker %s: it exited at once (%v)", spec.ID, exitOf(cmd, stderr.Name()))
 	}
@@ -169,15 +170,33 @@ func (d *Driver) Start(_ context.Context, spec drivers.WorkerSpec) (*drivers.Han
 		StartedAt: time.Now().UTC(),
 	}}
 	if err := d.store().Write(spec.ID, st); err != nil {
-		_ = proc.KillGroup(id.PID, syscall.SIGKILL)
+		endGroup(id.PID)
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("starting worker %s: %w", spec.ID, err)
 	}
-	w := &worker{state: st, exit: proc.NewExit()}
-	go func() { _ = cmd.Wait(); w.exit.Finish(exitOf(cmd, st.Stderr)) }()
+	w := newWorker(st)
+	go func() {
+		// Seen before it is reaped, the worker's zombie keeps its process
+		// group's ID ours while Drain ends what it left (a wrapper's child
+		// that would keep the port).
+		if proc.WaitExited(id.PID) == nil {
+			w.group.Drain()
+		}
+		_ = cmd.Wait()
+		w.exit.Finish(exitOf(cmd, st.Stderr))
+	}()
 	d.workers.Commit(spec.ID, w)
 	ok = true
 	return st.handle(spec.ID), nil
+}
+
+// endGroup SIGKILLs the process group of a child not yet reaped and returns
+// once none of it runs.
+func endGroup(pid int) {
+	g := &proc.Group{PGID: pid}
+	_ = g.Kill()
+	_ = proc.WaitExited(pid)
+	g.Drain()
 }
 
 var (

@@ -18,7 +18,12 @@ import (
 // an earlier instance started and this one recovered.
 type worker struct {
 	state state
-	exit  *proc.Exit // finished once the process has ended
+	group *proc.Group // its process group, which it leads
+	exit  *proc.Exit  // finished once the process and its whole group have ended
+}
+
+func newWorker(st state) *worker {
+	return &worker{state: st, group: &proc.Group{PGID: st.PID}, exit: proc.NewExit()}
 }
 
 // exitOf is how the child cmd ended, with the end of its stderr log.
@@ -55,8 +60,9 @@ func (d *Driver) Inspect(_ context.Context, id string) (drivers.Status, error) {
 }
 
 // Stop signals the worker's process group, and SIGKILLs it after timeout.
-// It returns when the worker has exited, or as soon as ctx ends: golb then
-// calls Destroy.
+// It returns when the whole group has exited (a wrapper's child that ignores
+// the signal gets the timeout too), or as soon as ctx ends: golb then calls
+// Destroy.
 func (d *Driver) Stop(ctx context.Context, id, signal string, timeout time.Duration) error {
 	w, err := d.workers.Get(id)
 	if err != nil {
@@ -66,15 +72,16 @@ func (d *Driver) Stop(ctx context.Context, id, signal string, timeout time.Durat
 	if err != nil {
 		return err
 	}
+	defer w.group.Hold()() // the group's other members get the timeout too
 	if _, _, done := w.exit.Result(); done {
 		return nil // and its pid may be another process's by now
 	}
-	_ = proc.KillGroup(w.state.PID, sig)
+	_ = w.group.Signal(sig)
 	select {
 	case <-w.exit.Done():
 		return nil
 	case <-time.After(timeout):
-		_ = proc.KillGroup(w.state.PID, syscall.SIGKILL)
+		_ = w.group.Kill()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -92,18 +99,31 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	store := d.store()
 	if w, err := d.workers.Get(id); err == nil {
 		if _, _, done := w.exit.Result(); !done {
-			_ = proc.KillGroup(w.state.PID, syscall.SIGKILL)
+			_ = w.group.Kill()
 		}
 		select {
 		case <-w.exit.Done():
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	} else if st, err := readState(store, id); err == nil && st.Alive() {
-		_ = proc.KillGroup(st.PID, syscall.SIGKILL)
+	} else if st, err := readState(store, id); err == nil {
+		if err := killLeftovers(ctx, id, st); err != nil {
+			return err
+		}
 	}
 	d.workers.Remove(id)
 	return store.Remove(id)
+}
+
+// killLeftovers ends a worker known from its record alone: its process group
+// while it runs; once it is gone, the group's ID may be another's, so only
+// the processes of the group that carry its GOLB_WORKER_ID are killed.
+func killLeftovers(ctx context.Context, id string, st state) error {
+	if st.Alive() {
+		_ = proc.KillGroup(st.PID, syscall.SIGKILL)
+	}
+	_, err := proc.KillMarked(ctx, st.PID, "GOLB_WORKER_ID="+id)
+	return err
 }
 
 // Recover re-attaches to a worker an earlier plugin instance started, from
@@ -115,12 +135,14 @@ func (d *Driver) Recover(_ context.Context, h *drivers.Handle) error {
 		return err
 	}
 	if !st.Alive() { // gone, or its pid now belongs to another process
+		_ = killLeftovers(context.Background(), h.ID, st) // a wrapper's child may hold the port
 		return fmt.Errorf("%w: worker %s (pid %d) is not running", drivers.ErrStaleHandle, h.ID, st.PID)
 	}
 	d.workers.Adopt(h.ID, func() *worker { // a second Recover changes nothing
-		w := &worker{state: st, exit: proc.NewExit()}
+		w := newWorker(st)
 		go func() {
 			_ = st.Identity.Wait(context.Background())
+			w.group.Drain() // at once: what is left pins the group's ID
 			// ExitCode -1, no signal: "exit status unknown (not our child)".
 			w.exit.Finish(drivers.ExitResult{ExitCode: -1, Output: proc.ExitOutput(st.Stderr)})
 		}()
@@ -132,7 +154,7 @@ func (d *Driver) Recover(_ context.Context, h *drivers.Handle) error {
 // List reads the state files, not memory: after a crash of the plugin or of
 // golb, it still finds every live worker. A record whose process is gone
 // and that no instance tracks is removed.
-func (d *Driver) List(_ context.Context, labels map[string]string) ([]*drivers.Handle, error) {
+func (d *Driver) List(ctx context.Context, labels map[string]string) ([]*drivers.Handle, error) {
 	store := d.store()
 	ids, err := store.IDs()
 	if err != nil {
@@ -147,8 +169,13 @@ func (d *Driver) List(_ context.Context, labels map[string]string) ([]*drivers.H
 		if err != nil {
 			return nil, err
 		}
-		if !st.Alive() {
-			if !d.workers.Has(id) {
+		if w, err := d.workers.Get(id); err == nil {
+			if _, _, done := w.exit.Result(); done {
+				continue // its record stays until Destroy
+			}
+		} else if !st.Alive() {
+			// Exited while no instance watched it: end what it left.
+			if killLeftovers(ctx, id, st) == nil {
 				_ = store.Remove(id)
 			}
 			continue

@@ -71,7 +71,10 @@ func TestConformance(t *testing.T) {
 		BadConfig:     json.RawMessage(`{"command": ["/no/such/program"]}`),
 		Crashing:      json.RawMessage(`{"command": ["sh", "-c", "echo 'worker: bad setting, giving up' >&2; sleep 1; exit 3"]}`),
 		CrashOutput:   "worker: bad setting, giving up",
-		IdentityKey:   "pid",
+		Wrapper: config(t, map[string]any{"command": []string{"sh", "-c",
+			`GOLB_TEST_IGNORE_TERM=1 "$0" worker & if [ -n "$GOLB_TEST_WRAPPER_EXIT" ]; then sleep "$GOLB_TEST_WRAPPER_EXIT"; exit 3; fi; wait`, os.Args[0]}}),
+		Leftovers:   drivertest.MarkedProcesses,
+		IdentityKey: "pid",
 	})
 }
 
