@@ -126,6 +126,16 @@ func (d *Driver) ValidateConfig(_ context.Context, raw json.RawMessage) ([]drive
 		} else if _, err := exec.LookPath(c.Command[0]); err != nil {
 			diags = append(diags, drivers.Diagnostic{Attribute: "command", Summary: fmt.Sprintf("program %q not found", c.Command[0]), Detail: "use an absolute path or a program on PATH"})
 		}
+		for i, arg := range c.Command {
+			if strings.IndexByte(arg, 0) >= 0 {
+				// exec refuses it at every start: the group would crash-loop.
+				diags = append(diags, drivers.Diagnostic{Attribute: "command", Summary: fmt.Sprintf("argument %d of command contains a NUL byte", i), Detail: "no program can receive one; remove it"})
+			}
+		}
+	}
+	if strings.IndexByte(c.Dir, 0) >= 0 {
+		diags = append(diags, drivers.Diagnostic{Attribute: "dir", Summary: "dir contains a NUL byte"})
+		c.Dir = ""
 	}
 	if c.Dir != "" {
 		if st, err := os.Stat(c.Dir); err != nil || !st.IsDir() {

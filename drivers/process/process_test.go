@@ -123,6 +123,10 @@ func TestValidateConfig(t *testing.T) {
 		{`{"command":[]}`, "command"},
 		{`{"command":["/no/such/bin"]}`, "command"},
 		{`{"dir":"/no/such/dir"}`, "dir"},
+		// A NUL passed validate, then exec refused it at every start and
+		// the group crash-looped.
+		{`{"command":["sh","-c","exit 0\u0000"]}`, "command"},
+		{`{"dir":"/tmp\u0000x"}`, "dir"},
 	} {
 		diags, err := c.ValidateConfig(ctx, json.RawMessage(tc.config))
 		if err != nil {
