@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -101,43 +102,40 @@ func (c *clientConn) serveLocal(lh http.Handler, target, host []byte) bool {
 			return c.clientBodyFailed(err)
 		}
 	}
-	w := &localWriter{h: make(http.Header), status: http.StatusOK}
+	w := &localWriter{c: c, h: make(http.Header), status: http.StatusOK, closing: closing, minor: minor}
 	lh.ServeHTTP(w, req)
-
-	out := append(c.out[:0], "HTTP/1.1 "...)
-	out = strconv.AppendInt(out, int64(w.status), 10)
-	out = append(out, ' ')
-	out = append(out, http.StatusText(w.status)...)
-	out = append(out, "\r\n"...)
-	w.h.Del("Content-Length")
-	w.h.Del("Connection")
-	w.h.Del("Transfer-Encoding")
-	for k, vs := range w.h {
-		for _, v := range vs {
-			out = append(out, k...)
-			out = append(out, ": "...)
-			out = append(out, v...)
-			out = append(out, "\r\n"...)
-		}
+	if w.streamed {
+		// The head and the body went out as the handler wrote them. A body
+		// shorter than its Content-Length leaves the client waiting for the
+		// rest: only closing the connection ends the response.
+		return w.err == nil && w.left == 0 && !closing
 	}
-	out = append(out, "Content-Length: "...)
-	out = strconv.AppendInt(out, int64(w.body.Len()), 10)
-	switch {
-	case closing:
-		out = append(out, "\r\nConnection: close"...)
-	case minor == 0:
-		out = append(out, "\r\nConnection: keep-alive"...)
+	out := w.appendHead(c.out[:0], int64(w.body.Len()))
+	payload := w.body.Bytes()
+	if c.isHEAD {
+		payload = nil
 	}
-	out = append(out, "\r\n\r\n"...)
-	if !c.isHEAD {
-		out = append(out, w.body.Bytes()...)
+	if len(payload) < localStreamMin {
+		out = append(out, payload...)
+		payload = nil
 	}
 	c.out = out
 	if _, err := c.io.Write(out); err != nil {
 		return false
 	}
+	if len(payload) > 0 { // large: written from where it is, never copied into c.out
+		if _, err := c.io.Write(payload); err != nil {
+			return false
+		}
+	}
 	return !closing
 }
+
+// localStreamMin is the smallest body a local handler's answer sends without
+// copying it (or holding it) in the connection's out buffer: a large
+// /worker/stats (155 MB for a million stored workers) was once copied three
+// times per request and kept in every keep-alive connection's buffer.
+const localStreamMin = 64 << 10
 
 // dropBody reads a request body to its end, under the body timeouts.
 func (c *clientConn) dropBody(body h1.BodyKind, length int64) error {
@@ -171,12 +169,22 @@ func (c *clientConn) dropBody(body h1.BodyKind, length int64) error {
 	return nil
 }
 
-// localWriter collects a local handler's answer.
+// localWriter collects a local handler's answer. A body of at least
+// localStreamMin bytes written at once under the handler's own Content-Length
+// (stats.Handler sets it) is not collected: the head goes out and the body
+// is written through to the client as it comes.
 type localWriter struct {
-	h      http.Header
-	status int
-	wrote  bool
-	body   bytes.Buffer
+	c       *clientConn
+	h       http.Header
+	status  int
+	wrote   bool
+	body    bytes.Buffer
+	closing bool // the connection closes after this answer
+	minor   int  // the request's HTTP minor version
+
+	streamed bool  // the head was sent; Write passes the body through
+	left     int64 // body bytes the head announced and not yet written
+	err      error // the first error writing to the client
 }
 
 func (w *localWriter) Header() http.Header { return w.h }
@@ -189,5 +197,63 @@ func (w *localWriter) WriteHeader(code int) {
 
 func (w *localWriter) Write(p []byte) (int, error) {
 	w.wrote = true
-	return w.body.Write(p)
+	if !w.streamed && w.body.Len() == 0 && len(p) >= localStreamMin {
+		if n, err := strconv.ParseInt(w.h.Get("Content-Length"), 10, 64); err == nil && n >= int64(len(p)) {
+			w.streamed, w.left = true, n
+			w.c.out = w.appendHead(w.c.out[:0], n)
+			if _, err := w.c.io.Write(w.c.out); err != nil {
+				w.err = err
+			}
+		}
+	}
+	if !w.streamed {
+		return w.body.Write(p)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if int64(len(p)) > w.left {
+		w.err = errors.New("local handler wrote more than its Content-Length")
+		return 0, w.err
+	}
+	if w.c.isHEAD {
+		w.left -= int64(len(p))
+		return len(p), nil
+	}
+	n, err := w.c.io.Write(p)
+	w.left -= int64(n)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// appendHead appends the answer's status line and header to out, with a
+// Content-Length of length and golb's own Connection header.
+func (w *localWriter) appendHead(out []byte, length int64) []byte {
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(w.status), 10)
+	out = append(out, ' ')
+	out = append(out, http.StatusText(w.status)...)
+	out = append(out, "\r\n"...)
+	w.h.Del("Content-Length")
+	w.h.Del("Connection")
+	w.h.Del("Transfer-Encoding")
+	for k, vs := range w.h {
+		for _, v := range vs {
+			out = append(out, k...)
+			out = append(out, ": "...)
+			out = append(out, v...)
+			out = append(out, "\r\n"...)
+		}
+	}
+	out = append(out, "Content-Length: "...)
+	out = strconv.AppendInt(out, length, 10)
+	switch {
+	case w.closing:
+		out = append(out, "\r\nConnection: close"...)
+	case w.minor == 0:
+		out = append(out, "\r\nConnection: keep-alive"...)
+	}
+	return append(out, "\r\n\r\n"...)
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/golb/golb/core/admin"
 	"github.com/golb/golb/core/state"
-	"github.com/golb/golb/core/stats"
 )
 
 // The JSON admin API's views are core/admin's; these are the names the golb
@@ -31,7 +30,7 @@ func (v apiViews) Workers() []WorkerView           { return v.a.WorkerViews() }
 func (v apiViews) Drivers() []DriverView           { return v.a.DriverViews() }
 func (v apiViews) StatsWorkers() []StatsWorkerView { return v.a.StatsWorkers() }
 func (v apiViews) StatsStore() StatsStoreView      { return v.a.StatsStore() }
-func (v apiViews) StatsSeed() ([]byte, error)      { return stats.SeedJSON(v.a.agg.Snapshot()) }
+func (v apiViews) StatsSeed() ([]byte, error)      { return v.a.agg.SeedJSON() }
 func (v apiViews) ReloadStatus() any               { return v.a.ReloadStatus() }
 
 // GroupEvents is the agent's part of GET /v1/groups/NAME/events

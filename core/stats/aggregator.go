@@ -89,6 +89,9 @@ type Aggregator struct {
 	health   FlushStats        // Unflushed is computed by Health, not kept here
 	lastWarn time.Time         // when the last "stats flush failed" WARN was logged
 
+	// seed is the last rendered /worker/stats (seedjson.go).
+	seed seedCache
+
 	// sh is set when the sink is shared by several agents (shared.go): known then
 	// holds this process's own counts only, and flushes add deltas.
 	sh *sharedState

@@ -27,6 +27,11 @@ var (
 	// database at all (stats.path may name the wrong file).
 	ErrNotDatabase = errors.New("the file is not an SQLite database")
 
+	// ErrForeignSchema is returned by OpenSQLite for a file at golb's schema
+	// version whose worker_totals table golb did not create: a column or the
+	// unique index on worker_id is missing.
+	ErrForeignSchema = errors.New("the file's worker_totals table is not golb's")
+
 	// ErrInvalidTotals is returned by Write for a row that cannot be stored: an empty
 	// worker id, or a count beyond SQLite's signed 64-bit integers.
 	ErrInvalidTotals = errors.New("invalid worker totals")

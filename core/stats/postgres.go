@@ -14,23 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-)
-
-// Limits on what a PostgreSQL server may hand back, so that a hostile or damaged
-// database can cost an agent an error, never its memory.
-const (
-	// MaxSharedWorkers is the most rows of other agents' (or long-gone) workers a
-	// shared sink reads back, the newest first; the rows of this agent's own
-	// workers are read whatever their number. A database holding more is no
-	// error: the oldest are left out of the view, with a WARN.
-	MaxSharedWorkers = 100_000
-	// maxWorkerID is the longest worker id or instance name accepted from the table.
-	maxWorkerID = 512
 )
 
 // The postgres sink is built in unless golb is built with -tags nopostgres (for a
@@ -443,19 +430,6 @@ func pgHint(err error) (hint string, unreachable bool) {
 	}
 	// Dial errors, timeouts, a connection cut mid-query: nothing answered.
 	return "is PostgreSQL running there? check the host and port in stats.dsn", true
-}
-
-// oneLine folds s onto one line of at most n bytes.
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }
 
 var _ SharedSink = (*PostgresSink)(nil)

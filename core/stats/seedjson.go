@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
 	"net/http"
 	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
 )
 
 // SeedJSON renders totals in the seed's /worker/stats shape, byte for byte as the seed
@@ -19,19 +23,27 @@ import (
 // all requests). No requests gives 0, never NaN.
 func SeedJSON(t []Totals) ([]byte, error) {
 	var (
-		ok, bad uint64
+		ok, bad uint64  // summed saturating: hostile stored counts must not wrap
 		lat     float64 // summed as float: the sum over workers may exceed int64 ns
 	)
-	keys := make([][]byte, len(t))
+	// Every worker's key, quoted, in one buffer: keys[ends[i-1]:ends[i]].
+	keys := make([]byte, 0, len(t)*24)
+	ends := make([]int, len(t))
 	for i, w := range t {
-		ok += w.Success
-		bad += w.Failed
+		ok = addSat(ok, w.Success)
+		bad = addSat(bad, w.Failed)
 		lat += float64(w.LatencySum)
-		k, err := json.Marshal(w.WorkerID)
-		if err != nil {
-			return nil, fmt.Errorf("encoding worker id %q: %w", w.WorkerID, err)
+		var err error
+		if keys, err = appendKey(keys, w.WorkerID); err != nil {
+			return nil, err
 		}
-		keys[i] = k
+		ends[i] = len(keys)
+	}
+	key := func(i int) []byte {
+		if i == 0 {
+			return keys[:ends[0]]
+		}
+		return keys[ends[i-1]:ends[i]]
 	}
 
 	b := make([]byte, 0, 256+len(t)*4*48)
@@ -44,7 +56,7 @@ func SeedJSON(t []Totals) ([]byte, error) {
 		b = append(b, "\n\t\t}"...)
 		for i, w := range t {
 			b = append(b, ",\n\t\t{\n\t\t\t"...)
-			b = append(b, keys[i]...)
+			b = append(b, key(i)...)
 			b = append(b, ": "...)
 			b = value(w, b)
 			b = append(b, "\n\t\t}"...)
@@ -59,12 +71,43 @@ func SeedJSON(t []Totals) ([]byte, error) {
 		func(w Totals, b []byte) []byte { return strconv.AppendUint(b, w.Success, 10) }, false)
 	section("FailedRequests", strconv.AppendUint(nil, bad, 10),
 		func(w Totals, b []byte) []byte { return strconv.AppendUint(b, w.Failed, 10) }, false)
-	section("TotalRequests", strconv.AppendUint(nil, ok+bad, 10),
-		func(w Totals, b []byte) []byte { return strconv.AppendUint(b, w.Total(), 10) }, false)
-	section("AverageResponseTime", appendMS(nil, lat, ok+bad),
-		func(w Totals, b []byte) []byte { return appendMS(b, float64(w.LatencySum), w.Total()) }, true)
+	all := addSat(ok, bad)
+	section("TotalRequests", strconv.AppendUint(nil, all, 10),
+		func(w Totals, b []byte) []byte { return strconv.AppendUint(b, addSat(w.Success, w.Failed), 10) }, false)
+	section("AverageResponseTime", appendMS(nil, lat, all),
+		func(w Totals, b []byte) []byte {
+			return appendMS(b, float64(w.LatencySum), addSat(w.Success, w.Failed))
+		}, true)
 	b = append(b, "}\n"...)
 	return b, nil
+}
+
+// addSat is a+b, or the largest uint64 where that would wrap.
+func addSat(a, b uint64) uint64 {
+	if s, carry := bits.Add64(a, b, 0); carry == 0 {
+		return s
+	}
+	return math.MaxUint64
+}
+
+// appendKey appends id as a JSON string: as it is, quoted, when nothing in it
+// needs escaping (golb's own ids never do), else as encoding/json writes it.
+func appendKey(b []byte, id string) ([]byte, error) {
+	plain := true
+	for i := 0; plain && i < len(id); i++ {
+		c := id[i]
+		plain = c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c < utf8.RuneSelf
+	}
+	if plain {
+		b = append(b, '"')
+		b = append(b, id...)
+		return append(b, '"'), nil
+	}
+	k, err := json.Marshal(id)
+	if err != nil {
+		return nil, fmt.Errorf("encoding worker id %q: %w", id, err)
+	}
+	return append(b, k...), nil
 }
 
 // appendMS appends the mean of latencyNS over n requests, in milliseconds rounded to
@@ -80,7 +123,61 @@ func appendMS(b []byte, latencyNS float64, n uint64) []byte {
 	return strconv.AppendFloat(b, ms, 'f', -1, 64)
 }
 
-// Handler serves SeedJSON(a.Snapshot()) for GET and HEAD, and 405 for other methods.
+// seedCacheWorkers is the number of workers from which the Aggregator keeps a
+// rendered /worker/stats for up to seedMaxAge: below it, every answer is
+// rendered afresh (a few milliseconds), so the counts are those of the request.
+const seedCacheWorkers = 10_000
+
+// seedMaxAge is how long after its render an answer of SeedJSON may be
+// reused (with many workers); the flush interval when that is shorter, and as
+// long as the render took when that is longer (so that clients asking
+// without pause keep at most half a core busy).
+const seedMaxAge = time.Second
+
+// seedCache is the last rendered /worker/stats. Its mutex is held while one is
+// rendered, so that concurrent requests wait for that render and share its
+// bytes rather than each rendering their own: a million stored workers make a
+// 155 MB answer, and six at once once took 2.6 GB.
+type seedCache struct {
+	mu    sync.Mutex
+	body  []byte        // shared by every answer: never modified
+	at    time.Time     // when the snapshot it renders was taken
+	done  time.Time     // when its render ended
+	took  time.Duration // how long that render took
+	large bool          // it has seedCacheWorkers workers or more
+}
+
+// SeedJSON is SeedJSON(a.Snapshot()), rendered at most once at a time. A call
+// that waited for a render which began after it was made returns that render
+// (its counts are at least as new as the call). Otherwise, with fewer than
+// 10,000 workers, every call is rendered afresh, exact; with more, an answer
+// rendered less than a second ago (one flush interval, if shorter; as long as
+// its render took, if longer) is returned again: its counts are at most that
+// plus the render's time old. The bytes are shared: callers must not modify
+// them.
+func (a *Aggregator) SeedJSON() ([]byte, error) {
+	asked := time.Now()
+	c := &a.seed
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.body != nil {
+		if !c.at.Before(asked) || c.large && time.Since(c.done) < max(min(seedMaxAge, a.interval), c.took) {
+			return c.body, nil
+		}
+	}
+	c.body = nil // dropped before the next render allocates its own
+	at := time.Now()
+	snap := a.Snapshot()
+	body, err := SeedJSON(snap)
+	if err != nil {
+		return nil, err
+	}
+	c.done = time.Now()
+	c.body, c.at, c.took, c.large = body, at, c.done.Sub(at), len(snap) >= seedCacheWorkers
+	return body, nil
+}
+
+// Handler serves a.SeedJSON() for GET and HEAD, and 405 for other methods.
 // It does not look at the path: mount it at /worker/stats.
 func Handler(a *Aggregator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -89,7 +186,7 @@ func Handler(a *Aggregator) http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		body, err := SeedJSON(a.Snapshot())
+		body, err := a.SeedJSON()
 		if err != nil {
 			http.Error(w, "rendering stats: "+err.Error(), http.StatusInternalServerError)
 			return

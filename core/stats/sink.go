@@ -102,6 +102,19 @@ type Settings struct {
 	Instance string
 }
 
+// Limits on what a sink's table may hand back, so that a hostile or damaged
+// database can cost an agent an error, never its memory.
+
+// MaxSharedWorkers is the most rows of other agents' (or long-gone) workers a
+// shared sink reads back, the newest first; the rows of this agent's own
+// workers are read whatever their number. A database holding more is no
+// error: the oldest are left out of the view, with a WARN.
+const MaxSharedWorkers = 100_000
+
+// maxWorkerID is the longest worker id a sink stores or accepts from its table
+// (and the longest instance name a shared sink reads back).
+const maxWorkerID = 512
+
 // MaxInstance is the longest stats.instance.
 const MaxInstance = 256
 
@@ -176,4 +189,17 @@ func Open(ctx context.Context, s Settings) (Sink, error) {
 		return nil, err
 	}
 	return sink, nil
+}
+
+// oneLine folds s onto one line of at most n bytes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

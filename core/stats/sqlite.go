@@ -100,6 +100,9 @@ func (s *SQLiteSink) init(ctx context.Context) error {
 	if err := migrate(ctx, s.db); err != nil {
 		return damaged(err)
 	}
+	if err := checkSQLiteSchema(ctx, s.db); err != nil {
+		return damaged(err)
+	}
 	st, err := s.db.PrepareContext(ctx, upsertSQL)
 	if err != nil {
 		return damaged(fmt.Errorf("preparing upsert: %w", err))
@@ -190,29 +193,78 @@ ON CONFLICT (worker_id) DO UPDATE SET
 // Path is the database file.
 func (s *SQLiteSink) Path() string { return s.path }
 
-// Load returns every stored worker in first-seen order.
+// Load returns every stored worker in first-seen order. A row golb would never
+// have written (a count or latency that is negative or no integer, a worker id
+// that is empty, oversized or no text) is refused with ErrDamaged and the way
+// out: loaded, a negative count would wrap to 2^64-5 in every view, and the
+// next flush would store it back.
 func (s *SQLiteSink) Load(ctx context.Context) ([]Totals, error) {
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT worker_id, success, failed, latency_ns FROM worker_totals ORDER BY seq`)
+		`SELECT seq, worker_id, success, failed, latency_ns FROM worker_totals ORDER BY seq`)
 	if err != nil {
 		return nil, s.fileErr("loading stats from", err)
 	}
 	defer rows.Close()
 	var out []Totals
 	for rows.Next() {
-		var (
-			id           string
-			ok, bad, lat int64
-		)
-		if err := rows.Scan(&id, &ok, &bad, &lat); err != nil {
+		var seq, id, ok, bad, lat any
+		if err := rows.Scan(&seq, &id, &ok, &bad, &lat); err != nil {
 			return nil, s.fileErr("loading stats from", err)
 		}
-		out = append(out, Totals{WorkerID: id, Success: uint64(ok), Failed: uint64(bad), LatencySum: time.Duration(lat)})
+		t, err := storedTotals(id, ok, bad, lat)
+		if err != nil {
+			return nil, fmt.Errorf("loading stats from %s: %w (worker_totals row seq=%v: %w): %s",
+				s.path, ErrDamaged, oneLine(fmt.Sprint(seq), 24), err, recoverHint)
+		}
+		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.fileErr("loading stats from", err)
 	}
 	return out, nil
+}
+
+// storedTotals checks one row of worker_totals as SQLite returned it.
+func storedTotals(id, ok, bad, lat any) (Totals, error) {
+	wid, isText := id.(string)
+	switch {
+	case !isText:
+		return Totals{}, fmt.Errorf("%w: worker id is %s, not text", ErrInvalidTotals, sqlType(id))
+	case wid == "":
+		return Totals{}, fmt.Errorf("%w: empty worker id", ErrInvalidTotals)
+	case len(wid) > maxWorkerID:
+		return Totals{}, fmt.Errorf("%w: worker id of %d bytes (at most %d)", ErrInvalidTotals, len(wid), maxWorkerID)
+	}
+	var n [3]int64
+	for i, v := range []any{ok, bad, lat} {
+		name := [...]string{"success", "failed", "latency_ns"}[i]
+		x, isInt := v.(int64)
+		switch {
+		case !isInt:
+			return Totals{}, fmt.Errorf("%w: worker %q: %s is %s, not an integer", ErrInvalidTotals, oneLine(wid, 80), name, sqlType(v))
+		case x < 0:
+			return Totals{}, fmt.Errorf("%w: worker %q: negative %s %d", ErrInvalidTotals, oneLine(wid, 80), name, x)
+		}
+		n[i] = x
+	}
+	return Totals{WorkerID: wid, Success: uint64(n[0]), Failed: uint64(n[1]), LatencySum: time.Duration(n[2])}, nil
+}
+
+// sqlType names the SQLite storage class of a value as database/sql scanned it.
+func sqlType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "NULL"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a real"
+	case string:
+		return "text"
+	case []byte:
+		return "a blob"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // Write upserts the absolute totals in batch in one transaction.
@@ -247,6 +299,9 @@ func checkTotals(t Totals) error {
 	switch {
 	case t.WorkerID == "":
 		return fmt.Errorf("%w: empty worker id", ErrInvalidTotals)
+	case len(t.WorkerID) > maxWorkerID:
+		// Load refuses it: a file golb wrote must load again.
+		return fmt.Errorf("%w: worker id of %d bytes (at most %d)", ErrInvalidTotals, len(t.WorkerID), maxWorkerID)
 	case t.Success > math.MaxInt64, t.Failed > math.MaxInt64:
 		return fmt.Errorf("%w: worker %s: count beyond 2^63-1", ErrInvalidTotals, t.WorkerID)
 	case t.LatencySum < 0:
