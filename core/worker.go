@@ -127,12 +127,15 @@ func startMayHaveRun(sctx context.Context, err error) bool {
 // or by its plugin's crash) may have left under w's id: Destroy, through
 // the plugin (its new instance after a crash), as for a bad reply. A
 // worker that Destroy cannot remove is kept as lost, out of every pool, and
-// retried (keepLost), never forgotten: it may run.
+// retried (keepLost), never forgotten: it may run. One whose Destroy died
+// with the plugin is forgotten: the next instance removes every worker
+// golb has no record of (recoverAfterPluginCrash), and so does shutdown
+// (stopStrays).
 func (a *Agent) startCut(ctx context.Context, w *state.Worker, startErr error) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.destroyTimeout)
 	derr := a.withPlugin(dctx, w.Driver, func(c *drivers.Client) error { return c.Destroy(dctx, w.ID) })
 	cancel()
-	if derr != nil && !errors.Is(derr, drivers.ErrNotFound) {
+	if derr != nil && !errors.Is(derr, drivers.ErrNotFound) && !errors.Is(derr, drivers.ErrPluginExited) {
 		a.keepLost(ctx, w, fmt.Errorf("start: %v; destroy: %w", startErr, derr), ctx.Err() == nil && !a.finalStop.Load())
 		return
 	}
