@@ -73,11 +73,9 @@ func SeedJSON(t []Totals) ([]byte, error) {
 		func(w Totals, b []byte) []byte { return strconv.AppendUint(b, w.Failed, 10) }, false)
 	all := addSat(ok, bad)
 	section("TotalRequests", strconv.AppendUint(nil, all, 10),
-		func(w Totals, b []byte) []byte { return strconv.AppendUint(b, addSat(w.Success, w.Failed), 10) }, false)
+		func(w Totals, b []byte) []byte { return strconv.AppendUint(b, w.Total(), 10) }, false)
 	section("AverageResponseTime", appendMS(nil, lat, all),
-		func(w Totals, b []byte) []byte {
-			return appendMS(b, float64(w.LatencySum), addSat(w.Success, w.Failed))
-		}, true)
+		func(w Totals, b []byte) []byte { return appendMS(b, float64(w.LatencySum), w.Total()) }, true)
 	b = append(b, "}\n"...)
 	return b, nil
 }

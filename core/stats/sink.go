@@ -23,8 +23,9 @@ type Totals struct {
 	Instance string
 }
 
-// Total is the number of attempts: successes plus failures.
-func (t Totals) Total() uint64 { return t.Success + t.Failed }
+// Total is the number of attempts: successes plus failures (at most 2^64-1,
+// never wrapped).
+func (t Totals) Total() uint64 { return addSat(t.Success, t.Failed) }
 
 // Mean is the true mean latency, or 0 for a worker without requests.
 func (t Totals) Mean() time.Duration {
