@@ -103,6 +103,7 @@ var knobDrivers = map[string]func(*process.Driver) drivers.Driver{
 	"slowstart":            func(d *process.Driver) drivers.Driver { return &slowStart{Driver: d} },
 	"starterr":             func(d *process.Driver) drivers.Driver { return &startErr{Driver: d} },
 	"waiterr":              func(d *process.Driver) drivers.Driver { return &waitErr{Driver: d} },
+	"forgetfulwait":        func(d *process.Driver) drivers.Driver { return &forgetfulWait{Driver: d} },
 }
 
 // panicStop is the process driver with a Stop that panics, killing the

@@ -242,15 +242,40 @@ func (a *Agent) supervise(ctx context.Context, id, driver, group string) {
 			}
 		case errors.Is(err, drivers.ErrNotFound):
 			// A plugin instance that came up while this worker's Start was
-			// finishing did not recover it: try once from its handle.
-			if !recovered {
-				recovered = true
-				if w, _ := a.store.Worker(nil, id); w != nil && w.Handle != nil && c.Recover(ctx, w.Handle) == nil {
+			// finishing did not recover it: recover it from its handle.
+			// Only the plugin's definite answer loses it; a sick plugin
+			// (a timeout, a crash meanwhile) is asked again.
+			w, _ := a.store.Worker(nil, id)
+			if recovered || w == nil || w.Handle == nil {
+				a.workerExited(ctx, id, group, state.StatusLost, drivers.ExitResult{ExitCode: -1, Err: "the driver no longer knows this worker"})
+				return
+			}
+			rctx, cancel := context.WithTimeout(ctx, a.recoverTimeout)
+			rerr := c.Recover(rctx, w.Handle)
+			cancel()
+			switch {
+			case rerr == nil:
+				recovered = true // once: a Wait that still does not know it loses it
+				continue
+			case errors.Is(rerr, drivers.ErrNotFound) || errors.Is(rerr, drivers.ErrStaleHandle):
+				a.workerExited(ctx, id, group, state.StatusLost, drivers.ExitResult{ExitCode: -1, Err: "the driver no longer knows this worker: " + rerr.Error()})
+				return
+			case errors.Is(rerr, drivers.ErrPluginExited):
+				select {
+				case <-replaced:
 					continue
+				case <-ctx.Done():
+					return
 				}
 			}
-			a.workerExited(ctx, id, group, state.StatusLost, drivers.ExitResult{ExitCode: -1, Err: "the driver no longer knows this worker"})
-			return
+			a.logger.Warn("recovering a worker its plugin did not know failed; asking again", "worker", id, "err", rerr, "retry_in", retry.String())
+			select {
+			case <-time.After(retry):
+				retry = min(retry*2, waitRetryMax)
+				continue
+			case <-ctx.Done():
+				return
+			}
 		case err != nil:
 			// Logged when it starts failing and when its error changes;
 			// asked again with backoff, not every second forever.
