@@ -121,21 +121,29 @@ func (badReplies) List(_ context.Context, labels map[string]string) ([]*Handle, 
 	return []*Handle{good}, nil
 }
 
-// TestStartReplyWithEmptyAddressIsRefused pins issue 14's first bug: a
-// plugin's Start reply with no handle (core read h.Address and panicked) or
-// with an empty or unparsable address (golb ran a worker no balancer could
-// reach) was accepted. The SDK client now refuses every such reply with
-// ErrBadReply, naming the driver and what was wrong.
-func TestStartReplyWithEmptyAddressIsRefused(t *testing.T) {
+// launchBadReplies launches the test binary as the badReplies plugin,
+// killed when the test ends.
+func launchBadReplies(t *testing.T) (context.Context, *Client) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), badReplyPluginEnv+"=1")
 	c, err := Launch(ctx, ClientConfig{Cmd: cmd, Name: "nice"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Kill()
+	t.Cleanup(c.Kill)
+	return ctx, c
+}
+
+// TestStartReplyWithEmptyAddressIsRefused pins issue 14's first bug: a
+// plugin's Start reply with no handle (core read h.Address and panicked) or
+// with an empty or unparsable address (golb ran a worker no balancer could
+// reach) was accepted. The SDK client now refuses every such reply with
+// ErrBadReply, naming the driver and what was wrong.
+func TestStartReplyWithEmptyAddressIsRefused(t *testing.T) {
+	ctx, c := launchBadReplies(t)
 	for id, want := range map[string]string{
 		"nohandle":  "driver nice: Start reply: no worker handle",
 		"noaddr":    "driver nice: Start reply: empty worker address",
@@ -191,15 +199,7 @@ func TestBadReplyErrorWithoutName(t *testing.T) {
 // every dashboard snapshot. A reply over its call's limit is refused; the
 // client cuts each text to size.
 func TestPluginTextIsBounded(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), badReplyPluginEnv+"=1")
-	c, err := Launch(ctx, ClientConfig{Cmd: cmd, Name: "nice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Kill()
+	ctx, c := launchBadReplies(t)
 	if _, err := c.Start(ctx, WorkerSpec{ID: "hugeerr", Group: "g", Port: 8080}); err == nil ||
 		len(err.Error()) > MaxErrorText+100 || !strings.HasPrefix(err.Error(), "no luck: x") || !strings.Contains(err.Error(), "bytes cut)") {
 		t.Errorf("Start's 3 MiB error kept as %d bytes: %.80q", len(err.Error()), err)

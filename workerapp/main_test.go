@@ -9,10 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/golb/golb/internal/testutil"
 )
 
 const helperEnv = "GOLB_WORKERAPP_HELPER"
@@ -92,28 +93,10 @@ func TestMainPortInUseExit1(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a subprocess's stderr while the test may read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type workerProc struct {
 	cmd    *exec.Cmd
 	base   string
-	stderr *lockedBuffer
+	stderr *testutil.SyncBuffer
 	exited chan struct{} // closed when the process has exited
 	err    error         // cmd.Wait's result, once exited is closed
 }
@@ -135,7 +118,7 @@ func startWorkerProcess(t *testing.T, env map[string]string) *workerProc {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &workerProc{cmd: cmd, base: "http://127.0.0.1:" + portString(port), stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &workerProc{cmd: cmd, base: "http://127.0.0.1:" + portString(port), stderr: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting worker process: %v", err)

@@ -3,34 +3,15 @@
 package stats
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/golb/golb/internal/testutil"
 	"github.com/golb/golb/internal/testutil/pgtest"
 )
-
-// lockedBuffer is a log destination tests read while the Aggregator writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestPostgresOverMaxSharedWorkersStillFlushesAndStarts pins the bug where a
 // shared database holding more than MaxSharedWorkers worker rows (every worker
@@ -47,7 +28,7 @@ func TestPostgresOverMaxSharedWorkersStillFlushesAndStarts(t *testing.T) {
 	pgExec(t, dsn, `INSERT INTO golb_worker_totals (worker_id, instance, success)
 SELECT 'gone-' || g, 'churn:/x', 1 FROM generate_series(1, $1::int) g`, MaxSharedWorkers+10)
 
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	a, err := NewAggregator(sink, time.Hour, logger)
 	if err != nil {

@@ -1,7 +1,6 @@
 package containerd_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/golb/golb/drivers/containerd"
 	"github.com/golb/golb/drivers/containerd/ctrdtest"
 	"github.com/golb/golb/drivers/drivertest"
+	"github.com/golb/golb/internal/testutil"
 )
 
 // inProcess is a driver in this process, configured for env with its data
@@ -89,24 +88,6 @@ func TestPruneKeepsLogOfUnrecoveredWorker(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the driver's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestWorkerLabelOutsideLogDirIsSkipped: the log path was built from the
 // golb.worker label unchecked, so a container labelled
 // "../../../etc/shadow" had another file's tail read as its worker's
@@ -122,7 +103,7 @@ func TestWorkerLabelOutsideLogDirIsSkipped(t *testing.T) {
 		client.WithRuntime("io.containerd.runc.v2", nil), client.WithSpec(&oci.Spec{Version: "1.0.2"})); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	d := inProcess(t, env, t.TempDir(), slog.New(slog.NewTextHandler(&logs, nil)))
 	for range 2 {
 		hs, err := d.List(ctx, map[string]string{drivers.LabelManaged: "true", "golb.instance": "evil"})
