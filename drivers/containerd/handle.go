@@ -39,6 +39,28 @@ func newHandle(id string, st workerState, task client.Task) *handle {
 
 func (d *Driver) lookup(id string) (*handle, error) { return d.workers.Get(id) }
 
+// settledOutput is the worker's last words once its log stops growing:
+// the shim copies the task's output into the log on its own, and under
+// load the exit event came before the last lines were written (Wait's
+// Output then lacked them). It waits at most logSettle.
+func settledOutput(path string) string {
+	deadline := time.Now().Add(logSettle)
+	size := int64(-1)
+	for {
+		st, err := os.Stat(path)
+		if err != nil || st.Size() == size || time.Now().After(deadline) {
+			return proc.ExitOutput(path)
+		}
+		size = st.Size()
+		time.Sleep(logSettleStep)
+	}
+}
+
+const (
+	logSettle     = time.Second
+	logSettleStep = 50 * time.Millisecond
+)
+
 // watch records the task's exit from its Wait stream: containerd tells, no
 // polling. A stream cut by the daemon (a restart) is opened again, after 1 s
 // and then twice as long each time up to 10 s; Wait on a task that has
@@ -56,7 +78,7 @@ func (d *Driver) watch(h *handle, exits <-chan client.ExitStatus) {
 		switch {
 		case err == nil:
 			res := exitResult(st.ExitCode())
-			res.Output = proc.ExitOutput(h.state.Log)
+			res.Output = settledOutput(h.state.Log)
 			h.exit.Finish(res)
 			return
 		case h.watchCtx.Err() != nil:
