@@ -46,8 +46,8 @@ type Balancer struct {
 	budgetDeny   atomic.Uint64 // retries refused by the budget
 	unavailable  atomic.Uint64 // requests answered 503: no candidate
 	clientErrors atomic.Uint64 // requests refused as the client's error (4xx from golb)
-	limitWarned  atomic.Int64  // when waitForSlot last logged (unix ns)
-	fdWarned     atomic.Int64  // when a dial last logged running out of descriptors
+	limitWarned  onceAMinute   // waitForSlot's WARN
+	fdWarned     onceAMinute   // a dial's WARN for running out of descriptors
 
 	closing atomic.Bool // Shutdown began: no new connections, none kept alive
 	connMu  sync.Mutex
@@ -547,4 +547,14 @@ func (b *Balancer) allBackends() []*backend { return b.backends.Load().all }
 // Stats and /metrics) and nowhere if not (a crash-looping worker's).
 type backendSet struct {
 	all, retired []*backend
+}
+
+// onceAMinute rate-limits a WARN that a client can make recur at will.
+type onceAMinute struct{ last atomic.Int64 }
+
+// now reports whether the WARN is due: the first time, then a minute after
+// the last that was.
+func (o *onceAMinute) now() bool {
+	t, last := time.Now().UnixNano(), o.last.Load()
+	return t-last > int64(time.Minute) && o.last.CompareAndSwap(last, t)
 }

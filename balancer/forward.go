@@ -771,8 +771,7 @@ func (c *clientConn) failed(x *exchange, r *reqInfo, be *backend, start time.Tim
 		// golb is out of file descriptors, not the worker out of order:
 		// nothing is charged to it (this ejected every worker at once).
 		be.release()
-		if now := time.Now().UnixNano(); now-b.fdWarned.Load() > int64(time.Minute) {
-			b.fdWarned.Store(now) // once a minute at most
+		if b.fdWarned.now() {
 			b.log.Warn("cannot dial a worker: out of file descriptors", "id", be.id, "err", err)
 		}
 		c.answer(503, "golb is out of file descriptors", true)

@@ -349,12 +349,11 @@ func TestH1WorkerConnectionCloseStaysHopByHop(t *testing.T) {
 	}
 }
 
-// TestH1UpgradeTunnelsBothWays pins protocol upgrades: a WebSocket-style
-// upgrade gets the worker's 101, then bytes flow both ways, the worker's
-// first.
-func TestH1UpgradeTunnelsBothWays(t *testing.T) {
-	t.Parallel()
-	w := newWorker(t, "a", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+// upgradeEcho is a worker handler that answers a WebSocket-style upgrade
+// with 101 and greeting, then echoes what it reads until the balancer
+// closes.
+func upgradeEcho(greeting string) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "websocket" {
 			http.Error(rw, "no upgrade header", http.StatusBadRequest)
 			return
@@ -364,12 +363,20 @@ func TestH1UpgradeTunnelsBothWays(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nsrv:hello\n")
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" + greeting)
 		if brw.Flush() != nil {
 			return
 		}
-		_, _ = io.Copy(c, brw) // echo until the balancer closes
-	}))
+		_, _ = io.Copy(c, brw)
+	})
+}
+
+// TestH1UpgradeTunnelsBothWays pins protocol upgrades: a WebSocket-style
+// upgrade gets the worker's 101, then bytes flow both ways, the worker's
+// first.
+func TestH1UpgradeTunnelsBothWays(t *testing.T) {
+	t.Parallel()
+	w := newWorker(t, "a", upgradeEcho("srv:hello\n"))
 	b := startBalancer(t, safetyConfig(), w)
 	conn := dialH1(t, b)
 	conn.send("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
@@ -441,18 +448,7 @@ func TestH1ClientThatReadsNothingIsCut(t *testing.T) {
 // closes.
 func TestUpgradedConnectionIsInFlightUntilItCloses(t *testing.T) {
 	t.Parallel()
-	w := newWorker(t, "a", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		c, brw, err := http.NewResponseController(rw).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		if brw.Flush() != nil {
-			return
-		}
-		_, _ = io.Copy(c, brw) // echo until the balancer closes
-	}))
+	w := newWorker(t, "a", upgradeEcho(""))
 	b := startBalancer(t, safetyConfig(), w)
 	conn := dialH1(t, b)
 	conn.send("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")

@@ -124,14 +124,11 @@ func defaultMaxClientConns() int64 {
 // waitForSlot waits while the process holds maxClientConns client
 // connections, and reports false once the listener is to stop.
 func (b *Balancer) waitForSlot(ln net.Listener, gone *atomic.Bool) bool {
-	warned := false
 	for clientConns.Load() >= maxClientConns.Load() {
 		if b.closing.Load() || gone != nil && gone.Load() {
 			return false
 		}
-		if now := time.Now().UnixNano(); !warned && now-b.limitWarned.Load() > int64(time.Minute) {
-			warned = true // once a minute at most: a client can make this flap
-			b.limitWarned.Store(now)
+		if b.limitWarned.now() {
 			b.log.Warn("client connections at the limit; accepting again when one closes",
 				"addr", ln.Addr().String(), "limit", maxClientConns.Load())
 		}
