@@ -397,3 +397,41 @@ func TestHealthEvents(t *testing.T) {
 		t.Errorf("recovery events: %+v", back)
 	}
 }
+
+// Regression: streams had no cap, so idle dashboards could hold every one
+// of the admin API's 256 connections and leave none for golb status.
+func TestStreamsBeyondTheCapAreRefused(t *testing.T) {
+	url, s := serve(t, newFake(fleet()))
+	streams := make([]*sse, maxStreams)
+	for i := range streams {
+		streams[i] = openStream(t, url)
+	}
+	one := &http.Client{Timeout: 5 * time.Second} // an accepted stream never ends
+	resp, err := one.Get(url + "/v1/stream")
+	if err != nil {
+		t.Fatalf("stream %d: %v; want a 503 at once", maxStreams+1, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "too many dashboard streams") {
+		t.Fatalf("stream %d: %d, Retry-After %q, %s; want 503 with Retry-After", maxStreams+1, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	// The rest of the API still answers.
+	if resp, err := http.Get(url + "/v1/events"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/v1/events beside %d streams: %v %v", maxStreams, resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// A stream that closes frees its place.
+	streams[0].cl.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Streams() >= maxStreams {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams open 10s after one closed", s.Streams())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ev, _ := openStream(t, url).next(t); ev != "history" {
+		t.Fatalf("first event of a stream opened after one closed: %q", ev)
+	}
+}

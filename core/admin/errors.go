@@ -16,3 +16,6 @@ var (
 	// ErrUnavailable: a reload asked while golb starts or stops (503).
 	ErrUnavailable = errors.New("golb is not running")
 )
+
+// errTooManyStreams: GET /v1/stream while maxStreams are open (503).
+var errTooManyStreams = errors.New("too many dashboard streams open (at most 64); close one and retry")

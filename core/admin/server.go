@@ -214,11 +214,20 @@ func (s *Server) dropLocked(sb *sub) {
 	delete(s.subs, sb)
 }
 
+// maxStreams is the most streams open at once. Each holds one of the admin
+// API's 256 connections (listen.go) for as long as its reader likes, so
+// without a cap a few hundred idle streams would leave no connection for
+// golb status, golb scale or /metrics. Past it, GET /v1/stream is a 503.
+const maxStreams = 64
+
 // subscribe registers a stream and returns its first frames: the history,
 // then the newest snapshot.
 func (s *Server) subscribe() (*sub, []*frame, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.subs) >= maxStreams {
+		return nil, nil, errTooManyStreams
+	}
 	h, err := encode("history", history{StepMS: s.opts.Interval.Milliseconds(), Points: s.hist.all(), Events: append([]Event(nil), s.events...)})
 	if err != nil {
 		return nil, nil, err
@@ -255,6 +264,11 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sb, first, err := s.subscribe()
+	if errors.Is(err, errTooManyStreams) {
+		w.Header().Set("Retry-After", "10")
+		refuse(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
 	if err != nil {
 		refuse(w, http.StatusInternalServerError, err.Error())
 		return
