@@ -334,7 +334,14 @@
     const es = new EventSource("/v1/stream");
     const conn = $("conn");
     es.onopen = () => { setText(conn, "live"); conn.className = "conn on"; };
-    es.onerror = () => { setText(conn, "reconnecting…"); conn.className = "conn off"; };
+    es.onerror = () => {
+      conn.className = "conn off";
+      if (es.readyState !== EventSource.CLOSED) { setText(conn, "reconnecting…"); return; }
+      // A refused stream (503: too many dashboards open) is not retried by
+      // the browser itself: try again in 10 s, as its Retry-After says.
+      setText(conn, "refused: too many dashboards open; retrying in 10 s");
+      setTimeout(connect, 10000);
+    };
     es.addEventListener("history", (m) => {
       const h = JSON.parse(m.data);
       st.step = h.step_ms || 1000;
