@@ -42,13 +42,16 @@ func (d *Driver) lookup(id string) (*handle, error) { return d.workers.Get(id) }
 // settledOutput is the worker's last words once its log stops growing:
 // the shim copies the task's output into the log on its own, and under
 // load the exit event came before the last lines were written (Wait's
-// Output then lacked them). It waits at most logSettle.
+// Output then lacked them). An empty log has not settled: the first lines
+// may still be on their way (ExitReportsOutput flaked in CI when two
+// empty looks 50 ms apart were taken as settled). It waits at most
+// logSettle.
 func settledOutput(path string) string {
 	deadline := time.Now().Add(logSettle)
 	size := int64(-1)
 	for {
 		st, err := os.Stat(path)
-		if err != nil || st.Size() == size || time.Now().After(deadline) {
+		if err != nil || st.Size() > 0 && st.Size() == size || time.Now().After(deadline) {
 			return proc.ExitOutput(path)
 		}
 		size = st.Size()
