@@ -1,6 +1,9 @@
 package admin
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors a Views or APIViews implementation wraps for the caller's mistakes
 // (and for a golb that cannot act yet); each picks the answer's status code.
@@ -18,4 +21,4 @@ var (
 )
 
 // errTooManyStreams: GET /v1/stream while maxStreams are open (503).
-var errTooManyStreams = errors.New("too many dashboard streams open (at most 64); close one and retry")
+var errTooManyStreams = fmt.Errorf("too many dashboard streams open (at most %d); close one and retry", maxStreams)

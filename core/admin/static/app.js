@@ -337,9 +337,10 @@
     es.onerror = () => {
       conn.className = "conn off";
       if (es.readyState !== EventSource.CLOSED) { setText(conn, "reconnecting…"); return; }
-      // A refused stream (503: too many dashboards open) is not retried by
-      // the browser itself: try again in 10 s, as its Retry-After says.
-      setText(conn, "refused: too many dashboards open; retrying in 10 s");
+      // A refused stream (a 503 when too many dashboards are open, or any
+      // answer but 200) is not retried by the browser itself: try again in
+      // 10 s, as the 503's Retry-After says.
+      setText(conn, "refused by golb (too many dashboards open?); retrying in 10 s");
       setTimeout(connect, 10000);
     };
     es.addEventListener("history", (m) => {
