@@ -34,7 +34,8 @@ type workload struct {
 	warmup bool // one short run per path before rep 1
 }
 
-// allPaths are the paths in their first rep's order (later reps rotate it).
+// allPaths are the paths in their first rep's order (repOrder changes it
+// for later reps).
 var allPaths = []string{"direct", "haproxy", "nginx", "caddy", "golb"}
 
 type options struct {
@@ -268,8 +269,8 @@ func runWorkload(ctx context.Context, o options, w workload, names []string, bin
 	var reps []map[string]result
 	for rep := range o.reps {
 		results := map[string]result{}
-		for i := range paths {
-			p := paths[(i+rep)%len(paths)] // rotate the order to spread drift
+		for i, at := range repOrder(len(paths), rep) {
+			p := paths[at]
 			if i > 0 {
 				if err := sleepCtx(ctx, w.pause); err != nil {
 					return reps, err
@@ -293,6 +294,34 @@ func runWorkload(ctx context.Context, o options, w workload, names []string, bin
 		}
 	}
 	return reps, nil
+}
+
+// repOrder is the order in which rep runs n paths: the i-th path of rep r
+// is k·(i + r) mod n, k the rep's stride, a number coprime with n taken in
+// turn. The stride changes which path runs right before which, and with
+// the offset r a path's position moves from rep to rep. A plain rotation
+// kept every path's neighbours: golb always ran right after Caddy, whose
+// process and whose many worker connections were still winding down.
+func repOrder(n, rep int) []int {
+	var strides []int
+	for k := 1; k < max(n, 2); k++ {
+		if gcd(k, n) == 1 {
+			strides = append(strides, k)
+		}
+	}
+	k := strides[rep%len(strides)]
+	order := make([]int, n)
+	for i := range order {
+		order[i] = k * (i + rep) % n
+	}
+	return order
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 func workloadNames(ws []workload) []string {
