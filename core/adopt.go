@@ -393,22 +393,25 @@ func (a *Agent) removeUnknown(ctx context.Context, driver string, c *drivers.Cli
 			continue
 		}
 		a.logger.Info("removing worker unknown to golb", "worker", h.ID, "driver", driver)
-		w := &state.Worker{ID: h.ID, Group: h.Labels[drivers.LabelGroup], Driver: driver, Port: portOf(h.Address), Address: h.Address,
-			Status: state.StatusDraining, Handle: h, StartedAt: h.StartedAt}
-		a.goWork(ctx, func(ctx context.Context) {
-			// Recovered first, so that it can be stopped gracefully; one
-			// that cannot be is destroyed by halt.
-			rctx, cancel := context.WithTimeout(ctx, a.recoverTimeout)
-			err := c.Recover(rctx, h)
-			cancel()
-			if err != nil {
-				a.logger.Debug("recovering a worker unknown to golb, to stop it", "worker", h.ID, "err", err)
-			}
-			w.Details = a.inspectDetails(driver, h.ID)
-			a.removeUnwanted(ctx, w)
-			if w, _ := a.store.Worker(nil, h.ID); w == nil {
-				a.logger.Info("worker unknown to golb removed", "worker", h.ID, "driver", driver)
-			}
-		})
+		a.goWork(ctx, func(ctx context.Context) { a.removeStray(ctx, driver, c, h) })
+	}
+}
+
+// removeStray stops h, a worker of driver's that golb has no record of:
+// recovered first, so that it can be stopped gracefully (one that cannot
+// be is destroyed by halt), and kept lost while that fails.
+func (a *Agent) removeStray(ctx context.Context, driver string, c *drivers.Client, h *drivers.Handle) {
+	w := &state.Worker{ID: h.ID, Group: h.Labels[drivers.LabelGroup], Driver: driver, Port: portOf(h.Address), Address: h.Address,
+		Status: state.StatusDraining, Handle: h, StartedAt: h.StartedAt}
+	rctx, cancel := context.WithTimeout(ctx, a.recoverTimeout)
+	err := c.Recover(rctx, h)
+	cancel()
+	if err != nil {
+		a.logger.Debug("recovering a worker unknown to golb, to stop it", "worker", h.ID, "err", err)
+	}
+	w.Details = a.inspectDetails(driver, h.ID)
+	a.removeUnwanted(ctx, w)
+	if w, _ := a.store.Worker(nil, h.ID); w == nil {
+		a.logger.Info("worker unknown to golb removed", "worker", h.ID, "driver", driver)
 	}
 }

@@ -87,6 +87,9 @@ type Agent struct {
 	mu      sync.Mutex
 	crashes map[string]*crashLoop // by group
 	adopted map[string]bool       // drivers whose earlier workers were adopted
+	// cut are the ids of cut Starts whose late workers are looked for
+	// (cutstart.go).
+	cut cutStarts
 	// stopGrace and destroyTimeout bound a worker's Stop (past its
 	// stop_timeout) and Destroy: stop.go.
 	stopGrace, destroyTimeout time.Duration

@@ -58,8 +58,13 @@ func shortStartTimeout(t *testing.T, d time.Duration) {
 // clean shutdown. Now the cut Start's worker is destroyed (kept lost while
 // that Destroy fails), and shutdown stops one that a plugin started after
 // golb gave up on it.
+//
+// The watch on the cut Start's id (cutstart.go) is put off past the test
+// here, so that shutdown's own sweep is what finds the late worker;
+// TestCutStartsLateWorkerIsRemoved has the watch find it while golb runs.
 func TestStartPastItsTimeoutLeavesNoWorker(t *testing.T) {
 	shortStartTimeout(t, time.Second)
+	setCutSweep(t, time.Hour, time.Hour, time.Hour)
 	g := uniq("sto")
 	killProcs(t, g)
 	src := header(t.TempDir(), "") + groupHCL(g, 1, freePorts(t, 10), "1ms")
@@ -86,6 +91,44 @@ func TestStartPastItsTimeoutLeavesNoWorker(t *testing.T) {
 	}
 	if logs := ta.logs.String(); !strings.Contains(logs, "stopping a worker golb had lost track of") {
 		t.Errorf("shutdown did not say it stopped a worker it had lost track of")
+	}
+}
+
+// setCutSweep sets the cut-start watch's timing for the test (before its
+// agent starts).
+func setCutSweep(t *testing.T, first, most, watch time.Duration) {
+	f, m, w := cutSweepFirst, cutSweepMax, cutWatchFor
+	cutSweepFirst, cutSweepMax, cutWatchFor = first, most, watch
+	t.Cleanup(func() { cutSweepFirst, cutSweepMax, cutWatchFor = f, m, w })
+}
+
+// TestCutStartsLateWorkerIsRemoved: a plugin that finished a Start after
+// golb had cut it (and destroyed its id, finding nothing) left a worker
+// running unknown to golb, beside its replacement, until golb's shutdown
+// or the plugin's next restart. Now the cut Start's id is watched, and the
+// late worker is removed while golb runs.
+func TestCutStartsLateWorkerIsRemoved(t *testing.T) {
+	shortStartTimeout(t, time.Second)
+	setCutSweep(t, 200*time.Millisecond, time.Second, time.Minute)
+	g := uniq("cut")
+	killProcs(t, g)
+	src := header(t.TempDir(), "") + groupHCL(g, 1, freePorts(t, 10), "1ms")
+	ta := startAgent(t, parseConfig(t, src), os.Args[0], "slowstart")
+	begin := time.Now()
+
+	ta.waitWorkers(t, 30*time.Second, "a replacement running, the cut Start's record gone", func(ws []*state.Worker) bool {
+		return len(running(ws, g)) == 1 && len(inGroup(ws, g, state.StatusLost)) == 0
+	})
+	for deadline := time.Now().Add(slowStartFor + 30*time.Second); !strings.Contains(ta.logs.String(), "a cut start's worker came up late; removing it"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no late worker of the cut Start found within %s", slowStartFor+30*time.Second)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitProcs(t, 30*time.Second, "the late worker gone, the replacement left", func(ps map[int]string) bool { return len(ps) == 1 }, g)
+	t.Logf("late worker removed %s after the agent started (its Start took %s)", time.Since(begin).Round(time.Millisecond), slowStartFor)
+	if ws, _ := ta.Store().Workers(nil); len(running(ws, g)) != 1 {
+		t.Errorf("running workers after the late one was removed: %d, want the replacement alone", len(running(ws, g)))
 	}
 }
 

@@ -130,8 +130,12 @@ func startMayHaveRun(sctx context.Context, err error) bool {
 // retried (keepLost), never forgotten: it may run. One whose Destroy died
 // with the plugin is forgotten: the next instance removes every worker
 // golb has no record of (recoverAfterPluginCrash), and so does shutdown
-// (stopStrays).
+// (stopStrays). One the plugin finishes after the Destroy is removed when
+// the watch on its id finds it (watchCutStart).
 func (a *Agent) startCut(ctx context.Context, w *state.Worker, startErr error) {
+	// The plugin may yet finish the Start after this Destroy: its worker
+	// is looked for until it shows up or the watch ends (cutstart.go).
+	a.watchCutStart(ctx, w.Driver, w.ID)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.destroyTimeout)
 	derr := a.withPlugin(dctx, w.Driver, func(c *drivers.Client) error { return c.Destroy(dctx, w.ID) })
 	cancel()
