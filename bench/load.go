@@ -133,6 +133,47 @@ func appendLog(path, s string) {
 	_, _ = f.WriteString(s)
 }
 
+// mergeSlices is one result of a path's slices: requests, errors and
+// proxy CPU summed (rps is the requests over the slices' time, CPU per
+// request the CPU over the requests), peak RSS the highest, and p50 and
+// p99 the median of the slices' (wrk reports no histogram to merge).
+func mergeSlices(rs []result) result {
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	out := result{rssMiB: math.NaN(), cpuPerReq: math.NaN()}
+	var secs, cpu, cpuReqs float64
+	var p50s, p99s []float64
+	var kinds []string
+	for _, r := range rs {
+		out.requests += r.requests
+		if r.rps > 0 {
+			secs += r.requests / r.rps
+		}
+		out.errors += r.errors
+		if r.errDetail != "" {
+			kinds = append(kinds, r.errDetail)
+		}
+		if !math.IsNaN(r.rssMiB) && (math.IsNaN(out.rssMiB) || r.rssMiB > out.rssMiB) {
+			out.rssMiB = r.rssMiB
+		}
+		if !math.IsNaN(r.cpuPerReq) {
+			cpu += r.cpuPerReq * r.requests
+			cpuReqs += r.requests
+		}
+		p50s, p99s = append(p50s, r.p50), append(p99s, r.p99)
+	}
+	if secs > 0 {
+		out.rps = out.requests / secs
+	}
+	if cpuReqs > 0 {
+		out.cpuPerReq = cpu / cpuReqs
+	}
+	out.p50, out.p99 = median(p50s), median(p99s)
+	out.errDetail = strings.Join(kinds, "; ")
+	return out
+}
+
 // measure runs wrk against p while sampling its proxy's processes.
 func measure(ctx context.Context, dir string, p *path, l load) (result, error) {
 	var pids []int

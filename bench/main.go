@@ -32,6 +32,9 @@ type workload struct {
 	// delay) that every request the last path left at the workers is over.
 	pause  time.Duration
 	warmup bool // one short run per path before rep 1
+	// slices: each rep runs a path's dur as this many interleaved runs
+	// (-slices, fast only; 1 for the others).
+	slices int
 }
 
 // allPaths are the paths in their first rep's order (repOrder changes it
@@ -41,6 +44,7 @@ var allPaths = []string{"direct", "haproxy", "nginx", "caddy", "golb"}
 type options struct {
 	paths    []string
 	reps     int
+	slices   int
 	dur      time.Duration
 	connsDur time.Duration
 	conns    int
@@ -57,6 +61,7 @@ func parseOptions() (options, []workload) {
 	flag.IntVar(&o.reps, "reps", 3, "repetitions; every figure is the median over them")
 	flag.DurationVar(&o.dur, "d", 10*time.Second, "duration of each wrk run of fast and slow")
 	flag.DurationVar(&o.connsDur, "conns-d", 30*time.Second, "duration of each wrk run of conns")
+	flag.IntVar(&o.slices, "slices", 5, "fast: run each path's -d as this many interleaved slices (each at least 1s), the paths taking turns")
 	flag.IntVar(&o.conns, "conns", 5000, "connections held open by conns")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs, wrk output)")
 	flag.StringVar(&o.golb, "golb", "", "a prebuilt golb binary instead of building ./cmd/golb")
@@ -75,6 +80,9 @@ func parseOptions() (options, []workload) {
 	if o.reps < 1 {
 		usageError("-reps must be at least 1")
 	}
+	if o.slices < 1 {
+		usageError("-slices must be at least 1")
+	}
 	if o.dur < time.Second || o.connsDur < time.Second {
 		usageError("-d and -conns-d must be at least 1s")
 	}
@@ -82,7 +90,7 @@ func parseOptions() (options, []workload) {
 		usageError("-conns must be between 1 and 15000 (each proxy holds two fds per connection)")
 	}
 	known := map[string]workload{
-		"fast":  {name: "fast", avgDelay: "0s", base: 16000, load: load{conns: 64, dur: o.dur, timeout: 5 * time.Second}, pause: time.Second, warmup: true},
+		"fast":  {name: "fast", avgDelay: "0s", base: 16000, load: load{conns: 64, dur: o.dur, timeout: 5 * time.Second}, pause: time.Second, warmup: true, slices: o.slices},
 		"slow":  {name: "slow", avgDelay: "500ms", base: 16100, load: load{conns: 256, dur: o.dur, timeout: 5 * time.Second}, pause: time.Second, warmup: true},
 		"conns": {name: "conns", avgDelay: "10s", base: 16200, load: load{conns: o.conns, dur: o.connsDur, timeout: 30 * time.Second}, pause: 15 * time.Second},
 	}
@@ -266,20 +274,40 @@ func runWorkload(ctx context.Context, o options, w workload, names []string, bin
 		}
 	}
 
+	// A sliced workload runs each path's -d as slices short runs, the
+	// paths taking turns slice after slice: each path's share of a rep is
+	// spread over the same stretch of time, so that the VM's drift within
+	// it (±30 % within a minute) falls on every path alike.
+	nslices, l := max(1, w.slices), w.load
+	l.dur = sliceDur(w)
 	var reps []map[string]result
 	for rep := range o.reps {
-		results := map[string]result{}
-		for i, at := range repOrder(len(paths), rep) {
-			p := paths[at]
-			if i > 0 {
-				if err := sleepCtx(ctx, w.pause); err != nil {
-					return reps, err
+		parts := map[string][]result{}
+		order := repOrder(len(paths), rep)
+		for slice := range nslices {
+			seq := order
+			if slice%2 == 1 { // and back: each path runs after both its neighbours
+				seq = slices.Clone(order)
+				slices.Reverse(seq)
+			}
+			for i, at := range seq {
+				p := paths[at]
+				if i > 0 || slice > 0 {
+					if err := sleepCtx(ctx, w.pause); err != nil {
+						return reps, err
+					}
 				}
+				r, err := measure(ctx, dir, p, l)
+				if err != nil {
+					return reps, fmt.Errorf("rep %d, %s: %w", rep+1, p.name, err)
+				}
+				parts[p.name] = append(parts[p.name], r)
 			}
-			r, err := measure(ctx, dir, p, w.load)
-			if err != nil {
-				return reps, fmt.Errorf("rep %d, %s: %w", rep+1, p.name, err)
-			}
+		}
+		results := map[string]result{}
+		for _, at := range order {
+			p := paths[at]
+			r := mergeSlices(parts[p.name])
 			results[p.name] = r
 			progress("rep %d/%d %s: %-7s %8.0f rps  p50 %s ms  p99 %s ms  errors %.0f%s  rss %s MiB  cpu %s µs/req",
 				rep+1, o.reps, w.name, p.name, r.rps, ms(r.p50), ms(r.p99), r.errors, paren(r.errDetail),
@@ -294,6 +322,15 @@ func runWorkload(ctx context.Context, o options, w workload, names []string, bin
 		}
 	}
 	return reps, nil
+}
+
+// sliceDur is how long each of w's wrk runs lasts: dur, or its share of
+// dur when sliced (whole seconds, at least one: wrk takes seconds).
+func sliceDur(w workload) time.Duration {
+	if w.slices <= 1 {
+		return w.dur
+	}
+	return max(time.Second, (w.dur / time.Duration(w.slices)).Round(time.Second))
 }
 
 // repOrder is the order in which rep runs n paths: the i-th path of rep r

@@ -14,8 +14,12 @@ import (
 // median over the reps of each figure; ratios are taken within a rep, then
 // their median.
 func printTable(out io.Writer, w workload, names []string, reps []map[string]result, golbDesc string) {
-	fmt.Fprintf(out, "\n### %s: avg_delay %s, wrk -t1 -c%d -d%s --timeout %s, median of %d rep(s)\n\n",
-		w.name, w.avgDelay, w.conns, wrkDuration(w.dur), wrkDuration(w.timeout), len(reps))
+	runs := ""
+	if w.slices > 1 {
+		runs = fmt.Sprintf(" × %d slices a rep, the paths taking turns", w.slices)
+	}
+	fmt.Fprintf(out, "\n### %s: avg_delay %s, wrk -t1 -c%d -d%s --timeout %s%s, median of %d rep(s)\n\n",
+		w.name, w.avgDelay, w.conns, wrkDuration(sliceDur(w)), wrkDuration(w.timeout), runs, len(reps))
 	fmt.Fprintln(out, "| path | rps | × direct | p50 ms | p99 ms | errors | peak RSS MiB | CPU µs/req |")
 	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, name := range names {

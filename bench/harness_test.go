@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"slices"
 	"testing"
 )
@@ -38,5 +39,28 @@ func TestRepOrderVariesNeighbours(t *testing.T) {
 	}
 	if got := repOrder(5, 0); !slices.Equal(got, []int{0, 1, 2, 3, 4}) {
 		t.Errorf("rep 1 must keep the canonical order, got %v", got)
+	}
+}
+
+// TestMergeSlices: a path's slices add up to one result: rps over the
+// slices' whole time (not the mean of their rps), CPU per request weighted
+// by requests, the highest RSS, the median latencies; direct's NaNs stay
+// NaN.
+func TestMergeSlices(t *testing.T) {
+	nan := math.NaN()
+	got := mergeSlices([]result{
+		{rps: 1000, requests: 2000, p50: 1, p99: 9, errors: 1, errDetail: "read 1", rssMiB: 30, cpuPerReq: 10},
+		{rps: 3000, requests: 6000, p50: 2, p99: 5, rssMiB: 34, cpuPerReq: 20},
+		{rps: 2000, requests: 4000, p50: 3, p99: 7, rssMiB: 32, cpuPerReq: 15},
+	})
+	want := result{rps: 12000.0 / 6, requests: 12000, p50: 2, p99: 7, errors: 1, errDetail: "read 1", rssMiB: 34,
+		cpuPerReq: (2000*10 + 6000*20 + 4000*15) / 12000.0}
+	if got != want {
+		t.Errorf("mergeSlices = %+v, want %+v", got, want)
+	}
+	direct := mergeSlices([]result{{rps: 10, requests: 20, p50: 1, p99: 2, rssMiB: nan, cpuPerReq: nan},
+		{rps: 10, requests: 20, p50: 1, p99: 2, rssMiB: nan, cpuPerReq: nan}})
+	if !math.IsNaN(direct.rssMiB) || !math.IsNaN(direct.cpuPerReq) || direct.rps != 10 {
+		t.Errorf("direct's slices merged to %+v, want rps 10 and no RSS or CPU", direct)
 	}
 }
