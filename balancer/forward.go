@@ -211,7 +211,9 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 			continue
 		}
 		var he *h1.Error
-		if r.bodyLeft && !errors.As(err, &he) && time.Since(r.bodyStart) >= slowBodyAfter {
+		// (bodyStart is zero while the head is still being written: a
+		// worker that resets then is charged, the client sent no body yet.)
+		if r.bodyLeft && !errors.As(err, &he) && !r.bodyStart.IsZero() && time.Since(r.bodyStart) >= slowBodyAfter {
 			be.release()
 			c.b.clientErrors.Add(1)
 			b.log.Debug("worker gave up on a slow request body", "id", be.id, "client", c.ip, "err", err)

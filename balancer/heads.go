@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"bytes"
 	"strconv"
 
 	"github.com/golb/golb/balancer/h1"
@@ -14,13 +15,14 @@ import (
 
 // hopByHop reports whether a header concerns one connection only and is
 // never forwarded. The framing headers are among them: golb frames each
-// body it sends itself.
+// body it sends itself. Trailer is not: it announces the trailer fields,
+// which golb passes on (RFC 9110 §6.6.2).
 func hopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
 		return h1.EqualFold(name, "te")
 	case 7:
-		return h1.EqualFold(name, "trailer") || h1.EqualFold(name, "upgrade")
+		return h1.EqualFold(name, "upgrade")
 	case 10:
 		return h1.EqualFold(name, "connection") || h1.EqualFold(name, "keep-alive")
 	case 14:
@@ -39,7 +41,25 @@ func hopByHop(name []byte) bool {
 
 // forwardedHeader reports the client's own forwarding headers, which golb
 // replaces (or, trusting them, extends) and never passes on as they came.
+// A name spelt with underscores (X_Forwarded_For) is one too, never
+// trusted: CGI-style servers (PHP, WSGI, Rack) read it as the same
+// variable as golb's own, so a client could forge the address golb vouches
+// for (nginx drops such names for this reason).
 func forwardedHeader(name []byte) (xff, other bool) {
+	if bytes.IndexByte(name, '_') >= 0 {
+		var buf [17]byte
+		if len(name) > len(buf) {
+			return false, false
+		}
+		n := copy(buf[:], name)
+		for i := range n {
+			if buf[i] == '_' {
+				buf[i] = '-'
+			}
+		}
+		xff, other = forwardedHeader(buf[:n])
+		return false, xff || other
+	}
 	switch len(name) {
 	case 9:
 		return false, h1.EqualFold(name, "forwarded")
@@ -104,6 +124,10 @@ func (b *Balancer) requestHead(out []byte, h *h1.Head, target, host []byte, clie
 		out = append(out, "Connection: Upgrade\r\n"...)
 	}
 	switch h.Body {
+	case h1.BodyNone:
+		if h.ZeroLength { // kept: some servers want a POST's length (411)
+			out = append(out, "Content-Length: 0\r\n"...)
+		}
 	case h1.BodyLength:
 		out = append(out, "Content-Length: "...)
 		out = strconv.AppendInt(out, h.ContentLength, 10)
@@ -181,8 +205,9 @@ func responseHead(out []byte, r *h1.Head, framing respFraming, clientMinor int, 
 			out = append(h1.AppendCodings(out, r), "\r\n"...)
 		}
 	case frameNone:
-		// A HEAD answer or a 304 keeps the length the worker announced.
-		if r.Body == h1.BodyLength && r.Status >= 200 {
+		// A HEAD answer or a 304 keeps the length the worker announced;
+		// a 204 has none (RFC 9110 §8.6).
+		if r.Body == h1.BodyLength && r.Status >= 200 && r.Status != 204 {
 			out = append(out, "Content-Length: "...)
 			out = strconv.AppendInt(out, r.ContentLength, 10)
 			out = append(out, "\r\n"...)

@@ -33,12 +33,27 @@ func (c *clientConn) splice(uc *upstream, r *reqInfo) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = io.Copy(c.nc, uc.nc)
-		closeWrite(c.nc)
+		_, err := io.Copy(c.nc, uc.nc)
+		endTunnel(err, c.nc, uc.nc)
 	}()
-	_, _ = io.Copy(uc.nc, c.nc)
-	closeWrite(uc.nc)
+	_, err := io.Copy(uc.nc, c.nc)
+	endTunnel(err, uc.nc, c.nc)
 	<-done
+}
+
+// endTunnel finishes the direction of a tunnel that copied from src into
+// dst until err. A clean end (src's half-close) is passed on as dst's
+// half-close; the other direction goes on until its own end. A broken end
+// (a reset) closes both connections, so that the other direction's copy
+// does not wait on, holding a worker connection and the request's
+// in-flight count, for a peer that is gone.
+func endTunnel(err error, dst, src net.Conn) {
+	if err != nil {
+		_ = dst.Close()
+		_ = src.Close()
+		return
+	}
+	closeWrite(dst)
 }
 
 func closeWrite(nc net.Conn) {

@@ -12,6 +12,7 @@ func (e *Error) Error() string { return "h1: " + e.Msg }
 var (
 	errBareLF           = &Error{400, "line ending without CR"}
 	errRequestLine      = &Error{400, "malformed request line"}
+	errFragment         = &Error{400, "request target has a fragment"}
 	errStatusLine       = &Error{502, "malformed status line"}
 	errVersion          = &Error{505, "HTTP version not supported"}
 	errObsFold          = &Error{400, "obsolete line folding"}

@@ -35,6 +35,7 @@ type Head struct {
 	// Framing and connection management, derived from the headers.
 	Body          BodyKind
 	ContentLength int64 // with BodyLength
+	ZeroLength    bool  // a request's Content-Length: 0 (its Body is BodyNone)
 	Close         bool  // Connection: close, or HTTP/1.0 without keep-alive (or with Transfer-Encoding)
 	Upgrade       bool  // Connection: upgrade with an Upgrade header
 	Expect100     bool  // Expect: 100-continue (ignored in an HTTP/1.0 request)
@@ -123,6 +124,9 @@ func ParseRequest(head []byte, h *Head) error {
 		if c <= ' ' || c == 0x7f {
 			return errRequestLine
 		}
+		if c == '#' { // RFC 9112 §3.2: no target form has one
+			return errFragment
+		}
 	}
 	minor, err := parseVersion(line)
 	if err != nil {
@@ -133,7 +137,7 @@ func ParseRequest(head []byte, h *Head) error {
 		return err
 	}
 	if h.Body == BodyLength && h.ContentLength == 0 {
-		h.Body = BodyNone
+		h.Body, h.ZeroLength = BodyNone, true
 	}
 	return nil
 }
@@ -290,7 +294,9 @@ func parseHeaders(p []byte, h *Head, isRequest bool) error {
 			case EqualFold(tok, "keep-alive"):
 				sawKeepAlive = true
 			case EqualFold(tok, "upgrade"):
-				h.Upgrade = upgrade
+				// RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is
+				// ignored (its client could not take a 101).
+				h.Upgrade = upgrade && (h.Minor == 1 || !isRequest)
 			default:
 				h.ConnTokens = true
 			}
