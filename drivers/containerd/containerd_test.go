@@ -112,6 +112,7 @@ func launchIn(t testing.TB, env ctrdtest.Env, extra map[string]string) *drivers.
 
 func TestConformance(t *testing.T) {
 	env := ctrdtest.NewEnv(t)
+	cli := env.Daemon.Client(t, env.Namespace)
 	drivertest.Run(t, drivertest.Harness{
 		Launch:      func(t *testing.T) *drivers.Client { return launch(t) },
 		Plugin:      drivers.PluginConfig{Settings: mustJSON(env.Settings(map[string]string{"worker_binary": staticWorker(t)}))},
@@ -123,6 +124,9 @@ func TestConformance(t *testing.T) {
 		CrashOutput:  `golb worker: unexpected argument "--bogus"`,
 		IdentityKey:  "pid",
 		StartTimeout: 30 * time.Second,
+		// The daemon's own containers, tasks, snapshots and mounts of the
+		// worker, not what List says.
+		Leftovers: engineLeftovers(env, cli),
 	})
 }
 

@@ -345,7 +345,7 @@ func (d *Driver) remove(ref string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := cli.ContainerRemove(ctx, ref, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+	if err := cli.ContainerRemove(ctx, ref, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		d.logger.Warn("removing container", "container", ref, "err", err)
 	}
 }

@@ -228,7 +228,9 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 		}
 		cid = ins.ID
 	}
-	if err := cli.ContainerRemove(ctx, cid, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+	// RemoveVolumes: the anonymous volumes of an image's VOLUME go with
+	// their container (named ones stay), not one left per worker.
+	if err := cli.ContainerRemove(ctx, cid, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return engineErr(cli, "destroying worker "+id, err)
 	}
 	d.workers.Remove(id)
