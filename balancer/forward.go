@@ -79,7 +79,9 @@ func (c *clientConn) handle() bool {
 		c.fail(errBadTarget)
 		return false
 	}
-	if !h1.ValidHost(host) {
+	// An absolute target's host is the one used, but an invalid Host
+	// beside it is still refused (RFC 9112 §3.2).
+	if !h1.ValidHost(host) || h.Target[0] != '/' && !h1.ValidHost(h.Host) {
 		c.fail(errBadHost)
 		return false
 	}

@@ -312,6 +312,13 @@ func TestHostileInvalidHostRefused(t *testing.T) {
 		{"GET http://h.example:81/abs HTTP/1.1\r\nHost: other\r\n\r\n", 200},
 		{"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 200},
 		{"get /lower HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		// An absolute target's host was checked for its bytes alone: no
+		// name, a port that is no number, or an invalid Host beside it
+		// (RFC 9112 §3.2) reached the worker.
+		{"GET http://:80/noname HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"GET http://h.example:abc/port HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"GET http://h.example/beside HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"GET /p HTTP/1.1\r\nHost: h.example:8o\r\n\r\n", 400},
 	} {
 		conn := dialH1(t, b)
 		conn.send(tc.req)

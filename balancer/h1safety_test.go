@@ -560,6 +560,29 @@ func TestH1SlowlorisHeadTimesOut(t *testing.T) {
 	}
 }
 
+// TestH1FirstHeadGetsOneHeaderTimeout: a new connection's head had
+// header_read_timeout to begin and then as long again once its first bytes
+// came (the deadline was set anew when the head turned out unfinished), so
+// a slowloris client held a connection for twice the timeout.
+func TestH1FirstHeadGetsOneHeaderTimeout(t *testing.T) {
+	t.Parallel()
+	w, _ := newH1Worker(t, "a")
+	cfg := safetyConfig()
+	cfg.HeaderReadTimeout = 3 * time.Second
+	b := startBalancer(t, cfg, w)
+	conn := dialH1(t, b)
+	start := time.Now()
+	time.Sleep(cfg.HeaderReadTimeout - 200*time.Millisecond)
+	conn.send("GET /api/v1/hello HTTP/1.1\r\n") // and nothing more
+	// Ends at 3 s; it ended at 5.8 s before. 1.5 s of margin either way.
+	resp := conn.closedOrAnswered(start.Add(cfg.HeaderReadTimeout + 1500*time.Millisecond))
+	t.Logf("the head begun at %v ended after %v (response: %v)", cfg.HeaderReadTimeout-200*time.Millisecond,
+		time.Since(start).Round(time.Millisecond), resp != nil)
+	if resp != nil && resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("status %d, want 408", resp.StatusCode)
+	}
+}
+
 // TestH1SilentConnectionIsClosed pins that a connection that never sends
 // a byte is not held: it is closed (with a 408 or without) once the
 // timeouts pass. Both are short, since whether the wait for a first byte

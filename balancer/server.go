@@ -253,7 +253,9 @@ func (c *clientConn) readHead() bool {
 	}
 	c.isHEAD = false
 	resume := 0
-	timed := false
+	// A new connection's deadline is its header timeout already (serve);
+	// a kept-alive one's head gets the timeout from its first bytes.
+	timed := !c.served
 	for {
 		end, next, err := h1.ScanHead(c.rd.Buffered(), resume)
 		if err != nil {

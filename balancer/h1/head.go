@@ -535,14 +535,47 @@ var hostTable = func() (t [256]bool) {
 	return t
 }()
 
-// ValidHost reports whether host may be a request's Host: no space, '/',
-// '@' (userinfo), '#', '?' or control byte, which a server answers 400
-// (RFC 9112 §3.2) rather than pass on to a worker that may route by it.
+// ValidHost reports whether host may be a request's Host, an authority
+// (RFC 3986 §3.2) without userinfo: no space, '/', '@', '#', '?' or
+// control byte; a name (or an IP literal in brackets) that is not empty
+// when a port follows; a port of digits only. A server answers anything
+// else 400 (RFC 9112 §3.2) rather than pass it on to a worker that may
+// route by it. The empty Host is valid (RFC 9110 §7.2).
 func ValidHost(host []byte) bool {
 	for _, c := range host {
 		if !hostTable[c] {
 			return false
 		}
+	}
+	name, port := host, []byte(nil)
+	if len(host) > 0 && host[0] == '[' {
+		end := bytes.IndexByte(host, ']')
+		if end < 0 {
+			return false
+		}
+		name, port = host[:end+1], host[end+1:]
+		if len(port) > 0 && port[0] != ':' {
+			return false
+		}
+	} else if i := bytes.IndexByte(host, ':'); i >= 0 {
+		name, port = host[:i], host[i:]
+	}
+	if len(port) > 0 {
+		if len(name) == 0 {
+			return false
+		}
+		for _, c := range port[1:] { // a second ':' or a bracket too
+			if !isDigit(c) {
+				return false
+			}
+		}
+	}
+	switch {
+	case len(name) == 0:
+	case name[0] == '[': // "[...]", at least 2 bytes
+		return !bytes.ContainsAny(name[1:len(name)-1], "[]")
+	default:
+		return !bytes.ContainsAny(name, "[]")
 	}
 	return true
 }

@@ -232,3 +232,38 @@ func TestReaderGrowsAndShrinks(t *testing.T) {
 		}
 	}
 }
+
+// TestValidHostChecksTheAuthority: an absolute target's host was checked
+// for its bytes alone, so "http://:80/x" (no name) and "h.example:abc" (a
+// port that is no number) reached the worker as its Host.
+func TestValidHostChecksTheAuthority(t *testing.T) {
+	for host, want := range map[string]bool{
+		"":                true, // RFC 9110 §7.2: the empty Host of a target without authority
+		"h.example":       true,
+		"h.example:8080":  true,
+		"h.example:":      true, // an empty port (RFC 3986 §3.2.3)
+		"127.0.0.1:80":    true,
+		"[::1]":           true,
+		"[::1]:443":       true,
+		":80":             false,
+		":":               false,
+		"h.example:abc":   false,
+		"h.example:80:81": false,
+		"[::1":            false,
+		"[::1]x":          false,
+		"[::1]:8x":        false,
+		"h[1].example":    false,
+		"[[::1]]":         false,
+		"a b":             false,
+		"u@h.example":     false,
+		"h.example/x":     false,
+		"h.example#f":     false,
+		"h.example\x00":   false,
+		"[":               false,
+		"]":               false,
+	} {
+		if got := ValidHost([]byte(host)); got != want {
+			t.Errorf("ValidHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
