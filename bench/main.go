@@ -302,18 +302,19 @@ func runWorkload(ctx context.Context, o options, w workload, names []string, bin
 					return reps, fmt.Errorf("rep %d, %s: %w", rep+1, p.name, err)
 				}
 				parts[p.name] = append(parts[p.name], r)
+				if nslices == 1 {
+					reportRun(rep, o.reps, w, p, r)
+				} else {
+					progress("rep %d/%d %s slice %d/%d: %-7s %8.0f rps", rep+1, o.reps, w.name, slice+1, nslices, p.name, r.rps)
+				}
 			}
 		}
 		results := map[string]result{}
 		for _, at := range order {
 			p := paths[at]
-			r := mergeSlices(parts[p.name])
-			results[p.name] = r
-			progress("rep %d/%d %s: %-7s %8.0f rps  p50 %s ms  p99 %s ms  errors %.0f%s  rss %s MiB  cpu %s µs/req",
-				rep+1, o.reps, w.name, p.name, r.rps, ms(r.p50), ms(r.p99), r.errors, paren(r.errDetail),
-				num(r.rssMiB, 1), num(r.cpuPerReq, 1))
-			if r.errors > 0 && p.c != nil {
-				progress("%s: last lines of %s's log:\n%s", w.name, p.name, p.c.tail(3))
+			results[p.name] = mergeSlices(parts[p.name])
+			if nslices > 1 {
+				reportRun(rep, o.reps, w, p, results[p.name])
 			}
 		}
 		reps = append(reps, results)
@@ -322,6 +323,17 @@ func runWorkload(ctx context.Context, o options, w workload, names []string, bin
 		}
 	}
 	return reps, nil
+}
+
+// reportRun is the progress line of path p's result r in rep (of reps),
+// and the tail of its log when there were errors.
+func reportRun(rep, reps int, w workload, p *path, r result) {
+	progress("rep %d/%d %s: %-7s %8.0f rps  p50 %s ms  p99 %s ms  errors %.0f%s  rss %s MiB  cpu %s µs/req",
+		rep+1, reps, w.name, p.name, r.rps, ms(r.p50), ms(r.p99), r.errors, paren(r.errDetail),
+		num(r.rssMiB, 1), num(r.cpuPerReq, 1))
+	if r.errors > 0 && p.c != nil {
+		progress("%s: last lines of %s's log:\n%s", w.name, p.name, p.c.tail(3))
+	}
 }
 
 // sliceDur is how long each of w's wrk runs lasts: dur, or its share of
