@@ -61,20 +61,18 @@ func (a *Agent) watchCutStart(ctx context.Context, driver, id string) {
 // watched any more (or ctx ends), and removes each watched one that runs
 // without a record in golb's state.
 func (a *Agent) sweepCutStarts(ctx context.Context, driver string) {
-	defer func() {
-		a.cut.mu.Lock()
-		a.cut.sweeping[driver] = false
-		a.cut.mu.Unlock()
-	}()
 	for delay := cutSweepFirst; ; delay = min(2*delay, cutSweepMax) {
 		select {
 		case <-ctx.Done():
+			a.cut.mu.Lock()
+			a.cut.sweeping[driver] = false
+			a.cut.mu.Unlock()
 			return
 		case <-time.After(delay):
 		}
 		watched := a.watchedCuts(driver)
 		if len(watched) == 0 {
-			return
+			return // watchedCuts ended the sweep
 		}
 		c, _, err := a.plugins.current(driver)
 		if err != nil {
@@ -104,7 +102,9 @@ func (a *Agent) sweepCutStarts(ctx context.Context, driver string) {
 }
 
 // watchedCuts returns the ids of driver's cut Starts still watched,
-// dropping those whose watch ended.
+// dropping those whose watch ended. When none is left it ends the sweep,
+// under the same lock as watchCutStart's check: an id watched a moment
+// later starts a sweep of its own.
 func (a *Agent) watchedCuts(driver string) map[string]bool {
 	cs := &a.cut
 	cs.mu.Lock()
@@ -117,6 +117,9 @@ func (a *Agent) watchedCuts(driver string) map[string]bool {
 			continue
 		}
 		out[id] = true
+	}
+	if len(out) == 0 {
+		cs.sweeping[driver] = false
 	}
 	return out
 }
