@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"bytes"
 	"strconv"
 
 	"github.com/golb/golb/balancer/h1"
@@ -46,31 +45,38 @@ func hopByHop(name []byte) bool {
 // variable as golb's own, so a client could forge the address golb vouches
 // for (nginx drops such names for this reason).
 func forwardedHeader(name []byte) (xff, other bool) {
-	if bytes.IndexByte(name, '_') >= 0 {
-		var buf [17]byte
-		if len(name) > len(buf) {
-			return false, false
-		}
-		n := copy(buf[:], name)
-		for i := range n {
-			if buf[i] == '_' {
-				buf[i] = '-'
-			}
-		}
-		xff, other = forwardedHeader(buf[:n])
-		return false, xff || other
-	}
 	switch len(name) {
 	case 9:
 		return false, h1.EqualFold(name, "forwarded")
 	case 15:
-		return h1.EqualFold(name, "x-forwarded-for"), false
+		is, spelt := headerIs(name, "x-forwarded-for")
+		return is && !spelt, is && spelt
 	case 16:
-		return false, h1.EqualFold(name, "x-forwarded-host")
+		is, _ := headerIs(name, "x-forwarded-host")
+		return false, is
 	case 17:
-		return false, h1.EqualFold(name, "x-forwarded-proto")
+		is, _ := headerIs(name, "x-forwarded-proto")
+		return false, is
 	}
 	return false, false
+}
+
+// headerIs reports whether name is lower (lower case, of the same length)
+// in any case, with '_' taken for '-'; spelt says an underscore was.
+// Header names are tokens, so c|0x20 is a letter or '-' only for a letter
+// or '-'.
+func headerIs(name []byte, lower string) (is, spelt bool) {
+	for i := range len(name) {
+		c := name[i]
+		if c == '_' && lower[i] == '-' {
+			spelt = true
+			continue
+		}
+		if c|0x20 != lower[i] {
+			return false, false
+		}
+	}
+	return true, spelt
 }
 
 // requestHead appends the head golb sends a worker for the client request
