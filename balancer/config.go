@@ -138,6 +138,12 @@ type Config struct {
 	// request body is cut off once BodyReadTimeout has passed. 0 means none:
 	// no rate check (DefaultConfig: 1024); must not be negative.
 	BodyMinRate int
+	// TunnelIdleTimeout closes an upgraded connection (WebSocket) on which
+	// neither side sent a byte for this long. Default 1h, HAProxy's advice
+	// for its "timeout tunnel": far above any WebSocket ping interval. A
+	// write into a tunnel waits at most IdleTimeout for a side that reads
+	// nothing.
+	TunnelIdleTimeout time.Duration
 
 	// TrustForwardedHeaders keeps a client's X-Forwarded-For chain and
 	// appends to it. Default false: like Traefik and Caddy, a client's
@@ -254,6 +260,9 @@ func (c Config) withDefaults() Config {
 	if c.BodyReadTimeout == 0 {
 		c.BodyReadTimeout = 10 * time.Second
 	}
+	if c.TunnelIdleTimeout == 0 {
+		c.TunnelIdleTimeout = time.Hour
+	}
 	return c
 }
 
@@ -335,6 +344,7 @@ func (c Config) Validate() error {
 		{"header read timeout", d.HeaderReadTimeout},
 		{"idle timeout", d.IdleTimeout},
 		{"body read timeout", d.BodyReadTimeout},
+		{"tunnel idle timeout", d.TunnelIdleTimeout},
 	} {
 		if t.v < 0 {
 			return fmt.Errorf("%w: %s %v is negative", ErrInvalidTransport, t.name, t.v)

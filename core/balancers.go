@@ -45,6 +45,7 @@ func balancerConfig(bc *config.Balancer, g *config.Group) balancer.Config {
 		IdleTimeout:           bc.IdleTimeoutDur,
 		BodyReadTimeout:       bc.BodyReadTimeoutDur,
 		BodyMinRate:           *bc.BodyMinRate,
+		TunnelIdleTimeout:     bc.TunnelIdleTimeoutDur,
 	}
 }
 

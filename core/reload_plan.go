@@ -256,6 +256,7 @@ func balancerChanges(o, n *config.Balancer, og, ng *config.Group) []string {
 	add("idle_timeout", o.IdleTimeoutDur, n.IdleTimeoutDur)
 	add("body_read_timeout", o.BodyReadTimeoutDur, n.BodyReadTimeoutDur)
 	add("body_min_rate", *o.BodyMinRate, *n.BodyMinRate)
+	add("tunnel_idle_timeout", o.TunnelIdleTimeoutDur, n.TunnelIdleTimeoutDur)
 	if og != nil && ng != nil {
 		oh, nh := og.HealthCheck, ng.HealthCheck
 		add("health path", oh.Path, nh.Path)

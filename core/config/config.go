@@ -183,11 +183,15 @@ type Balancer struct {
 	// BodyMinRate is the average, in bytes per second, a request body must
 	// keep up once BodyReadTimeout has passed (slow uploads are cut off).
 	// Default 1024; 0 turns the check off; must not be negative.
-	BodyMinRate *int     `hcl:"body_min_rate,optional"`
-	Body        hcl.Body `hcl:",body"`
+	BodyMinRate *int `hcl:"body_min_rate,optional"`
+	// TunnelIdleTimeout closes an upgraded connection (WebSocket) on which
+	// neither side sent a byte for this long. Default "1h"; must be above 0.
+	TunnelIdleTimeout string   `hcl:"tunnel_idle_timeout,optional"`
+	Body              hcl.Body `hcl:",body"`
 
 	DrainTimeoutDur, ResponseTimeoutDur                      time.Duration
 	HeaderReadTimeoutDur, IdleTimeoutDur, BodyReadTimeoutDur time.Duration
+	TunnelIdleTimeoutDur                                     time.Duration
 }
 
 // Stats configures where per-worker counts go.

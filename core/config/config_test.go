@@ -439,6 +439,7 @@ func renderConfig(t *testing.T, c *Config) string {
 		Idle         string   `json:"idle_timeout"`
 		BodyRead     string   `json:"body_read_timeout"`
 		BodyMinRate  int      `json:"body_min_rate"`
+		TunnelIdle   string   `json:"tunnel_idle_timeout"`
 	}
 	out := struct {
 		Filename      string     `json:"filename"`
@@ -489,7 +490,7 @@ func renderConfig(t *testing.T, c *Config) string {
 	for _, b := range c.Balancers {
 		out.Balancers = append(out.Balancers, balancer{b.Name, b.Group, b.Port, *b.Listeners, b.Policy, *b.Retries, b.RetryOn,
 			b.DrainTimeoutDur.String(), b.ResponseTimeoutDur.String(), *b.MaxHeaderBytes, b.HeaderReadTimeoutDur.String(),
-			b.IdleTimeoutDur.String(), b.BodyReadTimeoutDur.String(), *b.BodyMinRate})
+			b.IdleTimeoutDur.String(), b.BodyReadTimeoutDur.String(), *b.BodyMinRate, b.TunnelIdleTimeoutDur.String()})
 	}
 	js, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {

@@ -133,9 +133,9 @@ func recheck(c *Config) error {
 		if n := *b.MaxHeaderBytes; n < 1024 || n > 1<<20 {
 			return fmt.Errorf("has balancer %q with max_header_bytes %d", b.Name, n)
 		}
-		if b.ResponseTimeoutDur <= 0 || b.HeaderReadTimeoutDur <= 0 || b.IdleTimeoutDur <= 0 || b.BodyReadTimeoutDur <= 0 || b.DrainTimeoutDur < 0 {
-			return fmt.Errorf("has balancer %q with timeouts response %v, header read %v, idle %v, body read %v, drain %v",
-				b.Name, b.ResponseTimeoutDur, b.HeaderReadTimeoutDur, b.IdleTimeoutDur, b.BodyReadTimeoutDur, b.DrainTimeoutDur)
+		if b.ResponseTimeoutDur <= 0 || b.HeaderReadTimeoutDur <= 0 || b.IdleTimeoutDur <= 0 || b.BodyReadTimeoutDur <= 0 || b.DrainTimeoutDur < 0 || b.TunnelIdleTimeoutDur <= 0 {
+			return fmt.Errorf("has balancer %q with timeouts response %v, header read %v, idle %v, body read %v, drain %v, tunnel idle %v",
+				b.Name, b.ResponseTimeoutDur, b.HeaderReadTimeoutDur, b.IdleTimeoutDur, b.BodyReadTimeoutDur, b.DrainTimeoutDur, b.TunnelIdleTimeoutDur)
 		}
 		if *b.BodyMinRate < 0 {
 			return fmt.Errorf("has balancer %q with body_min_rate %d", b.Name, *b.BodyMinRate)

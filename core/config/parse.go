@@ -301,6 +301,9 @@ func (v *validator) defaults() {
 		if b.BodyMinRate == nil {
 			b.BodyMinRate = intPtr(1024)
 		}
+		if b.TunnelIdleTimeout == "" {
+			b.TunnelIdleTimeout = "1h"
+		}
 	}
 }
 
@@ -515,6 +518,7 @@ func (v *validator) checkBalancer(b *Balancer) {
 	if *b.BodyMinRate < 0 {
 		v.errorf(attrRange(b.Body, "body_min_rate"), "body_min_rate must be 0 or more", "It is the bytes per second a body must average after body_read_timeout: 1024 by default, 0 for off.")
 	}
+	b.TunnelIdleTimeoutDur = v.positive(b.Body, "tunnel_idle_timeout", b.TunnelIdleTimeout, `It closes an upgraded connection (WebSocket) on which neither side sent a byte for this long, e.g. "1h" (the default).`)
 }
 
 // The bounds of a balancer's max_header_bytes.

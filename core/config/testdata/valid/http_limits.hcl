@@ -12,6 +12,7 @@ balancer "small" {
   idle_timeout        = "1s"
   body_read_timeout   = "250ms"
   body_min_rate       = 0
+  tunnel_idle_timeout = "30s"
 }
 
 balancer "large" {
