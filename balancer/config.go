@@ -145,9 +145,14 @@ type Config struct {
 	// nothing.
 	TunnelIdleTimeout time.Duration
 
-	// TrustForwardedHeaders keeps a client's X-Forwarded-For chain and
-	// appends to it. Default false: like Traefik and Caddy, a client's
-	// forwarding headers are replaced, since anyone can forge them.
+	// TrustForwardedHeaders keeps a client's forwarding headers (for a
+	// trusted proxy in front of golb): its X-Forwarded-For chain is
+	// appended to, its X-Forwarded-Host and X-Forwarded-Proto stand in for
+	// golb's own, and X-Real-Ip, Forwarded and the other X-Forwarded-*
+	// pass on. Default false: like Traefik, a client's forwarding headers
+	// are dropped (golb sets X-Forwarded-For, -Host and -Proto itself),
+	// since anyone can forge them. Names spelt with underscores are
+	// dropped either way.
 	TrustForwardedHeaders bool
 
 	// DrainTimeout bounds Shutdown's wait for in-flight requests when the

@@ -30,8 +30,8 @@ type reqInfo struct {
 	length     int64
 	headLen    int       // the worker's head: c.out[:headLen]
 	bodyInHead bool      // the whole body follows the head in c.out
-	bodyLeft   bool      // the client's body was not read to its end
-	bodyStart  time.Time // when sendBody began streaming it
+	bodyLeft   bool          // the client's body was not read to its end
+	bodyWait   time.Duration // how long sendBody waited for the client's bytes
 }
 
 // busyConns is the number of open client connections above which a
@@ -54,11 +54,12 @@ const maxInlineBody = 16 << 10
 // it in tests.
 const watchAfter = 20 * time.Millisecond
 
-// slowBodyAfter is how long a client may have been sending its body when
-// the worker drops the connection before that failure is the client's:
-// workers give up on slow uploads (Go's ReadTimeout, nginx's
-// client_body_timeout), and counting that against them let a few slow
-// clients eject every worker. A worker that drops a prompt body is charged.
+// slowBodyAfter is how long golb must have waited for a client's body,
+// all its reads together, when the worker drops the connection before
+// that failure is the client's: workers give up on slow uploads (Go's
+// ReadTimeout, nginx's client_body_timeout), and counting that against
+// them let a few slow clients eject every worker. A worker that drops a
+// prompt body, or stops reading one golb has ready, is charged.
 const slowBodyAfter = time.Second
 
 // handle serves the request whose head is in c.head and reports whether
@@ -211,9 +212,10 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 			continue
 		}
 		var he *h1.Error
-		// (bodyStart is zero while the head is still being written: a
-		// worker that resets then is charged, the client sent no body yet.)
-		if r.bodyLeft && !errors.As(err, &he) && !r.bodyStart.IsZero() && time.Since(r.bodyStart) >= slowBodyAfter {
+		// A worker that gave up on a body golb had to wait for is not
+		// charged: the client was slow. One that stopped reading a body
+		// golb had ready (its writes stalled, not its reads) is.
+		if r.bodyLeft && !errors.As(err, &he) && r.bodyWait >= slowBodyAfter {
 			be.release()
 			c.b.clientErrors.Add(1)
 			b.log.Debug("worker gave up on a slow request body", "id", be.id, "client", c.ip, "err", err)
@@ -442,7 +444,11 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 	_, _ = bw.Write(c.scratch)
 	uc.rd.Discard(uc.headLen)
 	werr, cerr := c.copyBody(bw, uc, body, framing)
-	reuse := body != h1.BodyToClose && !rh.Close // the worker keeps the connection
+	// The worker keeps the connection, and golb's request on it was sent
+	// whole: one answered before its body's end (and the write of the
+	// rest then failed) has that rest still owed, and the next request
+	// on it would be read as body.
+	reuse := body != h1.BodyToClose && !rh.Close && !r.bodyLeft
 	if werr != nil {
 		bw.Reset(nil)
 		writerPool.Put(bw)

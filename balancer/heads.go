@@ -38,27 +38,57 @@ func hopByHop(name []byte) bool {
 	return false
 }
 
-// forwardedHeader reports the client's own forwarding headers, which golb
-// replaces (or, trusting them, extends) and never passes on as they came.
-// A name spelt with underscores (X_Forwarded_For) is one too, never
-// trusted: CGI-style servers (PHP, WSGI, Rack) read it as the same
-// variable as golb's own, so a client could forge the address golb vouches
-// for (nginx drops such names for this reason).
-func forwardedHeader(name []byte) (xff, other bool) {
-	switch len(name) {
-	case 9:
-		return false, h1.EqualFold(name, "forwarded")
-	case 15:
-		is, spelt := headerIs(name, "x-forwarded-for")
-		return is && !spelt, is && spelt
-	case 16:
-		is, _ := headerIs(name, "x-forwarded-host")
-		return false, is
-	case 17:
-		is, _ := headerIs(name, "x-forwarded-proto")
-		return false, is
+// fwdKind sorts the forwarding headers a client may send.
+type fwdKind uint8
+
+const (
+	fwdNone  fwdKind = iota // not a forwarding header
+	fwdFor                  // X-Forwarded-For
+	fwdHost                 // X-Forwarded-Host
+	fwdProto                // X-Forwarded-Proto
+	fwdOther                // X-Forwarded-* else, X-Real-Ip, Forwarded
+)
+
+// forwardedHeader reports whether name is one of the headers proxies use
+// to tell a worker whom and what they forward: X-Forwarded-* (For, Host,
+// Proto, Port, Server, Prefix, Uri, ...), X-Real-Ip and Forwarded.
+// Workers' middleware trusts them (go-chi's RealIP takes X-Real-Ip first),
+// so golb replaces a client's, as Traefik does, unless told to trust them.
+// A name spelt with underscores (X_Forwarded_For) is never trusted:
+// CGI-style servers (PHP, WSGI, Rack) read it as the same variable as
+// golb's own, so a client could forge what golb vouches for (nginx drops
+// such names for this reason).
+func forwardedHeader(name []byte) (kind fwdKind, spelt bool) {
+	if len(name) == 9 {
+		if h1.EqualFold(name, "forwarded") {
+			return fwdOther, false
+		}
+		if is, spelt := headerIs(name, "x-real-ip"); is {
+			return fwdOther, spelt
+		}
+		return fwdNone, false
 	}
-	return false, false
+	const prefix = "x-forwarded-"
+	if len(name) <= len(prefix) {
+		return fwdNone, false
+	}
+	is, spelt := headerIs(name[:len(prefix)], prefix)
+	if !is {
+		return fwdNone, false
+	}
+	rest := name[len(prefix):]
+	for _, c := range rest {
+		spelt = spelt || c == '_'
+	}
+	switch {
+	case h1.EqualFold(rest, "for"):
+		return fwdFor, spelt
+	case h1.EqualFold(rest, "host"):
+		return fwdHost, spelt
+	case h1.EqualFold(rest, "proto"):
+		return fwdProto, spelt
+	}
+	return fwdOther, spelt
 }
 
 // headerIs reports whether name is lower (lower case, of the same length)
@@ -90,6 +120,7 @@ func (b *Balancer) requestHead(out []byte, h *h1.Head, target, host []byte, clie
 	out = append(out, host...)
 	out = append(out, "\r\n"...)
 	xffAt := -1
+	keptHost, keptProto := false, false
 	trust := b.conf().TrustForwardedHeaders // once: an Update may change it meanwhile
 	for i := range h.Headers {
 		f := &h.Headers[i]
@@ -99,11 +130,21 @@ func (b *Balancer) requestHead(out []byte, h *h1.Head, target, host []byte, clie
 		if h.ConnTokens && h.Names(f.Name) {
 			continue
 		}
-		if xff, other := forwardedHeader(f.Name); xff || other {
-			if xff && trust && xffAt < 0 {
-				xffAt = i
+		if kind, spelt := forwardedHeader(f.Name); kind != fwdNone {
+			if !trust || spelt {
+				continue
 			}
-			continue
+			switch kind {
+			case fwdFor: // extended below, as one list
+				if xffAt < 0 {
+					xffAt = i
+				}
+				continue
+			case fwdHost:
+				keptHost = true
+			case fwdProto:
+				keptProto = true
+			}
 		}
 		out = appendField(out, f.Name, f.Value) // Via too: this hop's comes last
 	}
@@ -117,9 +158,15 @@ func (b *Balancer) requestHead(out []byte, h *h1.Head, target, host []byte, clie
 		}
 	}
 	out = append(out, clientIP...)
-	out = append(out, "\r\nX-Forwarded-Host: "...)
-	out = append(out, host...)
-	out = append(out, "\r\nX-Forwarded-Proto: http\r\n"...)
+	out = append(out, "\r\n"...)
+	if !keptHost {
+		out = append(out, "X-Forwarded-Host: "...)
+		out = append(out, host...)
+		out = append(out, "\r\n"...)
+	}
+	if !keptProto {
+		out = append(out, "X-Forwarded-Proto: http\r\n"...)
+	}
 	out = appendVia(out, h.Minor)
 	if h.Upgrade {
 		for i := range h.Headers {

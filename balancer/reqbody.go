@@ -23,7 +23,7 @@ func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
 		}
 	}
 	bt := c.bodyTimer()
-	r.bodyStart = bt.start
+	defer func() { r.bodyWait = bt.waited }()
 	if r.body == h1.BodyLength {
 		left := r.length
 		for left > 0 {
@@ -88,15 +88,17 @@ var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 // at BodyMinRate bytes a second on average (so a client that trickles a
 // byte every few seconds cannot hold two connections for ever).
 type bodyTimer struct {
-	start time.Time
-	read  int64
+	start  time.Time
+	read   int64
+	waited time.Duration // in fillBody: how long the client kept golb waiting
 }
 
 func (c *clientConn) bodyTimer() bodyTimer { return bodyTimer{start: time.Now()} }
 
 func (c *clientConn) fillBody(bt *bodyTimer) error {
 	cfg := c.b.conf()
-	d := time.Now().Add(cfg.BodyReadTimeout)
+	now := time.Now()
+	d := now.Add(cfg.BodyReadTimeout)
 	if cfg.BodyMinRate > 0 {
 		byRate := bt.start.Add(cfg.BodyReadTimeout + time.Duration(float64(bt.read)/float64(cfg.BodyMinRate)*float64(time.Second)))
 		if byRate.Before(d) {
@@ -105,6 +107,7 @@ func (c *clientConn) fillBody(bt *bodyTimer) error {
 	}
 	c.setReadDeadline(d)
 	_, err := c.rd.Fill(2 * h1.BufSize)
+	bt.waited += time.Since(now)
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
