@@ -84,6 +84,16 @@ func (c *clientConn) handle() bool {
 		c.fail(errBadHost)
 		return false
 	}
+	if h.Upgrade && upgradesToH2C(h) {
+		// An h2c upgrade would turn the connection into HTTP/2 that golb
+		// passes through blind, its requests neither balanced, nor
+		// checked, nor counted ("h2c smuggling"): the request goes on as
+		// a plain one, which RFC 9110 §7.8 lets a server answer.
+		h.Upgrade = false
+	}
+	if n, ok := maxForwards(h); ok && n == 0 {
+		return c.answerLastHop(h)
+	}
 	if b.local != nil {
 		if lh, ok := b.local[string(pathOf(target))]; ok {
 			return c.serveLocal(lh, target, host)
@@ -538,6 +548,8 @@ func (c *clientConn) answerFailure(x *exchange, r *reqInfo) bool {
 	switch x.fail {
 	case failTimeout:
 		c.writeAnswer(504, b.bodyTimeout, closing)
+	case failProxy: // the worker answered, wrongly
+		c.writeAnswer(502, b.bodyFailed, closing)
 	default:
 		c.writeAnswer(502, b.bodyUnreachable, closing)
 	}

@@ -1,7 +1,11 @@
 package balancer
 
 import (
+	"bytes"
+	"net/http"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/golb/golb/balancer/h1"
 )
@@ -122,10 +126,21 @@ func (b *Balancer) requestHead(out []byte, h *h1.Head, target, host []byte, clie
 	xffAt := -1
 	keptHost, keptProto := false, false
 	trust := b.conf().TrustForwardedHeaders // once: an Update may change it meanwhile
+	hops := string(h.Method) == "OPTIONS" || string(h.Method) == "TRACE"
 	for i := range h.Headers {
 		f := &h.Headers[i]
 		if hopByHop(f.Name) || h1.EqualFold(f.Name, "host") || h1.EqualFold(f.Name, "expect") {
 			continue
+		}
+		if hops && len(f.Name) == 12 && h1.EqualFold(f.Name, "max-forwards") {
+			// This hop counts down (RFC 9110 §7.6.2); 0 was answered.
+			if n, ok := parseMaxForwards(f.Value); ok && n > 0 {
+				out = append(out, f.Name...)
+				out = append(out, ": "...)
+				out = strconv.AppendInt(out, int64(n-1), 10)
+				out = append(out, "\r\n"...)
+				continue
+			}
 		}
 		if h.ConnTokens && h.Names(f.Name) {
 			continue
@@ -191,6 +206,28 @@ func (b *Balancer) requestHead(out []byte, h *h1.Head, target, host []byte, clie
 	return append(out, "\r\n"...)
 }
 
+// upgradesToH2C reports whether the request's Upgrade offers h2c.
+func upgradesToH2C(h *h1.Head) bool {
+	for i := range h.Headers {
+		f := &h.Headers[i]
+		if len(f.Name) != 7 || !h1.EqualFold(f.Name, "upgrade") {
+			continue
+		}
+		for v := f.Value; len(v) > 0; {
+			var item []byte
+			if j := bytes.IndexByte(v, ','); j >= 0 {
+				item, v = v[:j], v[j+1:]
+			} else {
+				item, v = v, nil
+			}
+			if h1.EqualFold(bytes.TrimSpace(item), "h2c") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // appendVia adds this hop to Via (RFC 9110 §7.6.3) as a field line of its
 // own after the ones that arrived, which is the same list.
 func appendVia(out []byte, minor int) []byte {
@@ -199,6 +236,27 @@ func appendVia(out []byte, minor int) []byte {
 	}
 	return append(out, "Via: 1.1 golb\r\n"...)
 }
+
+// appendDate adds a Date field with the current time. The HTTP-date is
+// formatted once a second and shared.
+func appendDate(out []byte) []byte {
+	now := time.Now()
+	d := dateNow.Load()
+	if d == nil || d.sec != now.Unix() {
+		d = &dateStamp{sec: now.Unix(), field: now.UTC().AppendFormat([]byte("Date: "), http.TimeFormat)}
+		d.field = append(d.field, "\r\n"...)
+		dateNow.Store(d)
+	}
+	return append(out, d.field...)
+}
+
+// dateStamp is the Date field of one second.
+type dateStamp struct {
+	sec   int64
+	field []byte // "Date: Wed, 02 Dec 2026 17:00:00 GMT\r\n"
+}
+
+var dateNow atomic.Pointer[dateStamp]
 
 func appendField(out, name, value []byte) []byte {
 	out = append(out, name...)
@@ -227,6 +285,7 @@ func responseHead(out []byte, r *h1.Head, framing respFraming, clientMinor int, 
 	out = append(out, ' ')
 	out = append(out, r.Reason...)
 	out = append(out, "\r\n"...)
+	dated := false
 	for i := range r.Headers {
 		f := &r.Headers[i]
 		if hopByHop(f.Name) {
@@ -238,7 +297,13 @@ func responseHead(out []byte, r *h1.Head, framing respFraming, clientMinor int, 
 		if r.ConnTokens && r.Names(f.Name) {
 			continue
 		}
+		dated = dated || len(f.Name) == 4 && h1.EqualFold(f.Name, "date")
 		out = appendField(out, f.Name, f.Value)
+	}
+	if !dated && r.Status >= 200 {
+		// A recipient with a clock adds the Date a response lacks
+		// (RFC 9110 §6.6.1).
+		out = appendDate(out)
 	}
 	out = appendVia(out, r.Minor)
 	switch framing {

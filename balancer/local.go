@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/golb/golb/balancer/h1"
 )
@@ -30,7 +31,12 @@ func (c *clientConn) originForm(h *h1.Head) (target, host []byte, ok bool) {
 		rest := t[i+3:]
 		j := bytes.IndexAny(rest, "/?")
 		if j < 0 {
-			host, t = rest, []byte("/")
+			// No path and no query: OPTIONS asks about the server itself,
+			// which origin form says with "*" (RFC 9112 §3.2.4).
+			host, t = rest, slash
+			if string(h.Method) == "OPTIONS" {
+				t = asterisk
+			}
 		} else {
 			host, t = rest[:j], rest[j:]
 			if t[0] == '?' {
@@ -45,6 +51,66 @@ func (c *clientConn) originForm(h *h1.Head) (target, host []byte, ok bool) {
 		host = []byte(c.nc.LocalAddr().String())
 	}
 	return t, host, true
+}
+
+var slash, asterisk = []byte("/"), []byte("*")
+
+// maxForwards is the Max-Forwards of an OPTIONS or TRACE request (the
+// only methods it applies to, RFC 9110 §7.6.2); ok is false for another
+// method, or without a valid one.
+func maxForwards(h *h1.Head) (n int, ok bool) {
+	if m := string(h.Method); m != "OPTIONS" && m != "TRACE" {
+		return 0, false
+	}
+	for i := range h.Headers {
+		if f := &h.Headers[i]; len(f.Name) == 12 && h1.EqualFold(f.Name, "max-forwards") {
+			return parseMaxForwards(f.Value)
+		}
+	}
+	return 0, false
+}
+
+// parseMaxForwards reads 1*DIGIT, up to 9 of them.
+func parseMaxForwards(v []byte) (n int, ok bool) {
+	if len(v) == 0 || len(v) > 9 {
+		return 0, false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+// answerLastHop answers an OPTIONS or TRACE whose Max-Forwards is 0, as
+// its final recipient: 200 with no body to OPTIONS, 405 to TRACE (golb
+// does not echo requests back). A request body is not read: the
+// connection closes after the answer.
+func (c *clientConn) answerLastHop(h *h1.Head) bool {
+	closing := h.Close || h.Body != h1.BodyNone || c.b.closing.Load()
+	minor, trace := h.Minor, string(h.Method) == "TRACE"
+	c.rd.Discard(c.headLen)
+	if trace {
+		c.answer(405, "TRACE is not supported", closing)
+		return !closing
+	}
+	out := append(c.out[:0], "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"...)
+	out = appendDate(out)
+	if closing {
+		out = append(out, "Connection: close\r\n"...)
+	} else if minor == 0 {
+		out = append(out, "Connection: keep-alive\r\n"...)
+	}
+	c.out = append(out, "\r\n"...)
+	if _, err := writeWithin(c.io, c.nc, c.out, 10*time.Second); err != nil {
+		return false
+	}
+	if closing {
+		closeWrite(c.nc)
+	}
+	return !closing
 }
 
 // pathOf is target without its query.
@@ -98,6 +164,11 @@ func (c *clientConn) serveLocal(lh http.Handler, target, host []byte) bool {
 	minor, body, length := h.Minor, h.Body, h.ContentLength
 	c.rd.Discard(c.headLen)
 	if body != h1.BodyNone {
+		if h.Expect100 { // the client holds its body back until told (RFC 9110 §10.1.1)
+			if _, err := c.io.Write(continue100); err != nil {
+				return false
+			}
+		}
 		if err := c.dropBody(body, length); err != nil {
 			return c.clientBodyFailed(err)
 		}
@@ -239,6 +310,9 @@ func (w *localWriter) appendHead(out []byte, length int64) []byte {
 	w.h.Del("Content-Length")
 	w.h.Del("Connection")
 	w.h.Del("Transfer-Encoding")
+	if _, ok := w.h["Date"]; !ok {
+		out = appendDate(out)
+	}
 	for k, vs := range w.h {
 		for _, v := range vs {
 			out = append(out, k...)

@@ -366,6 +366,7 @@ func (c *clientConn) writeAnswer(status int, body []byte, closing bool) {
 	out = append(out, "\r\nContent-Type: application/json\r\nContent-Length: "...)
 	out = strconv.AppendInt(out, int64(len(body)), 10)
 	out = append(out, "\r\n"...)
+	out = appendDate(out)
 	if status == 503 {
 		out = append(out, "Retry-After: 1\r\n"...)
 	}
