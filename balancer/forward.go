@@ -28,8 +28,8 @@ type reqInfo struct {
 	expect100  bool
 	body       h1.BodyKind
 	length     int64
-	headLen    int       // the worker's head: c.out[:headLen]
-	bodyInHead bool      // the whole body follows the head in c.out
+	headLen    int           // the worker's head: c.out[:headLen]
+	bodyInHead bool          // the whole body follows the head in c.out
 	bodyLeft   bool          // the client's body was not read to its end
 	bodyWait   time.Duration // how long sendBody waited for the client's bytes
 }
