@@ -12,6 +12,15 @@ var ErrNeedMore = errors.New("h1: need more input")
 // maxChunkLine bounds a chunk-size line with its extensions.
 const maxChunkLine = 4 << 10
 
+// maxChunkOverhead bounds the framing a body may carry beyond what its
+// data pays for: RFC 9112 §7.1.1 says a server ought to limit the total
+// length of chunk extensions. As in net/http (which a worker or client
+// golb talks to may well be), each chunk line with its closing CRLF may
+// cost 16 bytes and twice the chunk's data; past 16 KiB of excess the
+// body is refused, so a stream of one-byte chunks each with 4 KiB of
+// extensions is not read for ever.
+const maxChunkOverhead = 16 << 10
+
 // Chunked decodes the chunked transfer coding (RFC 9112 §7.1) from a
 // Reader's buffer without copying: each Step hands back the next run of
 // chunk data as a slice of the buffer. The zero value is ready to decode
@@ -19,6 +28,7 @@ const maxChunkLine = 4 << 10
 type Chunked struct {
 	state      uint8
 	left       int64 // data bytes left in the current chunk
+	excess     int64 // framing bytes not paid for by data (maxChunkOverhead)
 	MaxTrailer int   // bound of the trailer section; default 8 KiB
 }
 
@@ -61,9 +71,15 @@ func (c *Chunked) Step(rd *Reader) (data, trailer []byte, err error) {
 			rd.Discard(i + 1)
 			if n == 0 {
 				c.state = chunkTrailer
-			} else {
-				c.left, c.state = n, chunkData
+				continue
 			}
+			// The line (without its CRLF) and the CRLF after the data,
+			// less what the data pays for, counted as net/http does.
+			c.excess = max(c.excess+int64(i+1)-16-2*min(n, 1<<32), 0)
+			if c.excess > maxChunkOverhead {
+				return nil, nil, errChunkOverhead
+			}
+			c.left, c.state = n, chunkData
 		case chunkData:
 			if len(buf) == 0 {
 				return nil, nil, ErrNeedMore

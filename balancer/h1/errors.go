@@ -32,9 +32,10 @@ var (
 	// ErrHeadTooLarge is a head longer than the caller's limit.
 	ErrHeadTooLarge = &Error{431, "request head too large"}
 
-	errChunkSize    = &Error{400, "invalid chunk size"}
-	errChunkEnd     = &Error{400, "chunk data not followed by CRLF"}
-	errChunkLine    = &Error{400, "chunk size line too long"}
-	errTrailer      = &Error{400, "invalid trailer field"}
-	errTrailerLarge = &Error{400, "trailer section too large"}
+	errChunkSize     = &Error{400, "invalid chunk size"}
+	errChunkEnd      = &Error{400, "chunk data not followed by CRLF"}
+	errChunkLine     = &Error{400, "chunk size line too long"}
+	errTrailer       = &Error{400, "invalid trailer field"}
+	errTrailerLarge  = &Error{400, "trailer section too large"}
+	errChunkOverhead = &Error{400, "chunk extensions outweigh the data"}
 )
