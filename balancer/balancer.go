@@ -515,12 +515,13 @@ wait:
 	return nil
 }
 
-// closeIdleConns closes the client connections that wait for a request.
+// closeIdleConns closes the client connections that wait for a request,
+// and the lingering ones (server.go).
 func (b *Balancer) closeIdleConns() {
 	b.connMu.Lock()
 	defer b.connMu.Unlock()
 	for c := range b.conns {
-		if c.state.CompareAndSwap(connIdle, connClosed) {
+		if c.state.CompareAndSwap(connIdle, connClosed) || c.state.CompareAndSwap(connLingering, connClosed) {
 			_ = c.nc.Close()
 		}
 	}

@@ -490,6 +490,7 @@ func (c *clientConn) relay(x *exchange, r *reqInfo, be *backend, uc *upstream, s
 	}
 	bw.Reset(nil)
 	writerPool.Put(bw)
+	c.unread = c.unread || r.bodyLeft // answered before the body's end
 	return false, cerr == nil && !closing
 }
 

@@ -522,3 +522,32 @@ func TestH1ReviewOversizedWorkerHeadIs502(t *testing.T) {
 		t.Errorf("%d worker connections, want 2 (the one with the oversized head not reused)", n)
 	}
 }
+
+// TestH1ReviewErrorAnswerToAClientStillSendingIsNotReset pins a lost
+// answer: golb answered a request it would not read to its end (here a
+// broken chunked body, with more of it on the way) and closed with the
+// client's bytes unread, which makes the close a reset. A client still
+// sending then fails its write ("connection reset", as curl reports it)
+// before it reads the answer, and some stacks (Windows') drop an answer
+// not yet read. golb now lingers: it half-closes, drops what still comes
+// for up to a second, and closes with a FIN.
+func TestH1ReviewErrorAnswerToAClientStillSendingIsNotReset(t *testing.T) {
+	t.Parallel()
+	w, _ := newH1Worker(t, "a")
+	b := startBalancer(t, safetyConfig(), w)
+	conn := dialH1(t, b)
+	conn.send("POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + strings.Repeat("x", 64<<10))
+	resp, _ := conn.read(http.MethodPost)
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400", resp.StatusCode)
+	}
+	time.Sleep(50 * time.Millisecond) // a reset, if golb sent one, has arrived
+	if err := conn.trySend("more of the body"); err != nil {
+		t.Errorf("the client's write after the answer: %v; want it taken (golb lingers), not a reset", err)
+	}
+	_ = conn.c.SetReadDeadline(time.Now().Add(closeMargin))
+	n, err := conn.br.Read(make([]byte, 64))
+	if n != 0 || err != io.EOF {
+		t.Errorf("after the answer: read %d bytes, %v; want a clean end (EOF)", n, err)
+	}
+}

@@ -109,6 +109,7 @@ func (c *clientConn) answerLastHop(h *h1.Head) bool {
 	}
 	if closing {
 		closeWrite(c.nc)
+		c.unread = true
 	}
 	return !closing
 }

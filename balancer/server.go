@@ -26,6 +26,7 @@ import (
 const (
 	connIdle int32 = iota
 	connActive
+	connLingering // answered and half-closed, dropping what the client still sends
 	connClosed
 )
 
@@ -47,6 +48,7 @@ type clientConn struct {
 	served     bool      // a request was served: the idle timeout applies
 	isHEAD     bool      // the current request is a HEAD
 	headMem    int       // the grown read buffer's bytes counted in headMem
+	unread     bool      // golb ends the connection with what the client sent maybe unread
 
 	cur atomic.Pointer[upstream] // the attempt's worker connection, for a forced shutdown
 	// gone is set once the listener that accepted this connection is
@@ -205,11 +207,47 @@ func (c *clientConn) setReadDeadline(t time.Time) {
 }
 
 func (c *clientConn) close() {
+	if c.unread && !c.b.closing.Load() {
+		// Shutdown closes a lingering connection at once; one it may
+		// have missed (it began meanwhile) does not linger.
+		c.state.Store(connLingering)
+		if !c.b.closing.Load() {
+			c.linger()
+		}
+	}
 	c.state.Store(connClosed)
 	_ = c.nc.Close()
 	c.rd.Reset(nil)
 	c.settleHeadMem()
 	c.b.track(c, false)
+}
+
+// lingerTime and lingerMax bound how long, and how much, a connection
+// that golb ends with the client's bytes maybe unread (an answer to a
+// request it did not read whole) goes on reading and dropping them. Its
+// close is then a FIN behind the answer: closed with bytes unread, it
+// would be a reset, which can destroy the answer at the client before it
+// is read (RFC 9112 §9.6; nginx's lingering_close, Go's server does the
+// same).
+const (
+	lingerTime = time.Second
+	lingerMax  = 1 << 20
+)
+
+// linger half-closes the connection and drops what the client still
+// sends, until it closes, lingerTime passes or lingerMax bytes came.
+func (c *clientConn) linger() {
+	closeWrite(c.nc)
+	c.setReadDeadline(time.Now().Add(lingerTime))
+	for n := 0; n < lingerMax; {
+		c.rd.Discard(c.rd.Len())
+		m, err := c.rd.Fill(h1.BufSize)
+		if err != nil {
+			break
+		}
+		n += m
+	}
+	c.rd.Discard(c.rd.Len())
 }
 
 // readHead waits (idle timeout) for the next request and reads its head
@@ -383,6 +421,7 @@ func (c *clientConn) writeAnswer(status int, body []byte, closing bool) {
 	_, _ = writeWithin(c.io, c.nc, out, 10*time.Second)
 	if closing {
 		closeWrite(c.nc) // the answer reaches a client still sending, not a reset
+		c.unread = true
 	}
 }
 
