@@ -551,3 +551,49 @@ func TestH1ReviewErrorAnswerToAClientStillSendingIsNotReset(t *testing.T) {
 		t.Errorf("after the answer: read %d bytes, %v; want a clean end (EOF)", n, err)
 	}
 }
+
+// TestH1ReviewTrailerFramingFieldsAreDropped pins framing and routing
+// fields smuggled in a trailer: a client's (or worker's) trailer section
+// was passed on as it came, Content-Length, Host, Transfer-Encoding and
+// X-Forwarded-For included, which a recipient that merges trailers into
+// the header section (RFC 9110 §6.5.1 forbids it; some do) takes for the
+// message's own. They are dropped both ways; other trailer fields pass.
+func TestH1ReviewTrailerFramingFieldsAreDropped(t *testing.T) {
+	t.Parallel()
+	const forged = "Content-Length: 99\r\nHost: evil.example\r\nTransfer-Encoding: gzip\r\nX-Forwarded-For: 6.6.6.6\r\nSet-Cookie: s=1\r\n"
+	t.Run("request", func(t *testing.T) {
+		t.Parallel()
+		rec := newHeadRecorder(t)
+		b := startRecorder(t, rec)
+		conn := dialH1(t, b)
+		conn.send("POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 7\r\n" + forged + "\r\n")
+		if resp, _ := conn.read(http.MethodPost); resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d, want the worker's 200", resp.StatusCode)
+		}
+		req := rec.only(t)
+		_, trailer, _ := strings.Cut(req, "\r\n0\r\n")
+		if trailer != "X-Sum: 7\r\n\r\n" {
+			t.Errorf("the worker got the trailer section %q, want only X-Sum:\n%s", trailer, req)
+		}
+	})
+	t.Run("response", func(t *testing.T) {
+		t.Parallel()
+		rw := newRawWorker(t, "w", func(req *http.Request, c net.Conn, bw *bufio.Writer) bool {
+			_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 7\r\n" + forged + "\r\n")
+			return true
+		})
+		b := startRaw(t, safetyConfig(), rw)
+		c, err := net.Dial("tcp", b.Addrs()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		raw, _ := io.ReadAll(c)
+		_, trailer, _ := strings.Cut(string(raw), "\r\n0\r\n")
+		if trailer != "X-Sum: 7\r\n\r\n" {
+			t.Errorf("the client got the trailer section %q, want only X-Sum:\n%s", trailer, raw)
+		}
+	})
+}

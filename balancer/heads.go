@@ -206,6 +206,49 @@ func (b *Balancer) requestHead(out []byte, h *h1.Head, target, host []byte, clie
 	return append(out, "\r\n"...)
 }
 
+// appendTrailer appends the field lines of a trailer section (each
+// ending in CRLF, as h1.Chunked returns them) that may travel in one.
+// Dropped are the fields a recipient that merges trailers into the
+// header section (RFC 9110 §6.5.1 forbids it, some do it) would take for
+// the message's framing, routing, content handling or credentials, and
+// golb's own: hop-by-hop fields, Host, Trailer, Content-Length,
+// -Encoding, -Type and -Range, Authorization, Cookie, Set-Cookie and
+// the forwarding headers.
+func appendTrailer(out, trailer []byte) []byte {
+	for len(trailer) > 0 {
+		line := trailer
+		if i := bytes.Index(trailer, []byte("\r\n")); i >= 0 {
+			line, trailer = trailer[:i+2], trailer[i+2:]
+		} else {
+			trailer = nil
+		}
+		name := line
+		if i := bytes.IndexByte(line, ':'); i >= 0 {
+			name = line[:i]
+		}
+		if !trailerForbidden(name) {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
+
+func trailerForbidden(name []byte) bool {
+	if hopByHop(name) {
+		return true
+	}
+	if kind, spelt := forwardedHeader(name); kind != fwdNone || spelt {
+		return true
+	}
+	for _, f := range [...]string{"host", "trailer", "content-encoding", "content-type", "content-range",
+		"authorization", "cookie", "set-cookie", "via"} {
+		if h1.EqualFold(name, f) {
+			return true
+		}
+	}
+	return false
+}
+
 // upgradesToH2C reports whether the request's Upgrade offers h2c.
 func upgradesToH2C(h *h1.Head) bool {
 	for i := range h.Headers {

@@ -71,7 +71,7 @@ func (c *clientConn) sendBody(uc *upstream, r *reqInfo) (clientErr, err error) {
 			return err, nil
 		case ch.Done():
 			out = append(out, "0\r\n"...)
-			out = append(out, trailer...)
+			out = appendTrailer(out, trailer)
 			out = append(out, "\r\n"...)
 			r.bodyLeft = false
 			if _, err := uc.io.Write(out); err != nil {

@@ -87,7 +87,8 @@ func (c *clientConn) copyBody(bw *bufio.Writer, uc *upstream, body h1.BodyKind, 
 			case ch.Done():
 				if framing == frameChunked {
 					_, _ = bw.WriteString("0\r\n")
-					_, _ = bw.Write(trailer)
+					c.scratch = appendTrailer(c.scratch[:0], trailer)
+					_, _ = bw.Write(c.scratch)
 					_, cerr = bw.WriteString("\r\n")
 				}
 				return nil, cerr
