@@ -32,7 +32,9 @@ func TestNewWorkerGetsNoTrafficBeforeFirstPassingCheck(t *testing.T) {
 		t.Fatalf("worker failing its checks got %d requests", h)
 	}
 	b0.healthy.Store(true)
-	waitFor(t, "b healthy", func() bool { return statsOf(t, bal, "b").Healthy })
+	// The pool is published just after the flag Stats reads: under a
+	// busy CI run, 10 requests once went out in between.
+	waitFor(t, "b healthy and in the pool", func() bool { return statsOf(t, bal, "b").Healthy && inPool(bal, "b") })
 	for range 30 {
 		get(t, c, baseURL(bal)+"/")
 	}
@@ -264,4 +266,17 @@ func TestStartingWorkerIsNotWarnedAbout(t *testing.T) {
 	if warns := logRecords(t, &logs, "worker not passing its health check"); len(warns) != 0 {
 		t.Fatalf("a worker healthy within its first interval was warned about: %v", warns)
 	}
+}
+
+// inPool reports whether the backend id is among the balancer's
+// published candidates.
+func inPool(b *Balancer, id string) bool {
+	if p := b.pool.Load(); p != nil {
+		for _, be := range *p {
+			if be.id == id {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -110,10 +110,12 @@ func startBalancer(t *testing.T, cfg Config, ws ...*worker) *Balancer {
 	return b
 }
 
+// healthyCount is the number of backends healthy and in the published
+// pool (which follows the flag Stats reads a moment later).
 func healthyCount(b *Balancer) int {
 	n := 0
 	for _, s := range b.Stats() {
-		if s.Healthy {
+		if s.Healthy && inPool(b, s.ID) {
 			n++
 		}
 	}
