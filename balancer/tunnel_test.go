@@ -3,6 +3,7 @@ package balancer
 import (
 	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -61,16 +62,7 @@ func TestTunnelWithOneSideTalkingIsNotIdle(t *testing.T) {
 	t.Parallel()
 	const beats = 12 // one every tunnelIdle/3: 4 × TunnelIdleTimeout in all
 	var received atomic.Int64
-	w := newWorker(t, "a", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		c, brw, err := http.NewResponseController(rw).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		if brw.Flush() != nil {
-			return
-		}
+	w := newWorker(t, "a", upgraded(func(r *http.Request, c net.Conn, brw *bufio.ReadWriter) {
 		if r.URL.Query().Get("push") == "" {
 			_, _ = io.Copy(counter{&received}, brw) // listens only
 			return
@@ -150,14 +142,7 @@ func TestTunnelCarriesABulkTransferBothWays(t *testing.T) {
 // the worker connection and the in-flight count for good.
 func TestTunnelIntoASideThatReadsNothingIsCut(t *testing.T) {
 	t.Parallel()
-	w := newWorker(t, "a", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		c, brw, err := http.NewResponseController(rw).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		_ = brw.Flush()
+	w := newWorker(t, "a", upgraded(func(_ *http.Request, c net.Conn, _ *bufio.ReadWriter) {
 		chunk := make([]byte, 64<<10)
 		for range 1024 { // 64 MiB, far more than socket buffers hold
 			if _, err := c.Write(chunk); err != nil {
@@ -172,6 +157,22 @@ func TestTunnelIntoASideThatReadsNothingIsCut(t *testing.T) {
 	start := time.Now()
 	waitFor(t, "the stalled tunnel to end", func() bool { return b.InFlight() == 0 })
 	t.Logf("a tunnel into a client that reads nothing ended %v after it opened (IdleTimeout %v)", time.Since(start).Round(time.Millisecond), tunnelIdle)
+}
+
+// upgraded is a worker handler that answers 101 and then runs talk on the
+// hijacked connection, closing it after.
+func upgraded(talk func(r *http.Request, c net.Conn, brw *bufio.ReadWriter)) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(rw).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		if brw.Flush() == nil {
+			talk(r, c, brw)
+		}
+	})
 }
 
 // counter is a writer that counts what it is given.
