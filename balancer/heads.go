@@ -252,20 +252,8 @@ func trailerForbidden(name []byte) bool {
 // upgradesToH2C reports whether the request's Upgrade offers h2c.
 func upgradesToH2C(h *h1.Head) bool {
 	for i := range h.Headers {
-		f := &h.Headers[i]
-		if len(f.Name) != 7 || !h1.EqualFold(f.Name, "upgrade") {
-			continue
-		}
-		for v := f.Value; len(v) > 0; {
-			var item []byte
-			if j := bytes.IndexByte(v, ','); j >= 0 {
-				item, v = v[:j], v[j+1:]
-			} else {
-				item, v = v, nil
-			}
-			if h1.EqualFold(bytes.TrimSpace(item), "h2c") {
-				return true
-			}
+		if f := &h.Headers[i]; len(f.Name) == 7 && h1.EqualFold(f.Name, "upgrade") && h1.ContainsToken(f.Value, "h2c") {
+			return true
 		}
 	}
 	return false

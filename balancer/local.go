@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/golb/golb/balancer/h1"
 )
@@ -90,26 +89,12 @@ func parseMaxForwards(v []byte) (n int, ok bool) {
 // connection closes after the answer.
 func (c *clientConn) answerLastHop(h *h1.Head) bool {
 	closing := h.Close || h.Body != h1.BodyNone || c.b.closing.Load()
-	minor, trace := h.Minor, string(h.Method) == "TRACE"
+	trace := string(h.Method) == "TRACE"
 	c.rd.Discard(c.headLen)
 	if trace {
 		c.answer(405, "TRACE is not supported", closing)
-		return !closing
-	}
-	out := append(c.out[:0], "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"...)
-	out = appendDate(out)
-	if closing {
-		out = append(out, "Connection: close\r\n"...)
-	} else if minor == 0 {
-		out = append(out, "Connection: keep-alive\r\n"...)
-	}
-	c.out = append(out, "\r\n"...)
-	if _, err := writeWithin(c.io, c.nc, c.out, 10*time.Second); err != nil {
-		return false
-	}
-	if closing {
-		closeWrite(c.nc)
-		c.unread = true
+	} else {
+		c.writeAnswer(200, nil, closing)
 	}
 	return !closing
 }

@@ -401,7 +401,10 @@ func (c *clientConn) writeAnswer(status int, body []byte, closing bool) {
 	out = strconv.AppendInt(out, int64(status), 10)
 	out = append(out, ' ')
 	out = append(out, statusText(status)...)
-	out = append(out, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	if len(body) > 0 {
+		out = append(out, "\r\nContent-Type: application/json"...)
+	}
+	out = append(out, "\r\nContent-Length: "...)
 	out = strconv.AppendInt(out, int64(len(body)), 10)
 	out = append(out, "\r\n"...)
 	out = appendDate(out)
@@ -428,6 +431,8 @@ func (c *clientConn) writeAnswer(status int, body []byte, closing bool) {
 // statusText is the reason phrase of the statuses golb answers itself.
 func statusText(code int) string {
 	switch code {
+	case 200:
+		return "OK"
 	case 400:
 		return "Bad Request"
 	case 405:

@@ -446,7 +446,9 @@ func AppendCodings(out []byte, h *Head) []byte {
 	return out
 }
 
-func containsToken(v []byte, tok string) bool {
+// ContainsToken reports whether the comma-separated list v (a field
+// value such as Upgrade's or Connection's) has tok as an item, in any case.
+func ContainsToken(v []byte, tok string) bool {
 	for len(v) > 0 {
 		var t []byte
 		t, v = nextListItem(v)
