@@ -61,7 +61,7 @@ func TestAdminAPI(t *testing.T) {
 	g, h := uniq("adm"), uniq("fix")
 	killProcs(t, g, h)
 	admin := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1))
-	scaled := strings.Replace(groupHCL(g, 2, freePorts(t, 10), "1ms"), "  app {", "  scale {\n    min = 1\n    max = 3\n  }\n  app {", 1)
+	scaled := strings.Replace(groupHCL(g, 2, freePorts(t, 10), "1ms"), "  app {", "  scale {\n    min = 1\n    max = 3\n    scale_down_delay = \"1h\"\n  }\n  app {", 1)
 	src := header(t.TempDir(), admin) + scaled + groupHCL(h, 1, freePorts(t, 10), "1ms") + fmt.Sprintf(`
 balancer "front" {
   group = %q
@@ -106,7 +106,8 @@ balancer "front" {
 			t.Errorf("worker view: %+v", w)
 		}
 		if pid == 0 || !alive(pid) || !environHas(pid, "GOLB_WORKER_ID="+w.ID) {
-			t.Errorf("worker %s: details pid %q is not its process (details %v)", w.ID, w.Details["pid"], w.Details)
+			t.Errorf("worker %s: details pid %q is not its process (alive %v; details %v; worker processes now %v)",
+				w.ID, w.Details["pid"], alive(pid), w.Details, workerProcs(g, h))
 		}
 		if _, err := time.Parse(time.RFC3339, w.StartedAt); err != nil {
 			t.Errorf("worker %s: started_at %q: %v", w.ID, w.StartedAt, err)
