@@ -36,6 +36,8 @@ type Autoscaler struct {
 	maxPanic   int       // the highest count decided in this panic
 
 	delay      maxWindow // the counts decided over scale_down_delay
+	started    time.Time // New's now: the count in force at the first Decide holds from it
+	seeded     bool      // delay holds that count
 	lastActive time.Time // the last sample with a request in flight or arriving
 	// poked is set by a sample with a request in flight (held) or
 	// counted, and cleared by Decide: at zero it wakes the group.
@@ -58,6 +60,7 @@ func New(spec Spec, now time.Time) (*Autoscaler, error) {
 		win:        newWindow(spec.StableWindow, gran, now),
 		recent:     2 * gran,
 		delay:      maxWindow{span: spec.ScaleDownDelay},
+		started:    now,
 		lastActive: now,
 	}, nil
 }
@@ -131,6 +134,13 @@ func (a *Autoscaler) Decide(now time.Time, current, ready int) Decision {
 	st := a.win.averages(now, s.StableWindow)
 	pa := a.win.averages(now, s.PanicWindow)
 	re := a.win.averages(now, a.recent)
+	if !a.seeded {
+		// The count the group started with (count, or min) is a count
+		// decided at the start: a lower one waits scale_down_delay as
+		// after any decision, not cut at the first.
+		a.delay.record(a.started, current)
+		a.seeded = true
+	}
 	d := Decision{
 		Time: now, From: current, Mode: ModeStable,
 		Figures: Figures{

@@ -164,7 +164,7 @@ func TestRateLimits(t *testing.T) {
 		{"up at most ready x up rate", Spec{Min: 1, Max: 100, TargetInflight: 1, MaxScaleUpRate: 2, PanicThreshold: 1000}, 3, 6, 50},
 		{"up from zero ready counts as one", Spec{Min: 0, Max: 100, TargetInflight: 1, MaxScaleUpRate: 3, PanicThreshold: 1000}, 0, 3, 50},
 		{"down at least ready / down rate", Spec{Min: 1, Max: 100, TargetInflight: 1, MaxScaleDownRate: 2, ScaleDownDelay: -1}, 9, 4, 0.5},
-		{"down rate 1 never scales down", Spec{Min: 1, Max: 100, TargetInflight: 1, MaxScaleDownRate: 1}, 9, 9, 0.5},
+		{"down rate 1 never scales down", Spec{Min: 1, Max: 100, TargetInflight: 1, MaxScaleDownRate: 1, ScaleDownDelay: -1}, 9, 9, 0.5},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -258,7 +258,9 @@ func TestFromZeroScalesUpOnTheFirstRequest(t *testing.T) {
 }
 
 func TestFloorFromGolbScale(t *testing.T) {
-	a, _ := New(base(), t0)
+	spec := base()
+	spec.ScaleDownDelay = -1 // none: the floor alone holds the count
+	a, _ := New(spec, t0)
 	a.Record(t0, Sample{})
 	n, until := a.SetFloor(t0, 50)
 	if n != 10 || !until.Equal(t0.Add(DefaultStableWindow)) {
@@ -267,7 +269,7 @@ func TestFloorFromGolbScale(t *testing.T) {
 	if d := a.Decide(t0.Add(time.Second), 10, 10); d.To != 10 || !strings.Contains(d.Reason, "floor") {
 		t.Errorf("with a floor: %d (%s)", d.To, d.Reason)
 	}
-	later := t0.Add(DefaultStableWindow + DefaultScaleDownDelay + time.Second)
+	later := t0.Add(DefaultStableWindow + time.Second)
 	a.Record(later, Sample{})
 	if d := a.Decide(later, 10, 10); d.To == 10 {
 		t.Errorf("the floor outlived its stable window: %s", d.Reason)

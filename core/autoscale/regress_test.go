@@ -8,6 +8,31 @@ import (
 	"time"
 )
 
+// TestStartingCountWaitsForScaleDownDelay: a scaled group started with
+// count = 3 (min 1) and no load was cut to 1 at the first decision, a
+// second after the start: scale_down_delay held only counts the
+// autoscaler had decided, not the one the group started with.
+func TestStartingCountWaitsForScaleDownDelay(t *testing.T) {
+	a, err := New(Spec{Min: 1, Max: 4, TargetInflight: 10, ScaleDownDelay: 30 * time.Second}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	for ; now.Before(t0.Add(29 * time.Second)); now = now.Add(time.Second) {
+		a.Record(now, Sample{})
+		if d := a.Decide(now.Add(time.Second), 3, 3); d.To != 3 {
+			t.Fatalf("%s after the start, idle: To = %d (%s), want the starting 3 kept for scale_down_delay", now.Add(time.Second).Sub(t0), d.To, d.Reason)
+		} else if !d.NoData && !strings.Contains(d.Reason, "scale_down_delay") {
+			t.Fatalf("kept 3 without saying why: %s", d.Reason)
+		}
+	}
+	later := t0.Add(31 * time.Second)
+	a.Record(later, Sample{})
+	if d := a.Decide(later, 3, 3); d.To >= 3 || d.Direction != Down {
+		t.Errorf("idle past scale_down_delay: To = %d %s (%s), want lower", d.To, d.Direction, d.Reason)
+	}
+}
+
 // TestZeroWakesOnRequestsRefusedAtOnce: with hold_max = 0 a group at zero
 // answers every request 503 at once, so it shows Requests (the balancer's
 // Unavailable count) and never InFlight, and on the inflight metric it
