@@ -15,8 +15,9 @@ var (
 	// ErrWorkersLeft: shutdown could not stop some workers; they may still
 	// run (Run's error names them; the log says how to kill each).
 	ErrWorkersLeft = errors.New("workers left running")
-	// ErrScaleBounds: a scale request outside the group's bounds.
-	ErrScaleBounds = errors.New("count outside the group's scale bounds")
+	// ErrScaleBounds: a scale request outside the group's bounds (its
+	// scale block's, or 0 to 1000 without one).
+	ErrScaleBounds = errors.New("count outside the group's bounds")
 	// ErrReloadRefused: a reload asked for a change that cannot apply live
 	// (ReloadError says which); nothing changed.
 	ErrReloadRefused = errors.New("reload refused")

@@ -121,7 +121,7 @@ func TestAPIAnswersAsBefore(t *testing.T) {
 		{"GET", "/v1/groups/hello/events", "", 200, "[\n  {\n    \"kind\": \"scale\"\n  }\n]\n"},
 		{"GET", "/v1/groups/nosuch/events", "", 404, "{\n  \"error\": \"no such group: nosuch\"\n}\n"},
 		{"POST", "/v1/groups/hello/scale", `{"count": 2}`, 200, "{\n  \"desired\": 2,\n  \"group\": \"hello\"\n}\n"},
-		{"POST", "/v1/groups/hello/scale", `{"count": 4}`, 422, "{\n  \"error\": \"count outside the group's scale bounds: 4 is not within [1, 3]\"\n}\n"},
+		{"POST", "/v1/groups/hello/scale", `{"count": 4}`, 422, "{\n  \"error\": \"count outside the group's bounds: 4 is not within [1, 3]\"\n}\n"},
 		{"POST", "/v1/groups/nosuch/scale", `{"count": 2}`, 404, "{\n  \"error\": \"no such group: nosuch\"\n}\n"},
 		{"POST", "/v1/groups/broken/scale", `{"count": 2}`, 500, "{\n  \"error\": \"the store is closed\"\n}\n"},
 		{"GET", "/v1/reload", "", 200, "{\n  \"events\": [],\n  \"last\": null\n}\n"},

@@ -14,8 +14,8 @@ var (
 	ErrNotRunning = errors.New("worker is not running")
 	// ErrNoGroup: an unknown group (404).
 	ErrNoGroup = errors.New("no such group")
-	// ErrOutOfBounds: a count outside the group's scale bounds (422).
-	ErrOutOfBounds = errors.New("count outside the group's scale bounds")
+	// ErrOutOfBounds: a count outside the group's bounds (422).
+	ErrOutOfBounds = errors.New("count outside the group's bounds")
 	// ErrUnavailable: a reload asked while golb starts or stops (503).
 	ErrUnavailable = errors.New("golb is not running")
 )
