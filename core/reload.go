@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/golb/golb/balancer"
 	"github.com/golb/golb/core/config"
@@ -194,7 +195,11 @@ func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 
 	for _, b := range started {
 		if a.metrics != nil {
-			if err := a.metrics.Register(b.Collector()); err != nil {
+			if err := a.metrics.Register(b.Collector()); errors.As(err, &prometheus.AlreadyRegisteredError{}) {
+				// The instance of the same name an earlier reload removed
+				// still drains: unregisterMetrics registers this one then.
+				a.logger.Debug("a new balancer's metrics wait for its draining namesake", "balancer", b.Name())
+			} else if err != nil {
 				a.logger.Warn("registering the metrics of a new balancer", "balancer", b.Name(), "err", err)
 			}
 		}
@@ -229,6 +234,26 @@ func (a *Agent) apply(ctx context.Context, p *reloadPlan) error {
 	return nil
 }
 
+// unregisterMetrics takes the series of b, a removed balancer now closed,
+// off /metrics. A balancer of the same name that a later reload added while
+// b drained was refused registration then (the same descriptors): it is
+// registered now, or /metrics would show it never again.
+func (a *Agent) unregisterMetrics(b *balancer.Balancer) {
+	if a.metrics == nil {
+		return
+	}
+	a.reloads.run.Lock() // against a reload registering meanwhile
+	defer a.reloads.run.Unlock()
+	a.metrics.Unregister(b.Collector())
+	for _, cur := range a.allBalancers() {
+		if cur != b && cur.Name() == b.Name() {
+			if err := a.metrics.Register(cur.Collector()); err != nil && !errors.As(err, &prometheus.AlreadyRegisteredError{}) {
+				a.logger.Warn("registering the metrics of a re-added balancer", "balancer", cur.Name(), "err", err)
+			}
+		}
+	}
+}
+
 // testHookBalancerStarted, when set (tests only, before the agent runs), is
 // called by apply after each balancer it started, before the rest of the reload.
 var testHookBalancerStarted func(*balancer.Balancer)
@@ -245,10 +270,8 @@ func (a *Agent) removeLater(bs []*balancer.Balancer, groups []string) {
 				a.logger.Warn("removed balancer's drain cut short", "balancer", b.Name(), "err", err)
 			}
 			a.retireSource(b) // its last requests are counted now
+			a.unregisterMetrics(b)
 			a.logger.Info("removed balancer closed", "balancer", b.Name())
-			if a.metrics != nil {
-				a.metrics.Unregister(b.Collector())
-			}
 		})
 	}
 	wg.Wait()
