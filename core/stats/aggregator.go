@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 )
@@ -216,14 +217,33 @@ func (a *Aggregator) removeLocked(name string) {
 				continue
 			}
 			k := a.slotLocked(c.WorkerID)
-			a.known[k].Success += c.Success
-			a.known[k].Failed += c.Failed
-			a.known[k].LatencySum += c.LatencySum
+			a.known[k].add(c)
 		}
 		a.omu.Unlock()
 		a.sources = append(a.sources[:i], a.sources[i+1:]...)
 		return
 	}
+}
+
+// add adds c's counts to t, each at most 2^63-1 (what a sink stores): a
+// stored total near the top (a hostile file, or a seed import's clamp)
+// stops growing there, instead of wrapping and failing every flush with it.
+func (t *Totals) add(c Count) {
+	t.Success = addCount(t.Success, c.Success)
+	t.Failed = addCount(t.Failed, c.Failed)
+	if c.LatencySum > 0 && t.LatencySum > math.MaxInt64-c.LatencySum {
+		t.LatencySum = math.MaxInt64
+	} else {
+		t.LatencySum += c.LatencySum
+	}
+}
+
+// addCount is a+b, at most 2^63-1.
+func addCount(a, b uint64) uint64 {
+	if s := a + b; s >= a && s <= math.MaxInt64 {
+		return s
+	}
+	return math.MaxInt64
 }
 
 // slotLocked returns the index of id in known, appending it with zero base if new.
@@ -273,10 +293,7 @@ func (a *Aggregator) snapshot(combine bool) []Totals {
 				listed = append(listed, false)
 			}
 			listed[i] = true
-			t := &out[i]
-			t.Success += c.Success
-			t.Failed += c.Failed
-			t.LatencySum += c.LatencySum
+			out[i].add(c)
 		}
 	}
 	if a.sh != nil && combine {

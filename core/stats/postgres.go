@@ -195,12 +195,15 @@ func (p *PostgresSink) Write(context.Context, []Totals) error {
 	return fmt.Errorf("writing stats to %s: %w", p.target, ErrSharedSink)
 }
 
+// upsertDeltaSQL adds a worker's deltas to its row, each sum at most
+// 2^63-1 (bigint's top) as the Aggregator's own: a row near the top stops
+// growing there, not failing every flush with "bigint out of range".
 const upsertDeltaSQL = `INSERT INTO golb_worker_totals AS t (worker_id, instance, success, failed, latency_ns)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (worker_id) DO UPDATE SET
-	success    = t.success + excluded.success,
-	failed     = t.failed + excluded.failed,
-	latency_ns = t.latency_ns + excluded.latency_ns,
+	success    = LEAST(t.success::numeric + excluded.success, 9223372036854775807)::bigint,
+	failed     = LEAST(t.failed::numeric + excluded.failed, 9223372036854775807)::bigint,
+	latency_ns = LEAST(t.latency_ns::numeric + excluded.latency_ns, 9223372036854775807)::bigint,
 	instance   = excluded.instance,
 	updated_at = now()`
 

@@ -5,6 +5,7 @@ package stats
 import (
 	"context"
 	"errors"
+	"math"
 	"net/url"
 	"strings"
 	"sync"
@@ -422,6 +423,37 @@ func TestPostgresHostileRows(t *testing.T) {
 	}
 	if err := sink.Write(ctx, []Totals{{WorkerID: "w", Success: 1}}); !errors.Is(err, ErrSharedSink) {
 		t.Fatalf("Write of absolute totals to a shared sink: %v", err)
+	}
+}
+
+// TestPostgresRowNearTheTopDoesNotBlockFlushes: a row a delta would take
+// past bigint's top failed the whole flush ("bigint out of range"), and the
+// same batch was sent again for ever: no worker was stored any more. The
+// sum now stops at 2^63-1 and the other workers' counts go in.
+func TestPostgresRowNearTheTopDoesNotBlockFlushes(t *testing.T) {
+	srv := pgtest.Shared(t)
+	dsn := srv.NewDatabase(t)
+	sink := openPG(t, dsn, "i")
+	pgExec(t, dsn, `INSERT INTO golb_worker_totals (worker_id, instance, success, latency_ns) VALUES ('old', 'i', 9223372036854775800, 9223372036854775000)`)
+	a, err := NewAggregator(sink, time.Hour, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newFakeBalancer("old", "new")
+	a.AddSource("web", b.source)
+	for range 10 {
+		b.hit(0, true, time.Second)
+		b.hit(1, true, time.Millisecond)
+	}
+	if err := a.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush with a row near the top: %v", err)
+	}
+	rows := pgRows(t, dsn)
+	if got := rows["old"]; got.Success != math.MaxInt64 || got.LatencySum != math.MaxInt64 {
+		t.Errorf("the row near the top: %+v, want success and latency_ns at 2^63-1", got)
+	}
+	if got := rows["new"]; got.Success != 10 || got.LatencySum != 10*time.Millisecond {
+		t.Errorf("the other worker: %+v, want its 10 requests and 10ms stored", got)
 	}
 }
 

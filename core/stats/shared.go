@@ -80,9 +80,7 @@ func (sh *sharedState) combineLocked(local []Totals, listed []bool) []Totals {
 	for i, t := range local {
 		d := gain(t, sh.flushed[t.WorkerID])
 		if k, ok := sh.vindex[t.WorkerID]; ok {
-			out[k].Success += d.Success
-			out[k].Failed += d.Failed
-			out[k].LatencySum += d.LatencySum
+			out[k].add(Count{Success: d.Success, Failed: d.Failed, LatencySum: d.LatencySum})
 			if d.Total() > 0 {
 				out[k].Instance = sh.instance
 			}

@@ -103,6 +103,9 @@ func (s *SQLiteSink) init(ctx context.Context) error {
 	if err := checkSQLiteSchema(ctx, s.db); err != nil {
 		return damaged(err)
 	}
+	if err := probeWrite(ctx, s.db); err != nil {
+		return damaged(err)
+	}
 	st, err := s.db.PrepareContext(ctx, upsertSQL)
 	if err != nil {
 		return damaged(fmt.Errorf("preparing upsert: %w", err))

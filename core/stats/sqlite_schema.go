@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
+
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // totalsColumns are the columns of worker_totals that Load and the upsert use.
@@ -39,6 +42,42 @@ func checkSQLiteSchema(ctx context.Context, db *sql.DB) error {
 	}
 	if !ok {
 		return foreignSchema("table worker_totals has no unique index on worker_id")
+	}
+	return nil
+}
+
+// probeID is the worker id probeWrite writes, in a transaction it rolls back.
+const probeID = "golb-open-probe"
+
+// probeWrite writes a row as a flush will, reads it back and rolls it back. A
+// file golb can read but not write is refused at open, not found out at the
+// first flush with the run's counts at stake: a read-only file or mount, a
+// column golb does not fill that is NOT NULL or CHECKed, a trigger that
+// fails, or a column that keeps golb's integers as text (written, then
+// refused by the next start's Load).
+func probeWrite(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("trying a write: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // rolled back on purpose
+	now := time.Now().UnixMilli()
+	if _, err := tx.ExecContext(ctx, upsertSQL, probeID, 1, 1, 1, now, now); err != nil {
+		if sqliteCode(err) == sqlite3.SQLITE_READONLY {
+			return fmt.Errorf("the file cannot be written (%w): check its mode, owner and mount", err)
+		}
+		if c := sqliteCode(err); c == sqlite3.SQLITE_CONSTRAINT || c == sqlite3.SQLITE_ERROR {
+			return foreignSchema("a row as golb writes it is refused: " + err.Error())
+		}
+		return fmt.Errorf("trying a write: %w", err)
+	}
+	var ts, tf, tl string
+	err = tx.QueryRowContext(ctx, `SELECT typeof(success), typeof(failed), typeof(latency_ns) FROM worker_totals WHERE worker_id = ?`, probeID).Scan(&ts, &tf, &tl)
+	if err != nil {
+		return foreignSchema("a row golb writes cannot be read back: " + err.Error())
+	}
+	if ts != "integer" || tf != "integer" || tl != "integer" {
+		return foreignSchema(fmt.Sprintf("its counts are stored as %s, %s and %s, not integers", ts, tf, tl))
 	}
 	return nil
 }
