@@ -513,6 +513,9 @@ func (a *Aggregator) release(ctx context.Context, slot chan struct{}, batch []To
 		// Interrupted by shutdown: nothing is lost, the next Flush writes it all.
 		a.log.Debug("stats write interrupted", "err", err)
 	default:
+		if errors.Is(err, ErrFileReplaced) {
+			clear(a.written) // the next write stores every worker's totals
+		}
 		now := time.Now()
 		a.health.Errors++
 		a.health.LastError = err.Error()

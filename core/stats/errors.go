@@ -50,5 +50,9 @@ var (
 	ErrInstanceTaken = errors.New("another golb agent has claimed this stats instance")
 
 	// ErrSharedSink is returned by Write of a sink that takes deltas (Apply).
-	ErrSharedSink = errors.New("a shared sink adds deltas through Apply, not absolute totals")
+	// ErrFileReplaced is returned by a SQLiteSink's Write when its file was
+	// removed or replaced since it was opened: the sink opened the path
+	// afresh, and every worker's totals must be written again.
+	ErrFileReplaced = errors.New("the stats file was removed or replaced while golb ran")
+	ErrSharedSink   = errors.New("a shared sink adds deltas through Apply, not absolute totals")
 )

@@ -3,6 +3,7 @@ package stats
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 )
@@ -128,5 +129,51 @@ func TestTablesGolbCannotWriteAreRefusedAtOpen(t *testing.T) {
 				t.Errorf("the file's rows after the refused open: %d (%v), want its 1 row untouched", n, err)
 			}
 		})
+	}
+}
+
+// TestRemovedFileIsWrittenAgain: the stats file removed while golb ran
+// (a user's rm, a tmp cleaner) took every later write into the unlinked
+// file: each flush "succeeded", the store said ok, and the next start found
+// no file and no counts. Now the next flush opens the path afresh, fails
+// once saying so, and the one after writes every worker's totals into it,
+// also those unchanged since the removal.
+func TestRemovedFileIsWrittenAgain(t *testing.T) {
+	path := dbPath(t)
+	s := openTestSink(t, path)
+	a, err := NewAggregator(s, time.Hour, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newFakeBalancer("w-1", "w-2")
+	a.AddSource("web", b.source)
+	b.hit(0, true, time.Millisecond)
+	b.hit(1, false, time.Millisecond)
+	if err := a.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(path + suffix); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	b.hit(0, true, time.Millisecond)
+	err = a.Flush(context.Background())
+	if !errors.Is(err, ErrFileReplaced) || !a.Health().Failing() {
+		t.Fatalf("the first flush after the removal: %v (failing %v), want ErrFileReplaced", err, a.Health().Failing())
+	}
+	t.Logf("first flush after the removal: %v", err)
+	if err := a.Flush(context.Background()); err != nil || a.Health().Failing() {
+		t.Fatalf("the next flush: %v (failing %v), want it stored", err, a.Health().Failing())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Totals{}
+	for _, tt := range readTotals(t, path) {
+		got[tt.WorkerID] = tt
+	}
+	if got["w-1"].Success != 2 || got["w-2"].Failed != 1 {
+		t.Errorf("the file written again holds %+v, want w-1 with 2 successes and w-2 (unchanged since the removal) with its failure", got)
 	}
 }

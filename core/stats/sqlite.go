@@ -26,6 +26,10 @@ type SQLiteSink struct {
 	db     *sql.DB
 	path   string
 	upsert *sql.Stmt
+	busy   time.Duration
+	// file is the file opened: Write compares path's with it, so that a file
+	// removed or replaced while golb runs is noticed, not written unlinked.
+	file os.FileInfo
 }
 
 // OpenSQLite opens the stats database at path, creating the file, its directory and
@@ -78,9 +82,13 @@ func openSQLiteErr(path string, busy time.Duration) (*SQLiteSink, error) {
 	db.SetConnMaxIdleTime(0)
 
 	ctx := context.Background()
-	s := &SQLiteSink{db: db, path: path}
+	s := &SQLiteSink{db: db, path: path, busy: busy}
 	if err := s.init(ctx); err != nil {
 		db.Close()
+		return nil, err
+	}
+	if s.file, err = os.Stat(path); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -280,6 +288,9 @@ func (s *SQLiteSink) Write(ctx context.Context, batch []Totals) error {
 			return s.fileErr("writing stats to", err)
 		}
 	}
+	if err := s.sameFile(); err != nil {
+		return err
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.fileErr("writing stats to", fmt.Errorf("beginning transaction: %w", err))
@@ -296,6 +307,31 @@ func (s *SQLiteSink) Write(ctx context.Context, batch []Totals) error {
 		return s.fileErr("writing stats to", fmt.Errorf("committing: %w", err))
 	}
 	return nil
+}
+
+// sameFile checks that path is still the file opened. A file removed (or
+// replaced) while golb runs would take every write into the unlinked one,
+// lost at exit without a word: the sink opens path afresh (creating it, or
+// checking what is there now as at start) and answers ErrFileReplaced, so
+// that the Aggregator writes every worker's totals into it, not only those
+// changed since.
+func (s *SQLiteSink) sameFile() error {
+	if s.db != nil {
+		if fi, err := os.Stat(s.path); err == nil && os.SameFile(fi, s.file) {
+			return nil
+		}
+		if s.upsert != nil {
+			_ = s.upsert.Close()
+		}
+		_ = s.db.Close()
+		s.db, s.upsert = nil, nil
+	}
+	fresh, err := openSQLiteErr(s.path, s.busy)
+	if err != nil {
+		return fmt.Errorf("writing stats to %s: %w: opening it again: %w", s.path, ErrFileReplaced, err)
+	}
+	s.db, s.upsert, s.file = fresh.db, fresh.upsert, fresh.file
+	return fmt.Errorf("writing stats to %s: %w: opened it again, to write every worker's totals into", s.path, ErrFileReplaced)
 }
 
 func checkTotals(t Totals) error {
@@ -319,7 +355,9 @@ func (s *SQLiteSink) Close() error {
 	if s.upsert != nil {
 		errs = append(errs, s.upsert.Close())
 	}
-	errs = append(errs, s.db.Close())
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("closing stats database %s: %w", s.path, err)
 	}
