@@ -18,13 +18,35 @@ import (
 // with a canned 200 without net/http, so that benchmark allocations are
 // the balancer's (and its client's), not the worker's.
 func rawBackend(tb testing.TB) string {
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+	return rawServer(tb, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			for { // skip the request head; requests carry no body
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(line) <= 2 {
+					break
+				}
+			}
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// rawServer listens on a loopback port until the test ends, and serves
+// each connection on a goroutine of its own, closing it after.
+func rawServer(tb testing.TB, serve func(net.Conn)) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { ln.Close() })
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -33,21 +55,7 @@ func rawBackend(tb testing.TB) string {
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					for { // skip the request head; requests carry no body
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
+				serve(c)
 			}()
 		}
 	}()

@@ -99,7 +99,10 @@ func (c *clientConn) handle() bool {
 			return c.serveLocal(lh, target, host)
 		}
 	}
-	r := reqInfo{
+	// The request's facts live in c, not on this stack: a suspended
+	// attempt (suspend.go) goes on with them on another goroutine.
+	r := &c.req
+	*r = reqInfo{
 		method:    methodName(h.Method),
 		isHEAD:    c.isHEAD,
 		minor:     h.Minor,
@@ -125,23 +128,28 @@ func (c *clientConn) handle() bool {
 		c.rd.Release() // nothing more to read until the answer is sent
 		c.settleHeadMem()
 	}
-	return c.proxy(&r)
+	return c.proxy(r)
 }
 
 // proxy runs the attempts of one request, retrying on another worker as
 // mayRetry allows, and reports whether the connection stays open.
 func (c *clientConn) proxy(r *reqInfo) bool {
-	b := c.b
 	start := time.Now()
-	b.budget.request(start)
+	c.b.budget.request(start)
 	x := &c.x
 	*x = exchange{
 		idempotent: isIdempotent(r.method),
 		noBody:     r.body == h1.BodyNone,
 	}
 	x.tried = x.triedBuf[:0]
+	return c.attempts(x, r, start)
+}
+
+// attempts makes attempts until one is answered, failed for good or
+// suspended (suspend.go), and reports whether the connection stays open.
+func (c *clientConn) attempts(x *exchange, r *reqInfo, start time.Time) bool {
 	for {
-		be := b.pick(x)
+		be := c.b.pick(x)
 		if be == nil && x.tries == 0 {
 			var keep bool
 			if be, keep = c.hold(x, r); be == nil {
@@ -156,9 +164,13 @@ func (c *clientConn) proxy(r *reqInfo) bool {
 		if !retry {
 			return keep
 		}
-		b.log.Debug("retrying", "id", be.id, "status", x.status, "err", x.err, "tries", x.tries)
+		c.logRetry(x, be)
 		start = time.Now()
 	}
+}
+
+func (c *clientConn) logRetry(x *exchange, be *backend) {
+	c.b.log.Debug("retrying", "id", be.id, "status", x.status, "err", x.err, "tries", x.tries)
 }
 
 // attempt forwards the request to be, which pick counted in flight, and
@@ -183,13 +195,28 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 		return c.failed(x, r, be, start, failNotSent, err)
 	}
 	c.cur.Store(uc)
-	defer c.cur.Store(nil)
+	return c.forward(x, r, be, uc, start, false, nil)
+}
 
-	for fresh := false; ; fresh = true {
+// forward sends the request on uc and relays the worker's answer; fresh
+// says uc is the attempt's second connection. resumed is nil, or what the
+// wait of a suspended attempt gave (the request went out already).
+func (c *clientConn) forward(x *exchange, r *reqInfo, be *backend, uc *upstream, start time.Time, fresh bool, resumed *error) (retry, keep bool) {
+	b := c.b
+	defer func() {
+		if !c.suspended {
+			c.cur.Store(nil)
+		}
+	}()
+	for ; ; fresh = true {
 		if r.body != h1.BodyNone {
 			x.bodySent = true
 		}
-		if !r.bodyLeft {
+		var err error
+		if resumed != nil {
+			err = c.responseHead(uc, r, true, *resumed)
+			resumed = nil
+		} else if !r.bodyLeft {
 			err = c.readResponse(uc, r, c.out) // sends the request too
 		} else if _, err = uc.io.Write(c.out); err == nil {
 			var clientErr error
@@ -201,6 +228,10 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 			}
 			// A worker that failed while taking the body may have answered.
 			err = c.readResponse(uc, r, nil)
+		}
+		if err == errSuspend {
+			c.suspend(uc, start, fresh)
+			return false, true
 		}
 		if err == nil {
 			break
@@ -247,29 +278,40 @@ func (c *clientConn) attempt(x *exchange, r *reqInfo, be *backend, start time.Ti
 // readResponse sends req (the request's head and inline body, when not
 // already sent) and reads the worker's response head into uc.head,
 // relaying interim 1xx answers. A worker slow to answer does not hold a
-// read buffer, and its client is checked now and then (after watchAfter,
-// then at doubling intervals up to a second): a client that hung up ends
-// the wait with errClientGone, so that its attempt is abandoned, not
-// counted.
+// read buffer, and its client is checked now and then (tick): a client
+// that hung up ends the wait with errClientGone, so that its attempt is
+// abandoned, not counted. With many connections open, the wait is
+// suspended (errSuspend, suspend.go).
 func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 	b := c.b
-	max := max(b.conf().MaxHeaderBytes, 64<<10)
 	now := time.Now()
-	deadline := now.Add(b.conf().ResponseHeaderTimeout)
-	every := watchAfter
-	if w := b.conf().watchAfter; w > 0 {
-		every = w
+	w := &c.watch
+	*w = watch{deadline: now.Add(b.conf().ResponseHeaderTimeout), every: watchAfter}
+	if v := b.conf().watchAfter; v > 0 {
+		w.every = v
 	}
-	next := now.Add(every)
-	if next.After(deadline) {
-		next = deadline
+	if w.next = now.Add(w.every); w.next.After(w.deadline) {
+		w.next = w.deadline
 	}
-	_ = uc.nc.SetReadDeadline(next)
+	_ = uc.nc.SetReadDeadline(w.next)
 	busy := b.busy() && uc.rd.Len() == 0
 	if busy {
 		// Many connections: wait for the answer before taking a buffer
 		// for it (4 KiB less per connection).
 		uc.rd.Release()
+	}
+	uc.heard = false
+	if busy {
+		// The wait is suspended at once (suspend.go): a goroutine that
+		// waited here even until the first watch deadline would have
+		// grown its stack to 4 KiB, and 5,000 connections arriving
+		// together were as many 4 KiB stacks at the peak.
+		if len(req) > 0 {
+			if _, err := uc.io.Write(req); err != nil {
+				return err
+			}
+		}
+		return errSuspend
 	}
 	var err error
 	waited := false // err is what waiting for the answer gave
@@ -298,11 +340,14 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 			}
 		}
 	}
-	if busy && !waited {
-		err, waited = waitReadable(uc.io), true
-	}
-	resume, interim := 0, 0
-	uc.heard = false
+	return c.responseHead(uc, r, waited, err)
+}
+
+// responseHead reads the worker's answer on from where readResponse (or
+// resume) left it: waited says err is what a wait for it gave.
+func (c *clientConn) responseHead(uc *upstream, r *reqInfo, waited bool, err error) error {
+	max := max(c.b.conf().MaxHeaderBytes, 64<<10)
+	resume := 0
 	for {
 		if uc.rd.Len() > 0 {
 			uc.heard = true
@@ -316,7 +361,7 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 				}
 				uc.headLen = end
 				if s := uc.head.Status; s < 200 && s != 101 {
-					if interim++; interim > maxInterim {
+					if c.watch.interim++; c.watch.interim > maxInterim {
 						return errBadResponse
 					}
 					c.relayInterim(uc, r)
@@ -334,23 +379,17 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 		for err != nil && isTimeout(err) {
 			// A watch deadline, or response_timeout: also with part of
 			// the head buffered (a worker may write its head in pieces).
-			now := time.Now()
-			if !now.Before(deadline) {
+			if err = c.tick(uc, err); err != nil {
 				return err
 			}
-			if peerClosed(c.io) {
-				return errClientGone
-			}
-			every = min(2*every, time.Second)
-			if next = now.Add(every); next.After(deadline) {
-				next = deadline
-			}
-			_ = uc.nc.SetReadDeadline(next)
 			if uc.rd.Len() > 0 {
 				_, err = uc.rd.Fill(max)
 				continue
 			}
 			uc.rd.Release()
+			if c.b.busy() {
+				return errSuspend
+			}
 			if err = waitReadable(uc.io); err == nil {
 				_, err = uc.rd.Fill(max)
 			}
@@ -362,6 +401,34 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 			return err
 		}
 	}
+}
+
+// watch is the schedule of a wait for a worker's answer.
+type watch struct {
+	deadline time.Time     // response_timeout
+	next     time.Time     // the client's next check
+	every    time.Duration // the checks' interval, doubling up to a second
+	interim  int           // 1xx answers relayed so far
+}
+
+// tick is a watch deadline passed while waiting for uc's answer: it
+// returns err once response_timeout is up and errClientGone when the
+// client hung up; otherwise it sets uc's next deadline and returns nil.
+func (c *clientConn) tick(uc *upstream, err error) error {
+	w := &c.watch
+	now := time.Now()
+	if !now.Before(w.deadline) {
+		return err
+	}
+	if peerClosed(c.io) {
+		return errClientGone
+	}
+	w.every = min(2*w.every, time.Second)
+	if w.next = now.Add(w.every); w.next.After(w.deadline) {
+		w.next = w.deadline
+	}
+	_ = uc.nc.SetReadDeadline(w.next)
+	return nil
 }
 
 // maxInterim is the most 1xx answers a worker may send before its final

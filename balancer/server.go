@@ -33,22 +33,30 @@ const (
 // clientConn is one client connection and its per-request scratch space,
 // reused request after request.
 type clientConn struct {
-	b          *Balancer
-	nc         net.Conn
-	io         io.ReadWriter // nc's reads and writes (rawio_linux.go)
-	rd         h1.Reader
-	head       h1.Head
-	ip         string // the client's address, for X-Forwarded-For
-	state      atomic.Int32
-	out        []byte // the request head for the worker (and a small body)
-	scratch    []byte // response heads and chunk framing
-	x          exchange
+	b       *Balancer
+	nc      net.Conn
+	io      io.ReadWriter // nc's reads and writes (rawio_linux.go)
+	rd      h1.Reader
+	head    h1.Head
+	ip      string // the client's address, for X-Forwarded-For
+	out     []byte // the request head for the worker (and a small body)
+	scratch []byte // response heads and chunk framing
+	x       exchange
+	req     reqInfo // the request being forwarded
+	watch   watch   // its wait for the worker's answer
+	susp    suspension
+
 	rdDeadline time.Time // the client connection's read deadline
 	headLen    int       // of the request head in rd
-	served     bool      // a request was served: the idle timeout applies
-	isHEAD     bool      // the current request is a HEAD
 	headMem    int       // the grown read buffer's bytes counted in headMem
-	unread     bool      // golb ends the connection with what the client sent maybe unread
+
+	// Together in one word: spread among the wider fields, their padding
+	// took the struct past 768 bytes, into the next allocation size class.
+	state     atomic.Int32
+	served    bool // a request was served: the idle timeout applies
+	isHEAD    bool // the current request is a HEAD
+	unread    bool // golb ends the connection with what the client sent maybe unread
+	suspended bool // the request waits on a goroutine of its own (suspend.go)
 
 	cur atomic.Pointer[upstream] // the attempt's worker connection, for a forced shutdown
 	// gone is set once the listener that accepted this connection is
@@ -162,26 +170,40 @@ func (b *Balancer) track(c *clientConn, add bool) bool {
 }
 
 func (c *clientConn) serve() {
-	defer c.close()
 	if host, _, err := net.SplitHostPort(c.nc.RemoteAddr().String()); err == nil {
 		c.ip = host
 	}
 	// A new connection must send its first request within the header
 	// timeout; later ones may idle for the idle timeout.
 	c.setReadDeadline(time.Now().Add(c.b.conf().HeaderReadTimeout))
+	c.run()
+}
+
+// run serves the connection's requests until it closes, or until one is
+// suspended (suspend.go): the goroutine that resumes it serves the rest.
+func (c *clientConn) run() {
 	for {
 		if !c.readHead() {
-			return
+			break
 		}
 		c.served = true
-		if !c.handle() {
+		keep := c.handle()
+		if c.suspended {
+			go c.resume()
 			return
 		}
-		c.trim()
-		if !c.state.CompareAndSwap(connActive, connIdle) || c.b.closing.Load() || c.gone != nil && c.gone.Load() {
-			return
+		if !keep || !c.nextRequest() {
+			break
 		}
 	}
+	c.close()
+}
+
+// nextRequest readies the connection for its next request, and reports
+// whether it has one: false once shutdown or a reload closes it.
+func (c *clientConn) nextRequest() bool {
+	c.trim()
+	return c.state.CompareAndSwap(connActive, connIdle) && !c.b.closing.Load() && (c.gone == nil || !c.gone.Load())
 }
 
 // maxKeptScratch is the largest scratch buffer a connection keeps between
