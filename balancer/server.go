@@ -56,7 +56,8 @@ type clientConn struct {
 	served    bool // a request was served: the idle timeout applies
 	isHEAD    bool // the current request is a HEAD
 	unread    bool // golb ends the connection with what the client sent maybe unread
-	suspended bool // the request waits on a goroutine of its own (suspend.go)
+	suspended bool // the request, or the wait for the next, is on a goroutine of its own (suspend.go)
+	woken     bool // that goroutine saw the next request's first bytes
 
 	cur atomic.Pointer[upstream] // the attempt's worker connection, for a forced shutdown
 	// gone is set once the listener that accepted this connection is
@@ -184,6 +185,10 @@ func (c *clientConn) serve() {
 func (c *clientConn) run() {
 	for {
 		if !c.readHead() {
+			if c.suspended {
+				go c.awaitRequest()
+				return
+			}
 			break
 		}
 		c.served = true
@@ -290,8 +295,18 @@ func (c *clientConn) readHead() bool {
 		if b.busy() {
 			c.rd.Release()
 			c.settleHeadMem()
-			if err := waitReadable(c.io); err != nil {
+			switch {
+			case c.woken:
+				c.woken = false // awaitRequest waited
+			case c.served:
+				// A kept-alive connection waits on a fresh goroutine
+				// (suspend.go), its 4 KiB stack let go.
+				c.suspended = true
 				return false
+			default:
+				if err := waitReadable(c.io); err != nil {
+					return false
+				}
 			}
 		}
 		if c.served {

@@ -75,3 +75,15 @@ func (c *clientConn) awaitAnswer(uc *upstream) error {
 		}
 	}
 }
+
+// awaitRequest runs on a new goroutine: it waits for a kept-alive
+// connection's next request, then serves the connection on.
+func (c *clientConn) awaitRequest() {
+	c.suspended = false
+	if err := waitReadable(c.io); err != nil {
+		c.close() // the idle timeout, or the client or Shutdown closed it
+		return
+	}
+	c.woken = true
+	c.run()
+}

@@ -108,3 +108,47 @@ func TestSuspendedAttemptIsRetriedElsewhere(t *testing.T) {
 		t.Fatalf("the worker that broke its answers: %+v, want its attempts failed", s)
 	}
 }
+
+// TestKeptAliveConnectionIdlesOnAFreshGoroutine checks that a busy
+// balancer's connection waiting for its next request does so on a
+// goroutine of its own, outside readHead, and then serves it; and that
+// the idle timeout still closes it.
+func TestKeptAliveConnectionIdlesOnAFreshGoroutine(t *testing.T) {
+	busyForTest(t)
+	w := newWorker(t, "w", nil)
+	cfg := testConfig()
+	cfg.IdleTimeout = time.Second
+	b := startBalancer(t, cfg, w)
+	conn, err := net.Dial("tcp", b.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for i := 0; i < 3; i++ {
+		_, _ = io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "ok w" {
+			t.Fatalf("request %d: %d %q", i+1, resp.StatusCode, body)
+		}
+		waitFor(t, "the connection to idle suspended", func() bool {
+			s := stacks()
+			return strings.Contains(s, "(*clientConn).awaitRequest") && !strings.Contains(s, "(*clientConn).readHead")
+		})
+	}
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("after the idle timeout: read %d bytes, %v; want the connection closed", n, err)
+	}
+	t.Logf("closed %s after its last answer (idle timeout 1s)", time.Since(start).Round(10*time.Millisecond))
+	if s := statsOf(t, b, "w"); s.Success != 3 {
+		t.Fatalf("stats %+v, want 3 successful attempts", s)
+	}
+}
