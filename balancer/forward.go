@@ -294,18 +294,14 @@ func (c *clientConn) readResponse(uc *upstream, r *reqInfo, req []byte) error {
 		w.next = w.deadline
 	}
 	_ = uc.nc.SetReadDeadline(w.next)
-	busy := b.busy() && uc.rd.Len() == 0
-	if busy {
-		// Many connections: wait for the answer before taking a buffer
-		// for it (4 KiB less per connection).
-		uc.rd.Release()
-	}
 	uc.heard = false
-	if busy {
-		// The wait is suspended at once (suspend.go): a goroutine that
-		// waited here even until the first watch deadline would have
-		// grown its stack to 4 KiB, and 5,000 connections arriving
-		// together were as many 4 KiB stacks at the peak.
+	if b.busy() && uc.rd.Len() == 0 {
+		// Many connections: no buffer is taken until the answer comes
+		// (4 KiB less per connection), and the wait is suspended at once
+		// (suspend.go): a goroutine that waited here even until the first
+		// watch deadline would have kept a 4 KiB stack meanwhile, and
+		// 5,000 connections arriving together were as many at the peak.
+		uc.rd.Release()
 		if len(req) > 0 {
 			if _, err := uc.io.Write(req); err != nil {
 				return err
