@@ -50,8 +50,8 @@ type clientConn struct {
 	headLen    int       // of the request head in rd
 	headMem    int       // the grown read buffer's bytes counted in headMem
 
-	// Together in one word: spread among the wider fields, their padding
-	// took the struct past 768 bytes, into the next allocation size class.
+	// Together: spread among the wider fields, their padding took the
+	// struct past 768 bytes, into the next allocation size class.
 	state     atomic.Int32
 	served    bool // a request was served: the idle timeout applies
 	isHEAD    bool // the current request is a HEAD

@@ -1,6 +1,9 @@
 package balancer
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // This file is how a request that waits for its worker's answer, while
 // many connections are open, lets go of its goroutine's stack.
@@ -18,11 +21,7 @@ import "time"
 // Measured with `go test -run - -bench HeldConns -benchtime 1x ./balancer`.
 
 // errSuspend is readResponse giving the rest of its wait to resume.
-var errSuspend = &suspendError{}
-
-type suspendError struct{}
-
-func (*suspendError) Error() string { return "attempt suspended" }
+var errSuspend = errors.New("attempt suspended")
 
 // suspension is what a suspended attempt goes on from (besides c.req,
 // c.x and c.watch).
@@ -46,8 +45,8 @@ func (c *clientConn) resume() {
 	c.susp = suspension{}
 	err := c.awaitAnswer(s.uc)
 	x, r := &c.x, &c.req
-	keep, retry := false, false
-	if retry, keep = c.forward(x, r, x.be, s.uc, s.start, s.fresh, &err); retry {
+	retry, keep := c.forward(x, r, x.be, s.uc, s.start, s.fresh, &err)
+	if retry {
 		c.logRetry(x, x.be)
 		keep = c.attempts(x, r, time.Now())
 	}
